@@ -1,0 +1,401 @@
+"""The algorithm core: SAPO, GSPO and GRPO policy losses, loss aggregation, group advantages, KL.
+
+Pure tensor functions: they take tensors and scalars, never a config object. Shapes are
+B = sequences in the (micro-)batch, T = response tokens (right-padded; `mask` is 1 on real response tokens).
+`../shared/SAPO.md` (the project's spec) is followed to the letter; where this module chooses something the
+spec leaves open, the docstring says so:
+
+- The token log-ratio is clamped to ±20 before `exp` everywhere, so a saturated gate never meets inf·0.
+- `group_advantages` uses the unbiased (Bessel-corrected) standard deviation, as torch.std does by default and
+  as the GRPO implementations in common use do. `scale="batch"` keeps the group mean as the baseline and divides
+  by the standard deviation of the whole batch.
+- "seq-mean-token-sum-norm" divides each sequence's token sum by a fixed `max_len`, then averages over
+  sequences (Dr.GRPO's constant normaliser).
+- A sequence whose mask is all zeros contributes nothing and is not counted among the sequences.
+- Every loss is returned as a scalar to *minimise* (the negated surrogate) together with a dict of floats.
+
+Micro-batching and data parallelism: pass the global normalisers (`global_tokens` for "token-mean",
+`global_seqs` for the sequence modes) taken over the whole optimizer batch on every rank; then summing the
+micro-batch losses (and DeepSpeed's gradient all-reduce, which averages over `world_size`: multiply by it)
+gives exactly the full-batch gradient. See `aggregate`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Tensor = torch.Tensor
+
+LOG_RATIO_CLAMP = 20.0
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+ADVANTAGE_SCALES = ("group", "batch", "none")
+KL_ESTIMATORS = ("k1", "k3")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _check_inputs(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor) -> None:
+    if logprobs.dim() != 2:
+        raise ValueError(f"logprobs must be (B, T), got shape {tuple(logprobs.shape)}")
+    for name, t in (("old_logprobs", old_logprobs), ("mask", mask)):
+        if t.shape != logprobs.shape:
+            raise ValueError(
+                f"{name} has shape {tuple(t.shape)} but logprobs has {tuple(logprobs.shape)}; both must be (B, T)"
+            )
+    if advantages.shape not in (logprobs.shape[:1], logprobs.shape):
+        raise ValueError(
+            f"advantages has shape {tuple(advantages.shape)}; expected (B,) = {tuple(logprobs.shape[:1])} "
+            f"or (B, T) = {tuple(logprobs.shape)}"
+        )
+
+
+def _token_advantages(advantages: Tensor, like: Tensor) -> Tensor:
+    """(B,) or (B, T) advantages → (B, T), detached (advantages are constants of the surrogate)."""
+    adv = advantages.detach().to(like.dtype)
+    return adv.unsqueeze(-1).expand_as(like) if adv.dim() == 1 else adv  # (B, T)
+
+
+def _clamped_log_ratio(logprobs: Tensor, old_logprobs: Tensor) -> Tensor:
+    return (logprobs - old_logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # (B, T)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Aggregation
+
+
+def aggregate(
+    loss_mat: Tensor,
+    mask: Tensor,
+    mode: str,
+    *,
+    global_tokens: float | None = None,
+    global_seqs: float | None = None,
+    max_len: int | None = None,
+) -> Tensor:
+    """Reduce a (B, T) per-token loss to a scalar.
+
+    - "token-mean": Σ_{i,t} loss·mask / N_tokens                       (DAPO)
+    - "seq-mean-token-mean": Σ_i (Σ_t loss·mask / |y_i|) / N_seqs       (GRPO, GSPO, SAPO: the paper's formula)
+    - "seq-mean-token-sum-norm": Σ_i (Σ_t loss·mask / max_len) / N_seqs (Dr.GRPO)
+
+    N_tokens and N_seqs default to this batch's counts. For micro-batches pass the counts of the whole optimizer
+    batch (over all ranks): the micro-batch results then *sum* to the full-batch value, and so do their gradients.
+    """
+    if mode not in AGG_MODES:
+        raise ValueError(f"unknown loss aggregation {mode!r}; choose one of {AGG_MODES}")
+    mask = mask.to(loss_mat.dtype)  # (B, T)
+    masked = loss_mat * mask  # (B, T)
+    if mode == "token-mean":
+        if global_tokens is None:
+            return masked.sum() / mask.sum().clamp(min=1.0)
+        return masked.sum() / max(float(global_tokens), 1.0)
+    seq_len = mask.sum(-1)  # (B,)
+    if mode == "seq-mean-token-mean":
+        seq_loss = masked.sum(-1) / seq_len.clamp(min=1.0)  # (B,)
+    else:
+        if not max_len or max_len <= 0:
+            raise ValueError("loss aggregation 'seq-mean-token-sum-norm' needs max_len > 0 (the fixed normaliser)")
+        seq_loss = masked.sum(-1) / float(max_len)  # (B,)
+    if global_seqs is None:
+        n_seqs = (seq_len > 0).sum().clamp(min=1).to(loss_mat.dtype)  # ()
+        return seq_loss.sum() / n_seqs
+    return seq_loss.sum() / max(float(global_seqs), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# KL to a reference policy
+
+
+def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k3") -> Tensor:
+    """Per-token KL(π_θ ‖ π_ref) estimate, (B, T).
+
+    k1 = log π − log π_ref (unbiased, high variance); k3 = exp(−d) + d − 1 with d = log π − log π_ref
+    (unbiased, non-negative, low variance; Schulman's estimator). The log difference is clamped to ±20.
+    """
+    if estimator not in KL_ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {estimator!r}; choose one of {KL_ESTIMATORS}")
+    d = (logprobs - ref_logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # (B, T)
+    if estimator == "k1":
+        return d
+    return torch.exp(-d) + d - 1.0  # (B, T)
+
+
+def _finish(
+    pg_mat: Tensor,
+    logprobs: Tensor,
+    mask: Tensor,
+    agg: str,
+    stats: dict[str, float],
+    *,
+    ref_logprobs: Tensor | None,
+    kl_beta: float,
+    kl_estimator: str,
+    global_tokens: float | None,
+    global_seqs: float | None,
+    max_len: int | None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Add β·KL (when asked), aggregate, and record the loss values."""
+    loss_mat = pg_mat  # (B, T)
+    if kl_beta and ref_logprobs is not None:
+        kl = kl_penalty(logprobs, ref_logprobs, kl_estimator)  # (B, T)
+        loss_mat = pg_mat + kl_beta * kl
+        stats["kl"] = _masked_mean_float(kl, mask)
+    kw = dict(global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len)
+    loss = aggregate(loss_mat, mask, agg, **kw)  # ()
+    stats["pg_loss"] = float(aggregate(pg_mat.detach(), mask, agg, **kw))
+    stats["loss"] = float(loss.detach())
+    return loss, stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Diagnostics
+
+
+def _masked_mean_float(x: Tensor, mask: Tensor) -> float:
+    m = mask.to(x.dtype)
+    return float((x.detach() * m).sum() / m.sum().clamp(min=1.0))
+
+
+def ratio_stats(log_ratio: Tensor, mask: Tensor) -> dict[str, float]:
+    """Token-ratio diagnostics over response tokens: mean, std, max, min, and the mean per-sequence variance."""
+    with torch.no_grad():
+        m = mask.bool()  # (B, T)
+        if not m.any():
+            return {"ratio_mean": 1.0, "ratio_std": 0.0, "ratio_max": 1.0, "ratio_min": 1.0, "ratio_seq_var": 0.0}
+        r = torch.exp(log_ratio.detach().float())  # (B, T)
+        vals = r[m]  # (N,)
+        mf = m.float()
+        n = mf.sum(-1)  # (B,)
+        seq_mean = (r * mf).sum(-1) / n.clamp(min=1.0)  # (B,)
+        seq_var = (((r - seq_mean[:, None]) ** 2) * mf).sum(-1) / n.clamp(min=1.0)  # (B,)
+        return {
+            "ratio_mean": float(vals.mean()),
+            "ratio_std": float(vals.std(correction=0)),
+            "ratio_max": float(vals.max()),
+            "ratio_min": float(vals.min()),
+            "ratio_seq_var": float(seq_var[n > 0].mean()),
+        }
+
+
+def _clip_fractions(ratio: Tensor, adv: Tensor, mask: Tensor, low: float, high: float) -> dict[str, float]:
+    """Fraction of response tokens whose clipped branch binds: below 1−ε_l with Â<0, above 1+ε_h with Â>0."""
+    with torch.no_grad():
+        low_hit = (ratio < low) & (adv < 0)  # (B, T)
+        high_hit = (ratio > high) & (adv > 0)  # (B, T)
+        return {
+            "clip_frac_low": _masked_mean_float(low_hit.float(), mask),
+            "clip_frac_high": _masked_mean_float(high_hit.float(), mask),
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Policy losses
+
+
+def sapo_gate(ratio: Tensor, tau: Tensor | float) -> Tensor:
+    """SAPO's soft gate f(r) = (4/τ)·σ(τ(r − 1)); its derivative is sech²(τ(r − 1)/2), equal to 1 at r = 1."""
+    return torch.sigmoid(tau * (ratio - 1.0)) * (4.0 / tau)
+
+
+def sapo_weight(ratio: Tensor, tau: Tensor | float) -> Tensor:
+    """The gate's gradient weight d f / d r = 4σ(1−σ) = sech²(τ(r−1)/2), in (0, 1]."""
+    s = torch.sigmoid(tau * (ratio - 1.0))
+    return 4.0 * s * (1.0 - s)
+
+
+def sapo_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    tau_pos: float = 1.0,
+    tau_neg: float = 1.05,
+    agg: str = "seq-mean-token-mean",
+    ref_logprobs: Tensor | None = None,
+    kl_beta: float = 0.0,
+    kl_estimator: str = "k3",
+    global_tokens: float | None = None,
+    global_seqs: float | None = None,
+    max_len: int | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """SAPO: maximise mean f(r_{i,t})·Â_i with f(r) = (4/τ)σ(τ(r−1)), τ = τ_pos if Â > 0 else τ_neg.
+
+    Token-level ratios only (no sequence ratio). At r = 1 the gradient is exactly the policy-gradient one; off
+    policy it is scaled smoothly by sech²(τ(r−1)/2) instead of being cut at 1 ± ε.
+    Stats: ratio diagnostics, `gate_weight_mean` (mean sech² weight) and `soft_suppressed_frac` (weight < 0.5).
+    """
+    _check_inputs(logprobs, old_logprobs, advantages, mask)
+    if tau_pos <= 0 or tau_neg <= 0:
+        raise ValueError(f"SAPO temperatures must be > 0, got tau_pos={tau_pos}, tau_neg={tau_neg}")
+    log_ratio = _clamped_log_ratio(logprobs, old_logprobs)  # (B, T)
+    ratio = torch.exp(log_ratio)  # (B, T)
+    adv = _token_advantages(advantages, logprobs)  # (B, T)
+    tau = torch.full_like(adv, tau_neg).masked_fill(adv > 0, tau_pos)  # (B, T), in the inputs' dtype
+    pg_mat = -sapo_gate(ratio, tau) * adv  # (B, T)
+    stats = ratio_stats(log_ratio, mask)
+    with torch.no_grad():
+        w = sapo_weight(ratio.detach(), tau)  # (B, T)
+        stats["gate_weight_mean"] = _masked_mean_float(w, mask)
+        stats["soft_suppressed_frac"] = _masked_mean_float((w < 0.5).float(), mask)
+    return _finish(
+        pg_mat, logprobs, mask, agg, stats, ref_logprobs=ref_logprobs, kl_beta=kl_beta,
+        kl_estimator=kl_estimator, global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len,
+    )
+
+
+def gspo_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: float = 3e-4,
+    eps_high: float = 4e-4,
+    agg: str = "seq-mean-token-mean",
+    ref_logprobs: Tensor | None = None,
+    kl_beta: float = 0.0,
+    kl_estimator: str = "k3",
+    global_tokens: float | None = None,
+    global_seqs: float | None = None,
+    max_len: int | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """GSPO (token form): s_i = exp(mean_t log r_{i,t}) per sequence, applied per token with gradient s_i·∇log π.
+
+    Built as exp(logp − sg(logp) + sg(clamp(mean_t(logp − logp_old), ±20))); clipped surrogate
+    min(s·Â, clip(s, 1−ε_l, 1+ε_h)·Â). Stats: ratio diagnostics of the token ratios, `seq_ratio_mean`,
+    clip fractions of the sequence ratio.
+    """
+    _check_inputs(logprobs, old_logprobs, advantages, mask)
+    m = mask.to(logprobs.dtype)  # (B, T)
+    tok_log_ratio = _clamped_log_ratio(logprobs, old_logprobs)  # (B, T)
+    seq_log_ratio = (tok_log_ratio * m).sum(-1) / m.sum(-1).clamp(min=1.0)  # (B,)
+    seq_log_ratio = seq_log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP).detach()  # (B,)
+    log_s = logprobs - logprobs.detach() + seq_log_ratio[:, None]  # (B, T): value log s_i, gradient ∇logp
+    s = torch.exp(log_s)  # (B, T)
+    adv = _token_advantages(advantages, logprobs)  # (B, T)
+    pg1 = -adv * s  # (B, T)
+    pg2 = -adv * s.clamp(1.0 - eps_low, 1.0 + eps_high)  # (B, T)
+    pg_mat = torch.maximum(pg1, pg2)  # (B, T)
+    stats = ratio_stats(tok_log_ratio, mask)
+    seq_has = m.sum(-1) > 0
+    stats["seq_ratio_mean"] = float(torch.exp(seq_log_ratio)[seq_has].mean()) if seq_has.any() else 1.0
+    stats.update(_clip_fractions(s.detach(), adv, mask, 1.0 - eps_low, 1.0 + eps_high))
+    return _finish(
+        pg_mat, logprobs, mask, agg, stats, ref_logprobs=ref_logprobs, kl_beta=kl_beta,
+        kl_estimator=kl_estimator, global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len,
+    )
+
+
+def grpo_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    eps_low: float = 0.2,
+    eps_high: float = 0.28,
+    dual_clip: float | None = None,
+    agg: str = "token-mean",
+    ref_logprobs: Tensor | None = None,
+    kl_beta: float = 0.0,
+    kl_estimator: str = "k3",
+    global_tokens: float | None = None,
+    global_seqs: float | None = None,
+    max_len: int | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """GRPO with DAPO's clip-higher: min(r·Â, clip(r, 1−ε_l, 1+ε_h)·Â) per token.
+
+    `dual_clip` = c > 1 additionally bounds the loss of Â < 0 tokens by c·|Â| (dual-clip PPO).
+    Stats: ratio diagnostics, clip fractions (low, high) and `dual_clip_frac`.
+    """
+    _check_inputs(logprobs, old_logprobs, advantages, mask)
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1 (e.g. 3.0), got {dual_clip}")
+    log_ratio = _clamped_log_ratio(logprobs, old_logprobs)  # (B, T)
+    ratio = torch.exp(log_ratio)  # (B, T)
+    adv = _token_advantages(advantages, logprobs)  # (B, T)
+    pg1 = -adv * ratio  # (B, T)
+    pg2 = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)  # (B, T)
+    pg_mat = torch.maximum(pg1, pg2)  # (B, T)
+    stats = ratio_stats(log_ratio, mask)
+    stats.update(_clip_fractions(ratio.detach(), adv, mask, 1.0 - eps_low, 1.0 + eps_high))
+    if dual_clip is not None:
+        pg3 = -adv * dual_clip  # (B, T): = c·|Â| where Â < 0
+        dual = torch.minimum(pg_mat, pg3)  # (B, T)
+        stats["dual_clip_frac"] = _masked_mean_float(((pg_mat > pg3) & (adv < 0)).float(), mask)
+        pg_mat = torch.where(adv < 0, dual, pg_mat)  # (B, T)
+    return _finish(
+        pg_mat, logprobs, mask, agg, stats, ref_logprobs=ref_logprobs, kl_beta=kl_beta,
+        kl_estimator=kl_estimator, global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len,
+    )
+
+
+POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, float]]]] = {
+    "sapo": sapo_loss,
+    "gspo": gspo_loss,
+    "grpo": grpo_loss,
+}
+"""Name → policy loss, for `algorithm.name` in configs."""
+
+DEFAULT_AGG = {"sapo": "seq-mean-token-mean", "gspo": "seq-mean-token-mean", "grpo": "token-mean"}
+"""Each loss's default aggregation (the one its paper uses)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Advantages
+
+
+def group_advantages(
+    rewards: Tensor, group_size: int, *, scale: str = "group", eps: float = 1e-6
+) -> tuple[Tensor, float]:
+    """Outcome advantages Â_i = (R_i − mean_g R) / (std + ε) for contiguous groups of `group_size` responses.
+
+    rewards: (B,) with B = n_groups · group_size, group g = rows [g·G, (g+1)·G).
+    scale: "group" divides by the group's std (GRPO); "batch" by the std of the whole batch; "none" does not
+    divide (Dr.GRPO). std is unbiased (Bessel). Returns the (B,) advantages and the fraction of groups whose
+    rewards are all equal (their advantages are exactly 0).
+    """
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be (B,), got shape {tuple(rewards.shape)}")
+    if group_size < 1 or rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of group_size={group_size}")
+    if scale not in ADVANTAGE_SCALES:
+        raise ValueError(f"unknown advantage scale {scale!r}; choose one of {ADVANTAGE_SCALES}")
+    r = rewards.detach().to(torch.float32).view(-1, group_size)  # (n_groups, G)
+    mean = r.mean(-1, keepdim=True)  # (n_groups, 1)
+    centred = r - mean  # (n_groups, G)
+    zero_std = (r.max(-1).values - r.min(-1).values) == 0  # (n_groups,)
+    centred = torch.where(zero_std[:, None], torch.zeros_like(centred), centred)  # exact zeros for flat groups
+    if scale == "group":
+        std = r.std(-1, keepdim=True) if group_size > 1 else torch.zeros_like(mean)  # (n_groups, 1)
+        adv = centred / (std + eps)
+    elif scale == "batch":
+        std = rewards.detach().float().std() if rewards.numel() > 1 else torch.tensor(0.0)  # ()
+        adv = centred / (std + eps)
+    else:
+        adv = centred
+    return adv.reshape(-1), float(zero_std.float().mean())
+
+
+def masked_entropy_mean(entropy: Tensor, mask: Tensor) -> float:
+    """Mean per-token entropy over response tokens (entropy is (B, T), computed from the logits elsewhere)."""
+    return _masked_mean_float(entropy, mask)
+
+
+def overlong_penalty(lengths: Tensor, max_len: int, buffer: int, penalty: float = 1.0) -> Tensor:
+    """DAPO's soft overlong punishment, (B,): 0 up to max_len − buffer, then falls linearly to −penalty at max_len."""
+    if buffer <= 0:
+        return torch.zeros_like(lengths, dtype=torch.float32)
+    over = (lengths.float() - (max_len - buffer)).clamp(min=0.0)  # (B,)
+    return -(over / buffer).clamp(max=1.0) * penalty
+
+
+__all__ = [
+    "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "POLICY_LOSSES", "DEFAULT_AGG", "aggregate", "kl_penalty",
+    "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "group_advantages", "ratio_stats",
+    "masked_entropy_mean", "overlong_penalty",
+]
