@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
 
     def _config():
-        from .config import add_config_commands
+        from .config_cli import add_config_commands
 
         add_config_commands(sub)
 

@@ -1,0 +1,771 @@
+"""Typed configuration: nested dataclasses, loaded as defaults <- YAML file <- dotted `key=value` overrides.
+
+Every field carries a docstring (a string literal right under it). They are read back from this file's
+source with `ast` (`field_docs`, `doc_for`), so `sapo-vl config show --doc` prints them and a test
+enforces that none is missing. The defaults describe a small single-process CPU run of the embedded
+tiny checkpoint; `configs/*.yaml` hold the real runs.
+
+    cfg = load_config("configs/demo.yaml", ["algorithm.sapo.tau_neg=1.2", "rollout.group_size=4"])
+
+Override values are parsed as YAML (`data.recipes=[{name: synthetic_count}]`, `logging.run_name=null`).
+Sections (nested dataclasses) merge key by key; lists and mappings are replaced whole. Every problem is
+a `ConfigError` naming the source (file or "command line"), the dotted key, what was expected and, for
+an unknown key, the closest valid one.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import math
+import re
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, Sequence, Union
+
+import yaml
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+AlgorithmName = Literal["sapo", "gspo", "grpo"]
+LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
+AdvantageScale = Literal["group", "batch", "none"]
+KLEstimator = Literal["k1", "k3"]
+Schedule = Literal["constant", "cosine", "linear"]
+ZeroStage = Literal[0, 1, 2, 3]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+
+DEFAULT_LOSS_AGG: dict[str, str] = {
+    "sapo": "seq-mean-token-mean",
+    "gspo": "seq-mean-token-mean",
+    "grpo": "token-mean",
+}
+"""The aggregation each algorithm uses when `algorithm.loss_agg` is null (as in SAPO.md)."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot be loaded or is invalid; the message names the source, the key and the fix."""
+
+
+# ----------------------------------------------------------------------------------------- the schema
+
+
+@dataclass
+class LoraConfig:
+    r: int = 0
+    """LoRA rank on the language model (needs `peft`); 0 = off, train the full weights."""
+    alpha: int = 16
+    """LoRA scaling numerator: the update is scaled by alpha / r."""
+    dropout: float = 0.05
+    """Dropout on the LoRA input, in [0, 1)."""
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    """Names of the language-model linear layers that get adapters (the vision tower never does)."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "sapo-vl/tiny-qwen3-vl"
+    """Hugging Face id or local directory of a Qwen3-VL checkpoint; the default names the embedded tiny one."""
+    dtype: Dtype = "auto"
+    """Weight dtype: "auto" = bfloat16 on GPU, float32 on CPU; or "float32", "bfloat16", "float16"."""
+    trust_remote_code: bool = False
+    """Allow the checkpoint's own Python code to run when loading. Off unless you trust the source."""
+    attn_implementation: str = "sdpa"
+    """Attention kernel passed to `from_pretrained`: "sdpa", "eager" or "flash_attention_2"."""
+    freeze_vision: bool = True
+    """Keep the vision tower (and its merger) frozen; only the language model is trained."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+    min_pixels: int = 32 * 32
+    """Images smaller than this many pixels are upscaled (Qwen3-VL: one visual token per 32x32 pixels)."""
+    max_pixels: int = 64 * 32 * 32
+    """Images larger than this many pixels are downscaled; caps visual tokens per image (here 64)."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """Optional LoRA adapters on the language model."""
+
+
+@dataclass
+class RecipeSpec:
+    name: str
+    """Recipe name in the recipe registry (e.g. "synthetic_color", "geometry3k")."""
+    weight: float = 1.0
+    """Relative sampling weight of this recipe in the mix (> 0)."""
+    split: str = "train"
+    """Split to read: "train", "validation", "test", ..."""
+    limit: int | None = None
+    """Use at most this many records of the recipe; null = all."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options passed to the recipe (e.g. {"size": 64} for a synthetic generator)."""
+
+
+@dataclass
+class DataConfig:
+    recipes: list[RecipeSpec] = field(default_factory=lambda: [RecipeSpec("synthetic_color")])
+    """The training mix: a list of {name, weight, split, limit, options}, sampled in proportion to weight."""
+    root: str | None = None
+    """Dataset root that relative image paths in records are resolved against; null = each recipe's own."""
+    built: str | None = None
+    """A directory written by `sapo-vl recipe build` to train from instead of `recipes`; null = build on the fly."""
+    max_prompt_tokens: int = 512
+    """Prompts longer than this (image tokens included) are dropped and counted, never truncated."""
+    allow_urls: bool = False
+    """Allow records whose images are http(s) URLs to be fetched; off keeps runs offline and reproducible."""
+    shuffle: bool = True
+    """Shuffle prompts each epoch (seeded by `train.seed`)."""
+
+
+@dataclass
+class RolloutConfig:
+    group_size: int = 8
+    """G: completions sampled per prompt; advantages are computed within each group (>= 2)."""
+    prompts_per_step: int = 8
+    """B: prompts per rollout step, so each step generates B x G completions (summed over all ranks)."""
+    temperature: float = 1.0
+    """Sampling temperature (> 0); 1.0 samples from the policy itself, as the importance ratios assume."""
+    top_p: float = 1.0
+    """Nucleus sampling mass in (0, 1]; 1.0 = off."""
+    top_k: int = 0
+    """Sample among the k most likely tokens; 0 = off."""
+    max_new_tokens: int = 32
+    """Longest completion; longer ones are cut and counted as truncated."""
+    shared_prefill: bool = True
+    """Encode each prompt and its image once and sample its G continuations from the shared KV cache."""
+    generation_batch_size: int = 0
+    """Prompts per `generate` call (each expanded to G samples); 0 = all of the step's prompts at once."""
+    score_workers: int = 2
+    """Processes that run the verifiers in parallel; 0 = score in the training process."""
+    score_timeout_s: float = 10.0
+    """Seconds a verifier may take on one completion before it scores 0 and is counted as timed out."""
+
+
+@dataclass
+class OverlongPenaltyConfig:
+    enabled: bool = False
+    """DAPO's soft overlong penalty on completions that approach `rollout.max_new_tokens`."""
+    buffer: int = 8
+    """Length of the penalty ramp: it starts `buffer` tokens before `rollout.max_new_tokens`."""
+    penalty: float = 1.0
+    """Penalty (subtracted from the reward) reached at `rollout.max_new_tokens`, growing linearly over the buffer."""
+
+
+@dataclass
+class SapoConfig:
+    tau_pos: float = 1.0
+    """Gate temperature for tokens with positive advantage (> 0); larger = faster decay off-policy."""
+    tau_neg: float = 1.05
+    """Gate temperature for tokens with negative advantage (> 0); the paper's stable setting is tau_neg > tau_pos."""
+
+
+@dataclass
+class GspoConfig:
+    eps_low: float = 3e-4
+    """Lower clip range of the sequence ratio: clip(s, 1 - eps_low, 1 + eps_high)."""
+    eps_high: float = 4e-4
+    """Upper clip range of the sequence ratio."""
+
+
+@dataclass
+class GrpoConfig:
+    eps_low: float = 0.2
+    """Lower clip range of the token ratio: clip(r, 1 - eps_low, 1 + eps_high)."""
+    eps_high: float = 0.28
+    """Upper clip range of the token ratio (DAPO's clip-higher)."""
+    dual_clip: float | None = None
+    """Dual-clip constant c (> 1, typically 3) bounding the loss of negative-advantage tokens; null = off."""
+
+
+@dataclass
+class AlgorithmConfig:
+    name: AlgorithmName = "sapo"
+    """Policy loss: "sapo" (soft adaptive gate), "gspo" (clipped sequence ratio) or "grpo" (clipped token ratio)."""
+    updates_per_rollout: int = 2
+    """mu: passes over each rollout (>= 1). The first is on-policy; with mu >= 2 later ones are off-policy,
+    which is where SAPO's gate differs from plain policy gradient."""
+    num_minibatches: int = 1
+    """Optimizer steps per pass over the rollout: the B x G completions are split into this many minibatches."""
+    loss_agg: LossAgg | None = None
+    """Loss aggregation: "token-mean", "seq-mean-token-mean" or "seq-mean-token-sum-norm";
+    null = the algorithm's default (SAPO and GSPO: seq-mean-token-mean, GRPO: token-mean)."""
+    max_len_norm: int | None = None
+    """Fixed length dividing each sequence's token sum under "seq-mean-token-sum-norm";
+    null = `rollout.max_new_tokens`."""
+    advantage_scale: AdvantageScale = "group"
+    """Divide centred rewards by the std of the "group", of the whole "batch", or "none" (Dr.GRPO)."""
+    adv_eps: float = 1e-6
+    """epsilon added to the std when scaling advantages (>= 0)."""
+    kl_beta: float = 0.0
+    """Weight of the KL penalty to the reference (initial) policy; 0 = off and no reference model is kept."""
+    kl_estimator: KLEstimator = "k3"
+    """KL estimator: "k1" (log-ratio) or "k3" (ratio - 1 - log-ratio, unbiased and always >= 0)."""
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling: resample prompts whose G rewards are all equal (zero advantage) until B groups carry signal."""
+    overlong_penalty: OverlongPenaltyConfig = field(default_factory=OverlongPenaltyConfig)
+    """DAPO's soft penalty for completions near the length limit."""
+    mask_truncated: bool = False
+    """Leave completions cut at `rollout.max_new_tokens` out of the loss (DAPO's overlong filtering)."""
+    sapo: SapoConfig = field(default_factory=SapoConfig)
+    """SAPO gate temperatures (used when name is "sapo")."""
+    gspo: GspoConfig = field(default_factory=GspoConfig)
+    """GSPO clip ranges (used when name is "gspo")."""
+    grpo: GrpoConfig = field(default_factory=GrpoConfig)
+    """GRPO clip ranges and dual clip (used when name is "grpo")."""
+
+    def resolved_loss_agg(self) -> str:
+        """`loss_agg`, or the algorithm's default when it is null."""
+        return self.loss_agg or DEFAULT_LOSS_AGG[self.name]
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 1e-6
+    """AdamW peak learning rate (> 0)."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay (>= 0)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW (beta1, beta2), each in [0, 1)."""
+    eps: float = 1e-8
+    """AdamW epsilon (> 0)."""
+    warmup_steps: int = 0
+    """Linear warm-up from 0 to `lr`, in optimizer steps (one rollout step makes mu x num_minibatches of them)."""
+    schedule: Schedule = "constant"
+    """Learning rate after warm-up: "constant", or "cosine" / "linear" decay to 0 at the last optimizer step."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this value; 0 = no clipping."""
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: ZeroStage = 0
+    """ZeRO stage: 0 (plain data parallel), 1 (shard optimizer state), 2 (+ gradients), 3 (+ parameters)."""
+    offload_optimizer: bool = False
+    """Keep optimizer state in CPU memory (ZeRO stage >= 1)."""
+    offload_params: bool = False
+    """Keep parameters in CPU memory (ZeRO stage 3 only)."""
+    config_file: str | None = None
+    """A DeepSpeed JSON of your own; it takes precedence over the config built from these settings."""
+    micro_batch_size: int = 8
+    """Sequences per forward/backward on each rank; minibatches are reached by gradient accumulation."""
+    precision: Precision = "auto"
+    """Training precision: "auto" = bf16 on GPU and fp32 on CPU; or "bf16", "fp16", "fp32"."""
+
+
+@dataclass
+class LoggingConfig:
+    out_dir: str = "runs"
+    """Folder under which each run gets its own directory."""
+    run_name: str | None = None
+    """Name of the run directory under `out_dir`; null = a timestamp."""
+    log_every: int = 1
+    """Write a metrics.jsonl line (and TensorBoard scalars) every this many rollout steps (>= 1)."""
+    sample_every: int = 10
+    """Save sampled completions with their rewards every this many rollout steps; 0 = never."""
+    save_every: int = 0
+    """Save a checkpoint every this many rollout steps; 0 = only at the end of training."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep; 0 = keep all."""
+    tensorboard: bool = True
+    """Write TensorBoard event files into the run directory."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs `wandb` installed and logged in)."""
+    wandb_project: str = "sapo-vl"
+    """W&B project name, used when `wandb` is true."""
+    plots: bool = True
+    """Write PNG plots of reward, length, entropy and SAPO gate statistics into the run directory."""
+    progress: bool = True
+    """Show a progress bar with ETA, reward and throughput."""
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=list)
+    """Eval tasks by registry name, run every `every` steps and at the end; empty = none."""
+    every: int = 0
+    """Evaluate every this many rollout steps; 0 = off."""
+    limit: int | None = 64
+    """At most this many examples per task; null = all."""
+    n_samples: int = 1
+    """Completions sampled per example (1 = greedy; more gives pass@k and mean accuracy)."""
+    max_new_tokens: int | None = None
+    """Longest eval completion; null = `rollout.max_new_tokens`."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20
+    """Rollout steps to train (each: one rollout, then mu x num_minibatches optimizer steps)."""
+    seed: int = 0
+    """Seed for data order, sampling and initialisation; the same seed and config repeat a run."""
+    resume: str | None = None
+    """Resume from a checkpoint: "auto" = the newest one in the run directory, or a checkpoint path; null = fresh."""
+    dry_run: bool = False
+    """Resolve the config, build the data pipeline and print the plan, without loading weights or training."""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The policy checkpoint and what of it is trained."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Which recipes feed the prompts and how."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Sampling of G completions per prompt and their scoring."""
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    """The policy loss (SAPO / GSPO / GRPO), advantages and update schedule."""
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    """AdamW and its learning rate schedule."""
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    """ZeRO stage, offload, micro-batches and precision."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Run directory, metrics, samples, plots and checkpoints."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Periodic evaluation during training."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Length of the run, seed and resumption."""
+
+
+# ----------------------------------------------------------------------------------------- docstrings
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> docstring of a config dataclass, parsed from its source with `ast`."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # the ClassDef's statements
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
+    return docs
+
+
+def config_classes(root: type | None = None) -> list[type]:
+    """Every config dataclass reachable from `root` (default `Config`), root first."""
+    root = root or Config
+    seen: list[type] = []
+
+    def visit(cls: type) -> None:
+        if cls in seen:
+            return
+        seen.append(cls)
+        for tp in _hints(cls).values():
+            for inner in _dataclasses_in(tp):
+                visit(inner)
+
+    visit(root)
+    return seen
+
+
+def all_keys(cls: type | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key of `cls` (default `Config`), sections included, through nested sections (not lists)."""
+    cls = cls or Config
+    keys: list[str] = []
+    for name, tp in _hints(cls).items():
+        keys.append(prefix + name)
+        if is_dataclass(tp):
+            keys += all_keys(tp, f"{prefix}{name}.")
+    return keys
+
+
+def doc_for(key: str) -> str:
+    """The docstring of a dotted key such as "algorithm.sapo.tau_neg" (also "data.recipes.weight")."""
+    cls: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        hints = _hints(cls) if is_dataclass(cls) else {}
+        if part not in hints:
+            raise ConfigError(f"unknown key {key!r}{_suggestion(key, cls, '.'.join(parts[:i]) + '.' if i else '')}")
+        if i == len(parts) - 1:
+            return field_docs(cls).get(part, "")
+        inner = _dataclasses_in(hints[part])
+        cls = inner[0] if inner else None
+    return ""
+
+
+# ----------------------------------------------------------------------------------------- type checking
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _dataclasses_in(tp: Any) -> list[type]:
+    if is_dataclass(tp):
+        return [tp]
+    return [d for a in typing.get_args(tp) for d in _dataclasses_in(a)]
+
+
+def _describe(tp: Any) -> str:
+    """A short human name for a type annotation, as error messages show it."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return "any value"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if origin is list:
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin is tuple:
+        return f"a list of {len(args)} {_describe(args[0])}" if args and args[-1] is not Ellipsis else "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if is_dataclass(tp):
+        return f"a mapping with keys {', '.join(f.name for f in fields(tp))}"
+    return getattr(tp, "__name__", str(tp))
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class _Mismatch(Exception):
+    """Raised inside `_coerce` when a value does not fit its annotation (turned into a ConfigError)."""
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against the annotation `tp` and return it in its canonical form (float, tuple, dataclass)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise _Mismatch
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):  # PyYAML reads `1e-6` as a string
+            return float(value)
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        return [_checked(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value)] if args else list(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        if args and args[-1] is Ellipsis:
+            return tuple(_checked(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise _Mismatch
+        return tuple(_checked(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise _Mismatch
+        if args:
+            return {_checked(k, args[0], key, source): _checked(v, args[1], f"{key}.{k}", source) for k, v in value.items()}
+        return dict(value)
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        return _build(tp, value, key, source)
+    raise TypeError(f"config annotation {tp!r} at {key} is not supported")
+
+
+def _checked(value: Any, tp: Any, key: str, source: str) -> Any:
+    """`_coerce`, with a mismatch turned into the ConfigError that names the key, the source and the type."""
+    try:
+        return _coerce(value, tp, key, source)
+    except _Mismatch:
+        got = repr(value)
+        got = got if len(got) <= 80 else got[:77] + "..."
+        raise ConfigError(f"{source}: {key}: expected {_describe(tp)}, got {got}") from None
+
+
+def _suggestion(key: str, cls: type, prefix: str) -> str:
+    """' (did you mean ...?)' for an unknown dotted key, else the valid keys at that level."""
+    local = [prefix + f.name for f in fields(cls)] if is_dataclass(cls) else []
+    candidates = list(dict.fromkeys(local + all_keys()))
+    leaf = key.rsplit(".", 1)[-1]
+    moved = [c for c in candidates if c.rsplit(".", 1)[-1] == leaf]  # a valid key put in the wrong section
+    close = difflib.get_close_matches(key, moved, n=1, cutoff=0) or difflib.get_close_matches(key, candidates, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (valid keys here: {', '.join(f.name for f in fields(cls))})" if local else ""
+
+
+def _unknown(key: str, value: Any, cls: type, prefix: str, source: str) -> ConfigError:
+    # `sapo.tau_pos=2` (or a one-key section in a file) names its full dotted path, so that the
+    # suggestion can be the full valid key: 'algorithm.sapo.tau_pos'
+    while isinstance(value, dict) and len(value) == 1:
+        (name, value), = value.items()
+        key = f"{key}.{name}"
+    return ConfigError(f"{source}: unknown key {key!r}{_suggestion(key, cls, prefix)}")
+
+
+def _build(cls: type, data: dict, key: str, source: str) -> Any:
+    """A fresh `cls` from a mapping (list elements such as data.recipes[0]); missing fields take defaults."""
+    prefix = f"{key}." if key else ""
+    hints = _hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        if not isinstance(name, str) or name not in hints:
+            raise _unknown(f"{prefix}{name}", value, cls, prefix, source)
+        kwargs[name] = _checked(value, hints[name], prefix + name, source)
+    required = [f.name for f in fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in kwargs]
+    if missing:
+        raise ConfigError(f"{source}: {key}: missing required key {missing[0]!r}")
+    return cls(**kwargs)
+
+
+def _apply(obj: Any, data: dict, prefix: str, source: str) -> None:
+    """Merge a mapping into the dataclass `obj` in place: sections merge key by key, other values replace."""
+    hints = _hints(type(obj))
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if not isinstance(name, str) or name not in hints:
+            raise _unknown(key, value, type(obj), prefix, source)
+        current = getattr(obj, name)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{source}: {key}: expected a section (a mapping with keys "
+                    f"{', '.join(f.name for f in fields(current))}), got {value!r}"
+                )
+            _apply(current, value, key + ".", source)
+        else:
+            setattr(obj, name, _checked(value, hints[name], key, source))
+
+
+# ----------------------------------------------------------------------------------------- loading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys in a mapping (PyYAML silently keeps the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, typing.Hashable):
+            continue
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        where, what = "", str(e)
+        if isinstance(e, yaml.MarkedYAMLError):
+            mark = e.problem_mark or e.context_mark
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            what = "; ".join(x for x in (e.context, e.problem) if x)
+        raise ConfigError(f"{source}: invalid YAML{where}: {what}") from None
+
+
+_KEY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'a.b.c=value' -> {"a": {"b": {"c": value}}}, the value parsed as YAML."""
+    source = "command line"
+    if "=" not in text:
+        raise ConfigError(f"{source}: expected key=value (e.g. rollout.group_size=4), got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not _KEY.fullmatch(key):
+        raise ConfigError(f"{source}: bad key {key!r} in {text!r}: expected a dotted key such as algorithm.sapo.tau_neg")
+    value = _yaml(raw, f"{source}: {key}") if raw.strip() else None
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults <- the YAML file at `path` (None = defaults only) <- `overrides` ("key=value"), then `validate`."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        data = _yaml(p.read_text(encoding="utf-8"), str(path))
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+        _apply(cfg, data, "", str(path))
+    for text in overrides:
+        _apply(cfg, parse_override(text), "", "command line")
+    sources = [str(path)] if path is not None else []
+    validate(cfg, source=" + ".join(sources + ["command line"] * bool(overrides)) or "defaults")
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------- validation
+
+
+def problems(cfg: Config) -> list[str]:
+    """Cross-field checks that types cannot express, as 'key: what is wrong' lines (empty = valid)."""
+    out: list[str] = []
+
+    def need(ok: bool, key: str, rule: str) -> None:
+        if not ok:
+            value = cfg
+            for part in key.split("."):
+                value = getattr(value, part)
+            out.append(f"{key}: {rule} (got {value!r})")
+
+    m, d, r, a, o, ds, lg, ev, t = (
+        cfg.model, cfg.data, cfg.rollout, cfg.algorithm, cfg.optimizer, cfg.deepspeed, cfg.logging, cfg.eval, cfg.train,
+    )
+    need(m.min_pixels > 0, "model.min_pixels", "must be > 0")
+    need(m.max_pixels >= m.min_pixels, "model.max_pixels", "must be >= model.min_pixels")
+    need(m.lora.r >= 0, "model.lora.r", "must be >= 0 (0 = off)")
+    need(m.lora.alpha > 0, "model.lora.alpha", "must be > 0")
+    need(0 <= m.lora.dropout < 1, "model.lora.dropout", "must be in [0, 1)")
+    need(m.lora.r == 0 or bool(m.lora.target_modules), "model.lora.target_modules", "must not be empty when LoRA is on")
+
+    need(bool(d.recipes) or d.built is not None, "data.recipes", "must list at least one recipe (or set data.built)")
+    for i, spec in enumerate(d.recipes):
+        if not spec.weight > 0:
+            out.append(f"data.recipes[{i}].weight: must be > 0 (got {spec.weight!r})")
+        if spec.limit is not None and spec.limit < 1:
+            out.append(f"data.recipes[{i}].limit: must be >= 1 or null (got {spec.limit!r})")
+    need(d.max_prompt_tokens >= 1, "data.max_prompt_tokens", "must be >= 1")
+
+    need(r.group_size >= 2, "rollout.group_size", "must be >= 2: advantages compare completions within a group")
+    need(r.prompts_per_step >= 1, "rollout.prompts_per_step", "must be >= 1")
+    need(r.temperature > 0, "rollout.temperature", "must be > 0")
+    need(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
+    need(r.top_k >= 0, "rollout.top_k", "must be >= 0 (0 = off)")
+    need(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
+    need(r.generation_batch_size >= 0, "rollout.generation_batch_size", "must be >= 0 (0 = all prompts at once)")
+    need(r.score_workers >= 0, "rollout.score_workers", "must be >= 0")
+    need(r.score_timeout_s > 0, "rollout.score_timeout_s", "must be > 0")
+
+    need(a.updates_per_rollout >= 1, "algorithm.updates_per_rollout", "must be >= 1")
+    need(a.num_minibatches >= 1, "algorithm.num_minibatches", "must be >= 1")
+    need(a.num_minibatches <= r.prompts_per_step * r.group_size, "algorithm.num_minibatches",
+         "must be <= rollout.prompts_per_step x rollout.group_size")
+    need(a.max_len_norm is None or a.max_len_norm >= 1, "algorithm.max_len_norm", "must be >= 1 or null")
+    need(a.adv_eps >= 0, "algorithm.adv_eps", "must be >= 0")
+    need(a.kl_beta >= 0, "algorithm.kl_beta", "must be >= 0")
+    need(a.overlong_penalty.buffer >= 1, "algorithm.overlong_penalty.buffer", "must be >= 1")
+    need(not a.overlong_penalty.enabled or a.overlong_penalty.buffer < r.max_new_tokens,
+         "algorithm.overlong_penalty.buffer", "must be < rollout.max_new_tokens")
+    need(a.overlong_penalty.penalty >= 0, "algorithm.overlong_penalty.penalty", "must be >= 0 (it is subtracted)")
+    need(a.sapo.tau_pos > 0, "algorithm.sapo.tau_pos", "must be > 0")
+    need(a.sapo.tau_neg > 0, "algorithm.sapo.tau_neg", "must be > 0")
+    for name in ("gspo", "grpo"):
+        for eps in ("eps_low", "eps_high"):
+            need(getattr(getattr(a, name), eps) >= 0, f"algorithm.{name}.{eps}", "must be >= 0")
+    need(a.grpo.eps_low < 1, "algorithm.grpo.eps_low", "must be < 1")
+    need(a.gspo.eps_low < 1, "algorithm.gspo.eps_low", "must be < 1")
+    need(a.grpo.dual_clip is None or a.grpo.dual_clip > 1, "algorithm.grpo.dual_clip", "must be > 1 or null")
+
+    need(o.lr > 0 and math.isfinite(o.lr), "optimizer.lr", "must be > 0")
+    need(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+    need(all(0 <= b < 1 for b in o.betas), "optimizer.betas", "must both be in [0, 1)")
+    need(o.eps > 0, "optimizer.eps", "must be > 0")
+    need(o.warmup_steps >= 0, "optimizer.warmup_steps", "must be >= 0")
+    need(o.max_grad_norm >= 0, "optimizer.max_grad_norm", "must be >= 0 (0 = no clipping)")
+
+    need(not ds.offload_params or ds.zero_stage == 3, "deepspeed.offload_params", "needs deepspeed.zero_stage=3")
+    need(not ds.offload_optimizer or ds.zero_stage >= 1, "deepspeed.offload_optimizer", "needs deepspeed.zero_stage >= 1")
+    need(ds.micro_batch_size >= 1, "deepspeed.micro_batch_size", "must be >= 1")
+
+    need(lg.log_every >= 1, "logging.log_every", "must be >= 1")
+    for key in ("sample_every", "save_every", "keep_checkpoints"):
+        need(getattr(lg, key) >= 0, f"logging.{key}", "must be >= 0")
+
+    need(ev.every >= 0, "eval.every", "must be >= 0 (0 = off)")
+    need(ev.every == 0 or bool(ev.tasks), "eval.tasks", "must not be empty when eval.every > 0")
+    need(ev.limit is None or ev.limit >= 1, "eval.limit", "must be >= 1 or null")
+    need(ev.n_samples >= 1, "eval.n_samples", "must be >= 1")
+    need(ev.max_new_tokens is None or ev.max_new_tokens >= 1, "eval.max_new_tokens", "must be >= 1 or null")
+
+    need(t.steps >= 1, "train.steps", "must be >= 1")
+    need(t.seed >= 0, "train.seed", "must be >= 0")
+    return out
+
+
+def validate(cfg: Config, source: str = "config") -> None:
+    """Raise one ConfigError listing every cross-field problem of `cfg`."""
+    found = problems(cfg)
+    if found:
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(found))
+
+
+# ----------------------------------------------------------------------------------------- output
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """Plain dicts, lists and scalars (tuples become lists), in field order: what YAML and JSON can hold."""
+    if is_dataclass(cfg):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+def dump_yaml(cfg: Any, doc: bool = False) -> str:
+    """The config as YAML that `load_config` reads back to an equal config; `doc` adds each field's docstring."""
+    lines: list[str] = []
+    _emit(cfg, 0, doc, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _emit(obj: Any, depth: int, doc: bool, lines: list[str]) -> None:
+    pad = "  " * depth
+    docs = field_docs(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if doc:
+            if depth == 0 and lines:
+                lines.append("")
+            lines += [f"{pad}# {line}" for line in textwrap.wrap(docs.get(f.name, ""), max(40, 100 - len(pad)))]
+        if is_dataclass(value):
+            lines.append(f"{pad}{f.name}:")
+            _emit(value, depth + 1, doc, lines)
+        else:
+            value = config_to_dict(value)
+            flow = None if isinstance(value, (list, dict)) else False  # lists of scalars in flow style: [a, b]
+            text = yaml.safe_dump({f.name: value}, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=10**6)
+            lines += [pad + line for line in text.rstrip("\n").splitlines()]
