@@ -1,0 +1,116 @@
+"""Per-token log-probabilities of completions under the policy, without a (N, T, vocab) float32 tensor.
+
+`PolicyLogprobs` wraps a Qwen3-VL model as the module DeepSpeed trains: its forward takes prompt+completion
+sequences and returns the (N, Lc) log-probabilities of the completion tokens (and, optionally, the entropy of
+each next-token distribution). The trunk runs once; the vocabulary projection and log-softmax run over chunks of
+`chunk_size` token positions, each under activation checkpointing, so at most one chunk's logits exist at a time
+in the forward and in the backward. At Qwen's 151,936-token vocabulary this is what keeps the update's memory
+flat; `bench/bench_logprobs.py` measures it against the naive full log-softmax.
+
+Log-probabilities are of the temperature-scaled distribution (logits / T), the one the rollout sampled from.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+Tensor = torch.Tensor
+
+
+def _chunk_logprobs(h: Tensor, targets: Tensor, weight: Tensor, bias: Tensor | None, temperature: float):
+    """(n, H) hidden, (n,) targets → (n,) log-probs and (n,) entropies (the entropies carry no gradient)."""
+    logits = nn.functional.linear(h, weight, bias).float() / temperature  # (n, V)
+    lse = torch.logsumexp(logits, dim=-1)  # (n,)
+    logp = logits.gather(-1, targets[:, None])[:, 0] - lse  # (n,)
+    with torch.no_grad():
+        p = torch.softmax(logits, dim=-1)  # (n, V)
+        entropy = lse - (p * logits).sum(-1)  # (n,)
+    return logp, entropy
+
+
+def chunked_logprobs(
+    hidden: Tensor, lm_head: nn.Module, targets: Tensor, *, temperature: float = 1.0, chunk_size: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """hidden (N, T, H), targets (N, T) → log π(target) (N, T) and entropy (N, T), chunk by chunk."""
+    N, T, H = hidden.shape
+    flat_h = hidden.reshape(N * T, H)  # (N·T, H)
+    flat_t = targets.reshape(N * T)  # (N·T,)
+    weight, bias = lm_head.weight, getattr(lm_head, "bias", None)
+    logps, ents = [], []
+    for s in range(0, N * T, chunk_size):
+        h, t = flat_h[s : s + chunk_size], flat_t[s : s + chunk_size]
+        if torch.is_grad_enabled() and h.requires_grad:
+            lp, ent = checkpoint(_chunk_logprobs, h, t, weight, bias, temperature, use_reentrant=False)
+        else:
+            lp, ent = _chunk_logprobs(h, t, weight, bias, temperature)
+        logps.append(lp)
+        ents.append(ent)
+    return torch.cat(logps).view(N, T), torch.cat(ents).view(N, T)
+
+
+def naive_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
+    """The reference: full (N, T, V) float32 log-softmax, then gather. For tests and the memory benchmark."""
+    return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, targets[..., None])[..., 0]
+
+
+def hf_model(model: nn.Module) -> nn.Module:
+    """The transformers model under a PEFT wrapper (LoRA layers are injected in place, so they still run)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+class PolicyLogprobs(nn.Module):
+    """The trained module: Qwen3-VL trunk + chunked vocabulary projection → completion log-probs.
+
+    `self.policy` is the `transformers` model (possibly PEFT-wrapped); save it with `save_pretrained`.
+    """
+
+    def __init__(self, policy: nn.Module, chunk_size: int = 1024):
+        super().__init__()
+        self.policy = policy
+        self.chunk_size = chunk_size
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        mm_token_type_ids: Tensor,
+        n_completion: int,
+        pixel_values: Tensor | None = None,
+        image_grid_thw: Tensor | None = None,
+        temperature: float = 1.0,
+        touch_vision: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """Sequences (N, Lp + Lc) → (logp (N, Lc), entropy (N, Lc)) of their last `n_completion` tokens.
+
+        touch_vision: run the vision tower on a 32×32 dummy image and add 0× its output when this batch has no
+        image, so that every rank uses (ZeRO-3: gathers; ZeRO-2: reduces) the same parameters in the same order.
+        """
+        model = hf_model(self.policy)
+        out = model.model(
+            input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
+            pixel_values=pixel_values, image_grid_thw=image_grid_thw, use_cache=False,
+        )
+        hidden = out.last_hidden_state[:, -n_completion - 1 : -1]  # (N, Lc, H): position t predicts token t+1
+        targets = input_ids[:, -n_completion:]  # (N, Lc)
+        logp, entropy = chunked_logprobs(
+            hidden, model.get_output_embeddings(), targets, temperature=temperature, chunk_size=self.chunk_size
+        )
+        if touch_vision and pixel_values is None:
+            logp = logp + 0.0 * _dummy_vision(model).sum()
+        return logp, entropy
+
+
+def _dummy_vision(model: nn.Module) -> Tensor:
+    visual = model.model.visual
+    cfg = model.config.vision_config
+    m = cfg.spatial_merge_size
+    dim = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2
+    grid = torch.tensor([[1, m, m]], device=visual.patch_embed.proj.weight.device)
+    pixels = torch.zeros(m * m, dim, dtype=visual.patch_embed.proj.weight.dtype, device=grid.device)
+    out = visual(pixels, grid_thw=grid, return_dict=True)
+    total = out.pooler_output.sum()
+    for feat in getattr(out, "deepstack_features", None) or []:
+        total = total + feat.sum()
+    return total
