@@ -3,6 +3,7 @@
     sapo-vl tiny-model OUT_DIR [--moe] [--seed N]   build the embedded tiny Qwen3-VL checkpoint
     sapo-vl config show CONFIG [key=value ...]      print a resolved config
     sapo-vl recipe list|preview|check|build         author and build data recipes
+    sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed -m sapo_vl.train` for more)
     sapo-vl demo                                    the embedded default job (what `make demo` runs)
 
 Each subcommand's module registers its own parser; this file only wires them together.
@@ -49,6 +50,16 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=demo.main)
 
 
+def _add_train(sub) -> None:
+    from . import train
+
+    p = sub.add_parser("train", help="train a policy with SAPO / GSPO / GRPO (one process; use the deepspeed "
+                       "launcher with -m sapo_vl.train for several)", description=train.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_arguments(p)
+    p.set_defaults(func=train.run)
+
+
 def _optional(register: Callable[[], None]) -> None:
     """Register a command group whose module may not exist yet in this build."""
     try:
@@ -67,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_tiny_model(sub)
     _add_demo(sub)
+    _add_train(sub)
 
     def _config():
         from .config_cli import add_config_commands
@@ -85,8 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_with_overrides(parser, argv)
     return int(args.func(args) or 0)
+
+
+def parse_with_overrides(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
+    """parse_args, except that key=value overrides may also come after options (`train CFG --dry-run a=1`)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides.extend(extra)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 if __name__ == "__main__":

@@ -18,9 +18,13 @@ from torch.utils.checkpoint import checkpoint
 Tensor = torch.Tensor
 
 
-def _chunk_logprobs(h: Tensor, targets: Tensor, weight: Tensor, bias: Tensor | None, temperature: float):
-    """(n, H) hidden, (n,) targets → (n,) log-probs and (n,) entropies (the entropies carry no gradient)."""
-    logits = nn.functional.linear(h, weight, bias).float() / temperature  # (n, V)
+def _chunk_logprobs(h: Tensor, targets: Tensor, lm_head: nn.Module, temperature: float):
+    """(n, H) hidden, (n,) targets → (n,) log-probs and (n,) entropies (the entropies carry no gradient).
+
+    `lm_head` is called as a module (not through its weight) so that ZeRO-3's hooks gather it, also when
+    activation checkpointing recomputes the chunk in the backward pass.
+    """
+    logits = lm_head(h).float() / temperature  # (n, V)
     lse = torch.logsumexp(logits, dim=-1)  # (n,)
     logp = logits.gather(-1, targets[:, None])[:, 0] - lse  # (n,)
     with torch.no_grad():
@@ -36,14 +40,13 @@ def chunked_logprobs(
     N, T, H = hidden.shape
     flat_h = hidden.reshape(N * T, H)  # (N·T, H)
     flat_t = targets.reshape(N * T)  # (N·T,)
-    weight, bias = lm_head.weight, getattr(lm_head, "bias", None)
     logps, ents = [], []
     for s in range(0, N * T, chunk_size):
         h, t = flat_h[s : s + chunk_size], flat_t[s : s + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
-            lp, ent = checkpoint(_chunk_logprobs, h, t, weight, bias, temperature, use_reentrant=False)
+            lp, ent = checkpoint(_chunk_logprobs, h, t, lm_head, temperature, use_reentrant=False)
         else:
-            lp, ent = _chunk_logprobs(h, t, weight, bias, temperature)
+            lp, ent = _chunk_logprobs(h, t, lm_head, temperature)
         logps.append(lp)
         ents.append(ent)
     return torch.cat(logps).view(N, T), torch.cat(ents).view(N, T)
@@ -88,29 +91,37 @@ class PolicyLogprobs(nn.Module):
         image, so that every rank uses (ZeRO-3: gathers; ZeRO-2: reduces) the same parameters in the same order.
         """
         model = hf_model(self.policy)
+        # The vision tower runs before the trunk on every rank, on the real images or (touch_vision) on a dummy,
+        # so that ZeRO-3 gathers the same parameters in the same order everywhere.
+        encoded, dummy = None, None
+        if pixel_values is not None:
+            encoded = {"image": model.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)}
+        elif touch_vision:
+            dummy = _dummy_vision(model, input_ids.device)
         out = model.model(
             input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
-            pixel_values=pixel_values, image_grid_thw=image_grid_thw, use_cache=False,
+            image_grid_thw=image_grid_thw, mm_encoder_outputs=encoded, use_cache=False,
         )
         hidden = out.last_hidden_state[:, -n_completion - 1 : -1]  # (N, Lc, H): position t predicts token t+1
         targets = input_ids[:, -n_completion:]  # (N, Lc)
         logp, entropy = chunked_logprobs(
             hidden, model.get_output_embeddings(), targets, temperature=temperature, chunk_size=self.chunk_size
         )
-        if touch_vision and pixel_values is None:
-            logp = logp + 0.0 * _dummy_vision(model).sum()
+        if dummy is not None:
+            logp = logp + 0.0 * dummy
         return logp, entropy
 
 
-def _dummy_vision(model: nn.Module) -> Tensor:
-    visual = model.model.visual
+def _dummy_vision(model: nn.Module, device: torch.device) -> Tensor:
+    """The sum of the vision tower's outputs on one blank 2×2-patch image (32×32 pixels at patch 16)."""
     cfg = model.config.vision_config
     m = cfg.spatial_merge_size
     dim = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2
-    grid = torch.tensor([[1, m, m]], device=visual.patch_embed.proj.weight.device)
-    pixels = torch.zeros(m * m, dim, dtype=visual.patch_embed.proj.weight.dtype, device=grid.device)
-    out = visual(pixels, grid_thw=grid, return_dict=True)
-    total = out.pooler_output.sum()
-    for feat in getattr(out, "deepstack_features", None) or []:
-        total = total + feat.sum()
+    # (no parameter is touched here: under ZeRO-3 that would gather it on this rank alone)
+    grid = torch.tensor([[1, m, m]], device=device)
+    pixels = torch.zeros(m * m, dim, device=device)  # get_image_features casts to the tower's dtype
+    out = model.model.get_image_features(pixels, grid, return_dict=True)
+    total = sum(t.sum() for t in out.pooler_output)
+    for feats in getattr(out, "deepstack_features", None) or []:
+        total = total + sum(t.sum() for t in feats)
     return total

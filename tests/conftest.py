@@ -35,3 +35,4 @@ def tiny_moe(tiny_cache) -> Path:
     from sapo_vl.models.tiny import cached_tiny_checkpoint
 
     return cached_tiny_checkpoint(moe=True, cache_dir=tiny_cache)
+os.environ.setdefault("DS_ACCELERATOR", "cpu")

@@ -1,0 +1,242 @@
+"""DeepSpeed behind one small module: process group, engine config, engine, ZeRO-3 generation, checkpoints.
+
+- `init_distributed()` joins the process group that the `deepspeed` / `torchrun` launcher describes (NCCL on
+  GPUs, gloo on CPUs), or makes a one-process group when run plainly.
+- `ds_config(...)` turns our config into DeepSpeed's JSON; a user's own JSON (`deepspeed.config_file`) wins, with
+  its "auto" values filled from ours.
+- `create_engine(...)` builds the engine around `PolicyLogprobs` with AdamW and our LR schedule.
+- `gathered(engine)` gathers ZeRO-3 parameters once for a whole rollout (not once per layer per token).
+- `save_checkpoint` / `load_checkpoint` write resumable DeepSpeed checkpoints atomically (a crash mid-save leaves
+  the last good one in place) plus a `transformers` folder loadable by `AutoModelForImageTextToText`.
+
+Gradient scaling: losses from `sapo_vl.algorithms` are normalised by global token/sequence counts, so the
+micro-batch losses of one optimizer step already sum to the step's loss. `backward` therefore passes
+`scale_wrt_gas=False` and multiplies by the world size, undoing DeepSpeed's averaging over ranks.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .config import Config
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed() -> Dist:
+    """Join (or create) the process group; one process needs no launcher."""
+    import deepspeed
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ:  # plain `sapo-vl train`: a group of one
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_SIZE="1")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    cuda = torch.cuda.is_available()
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local)
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, device=device)
+
+
+def precision(cfg: Config, device: torch.device) -> str:
+    p = cfg.deepspeed.precision
+    if p == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return p
+
+
+def ds_config(cfg: Config, *, micro_batch: int, grad_accum: int, world_size: int, device: torch.device) -> dict:
+    """DeepSpeed's config for one optimizer step of `micro_batch × grad_accum × world_size` sequences."""
+    d = cfg.deepspeed
+    zero: dict[str, Any] = {"stage": d.zero_stage}
+    if d.zero_stage >= 1 and d.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
+    if d.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+        if d.offload_params:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": device.type == "cuda"}
+    ours: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": micro_batch * grad_accum * world_size,
+        "gradient_clipping": cfg.optimizer.max_grad_norm,
+        "zero_optimization": zero,
+        "bf16": {"enabled": precision(cfg, device) == "bf16"},
+        "fp16": {"enabled": precision(cfg, device) == "fp16", "initial_scale_power": 16},
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+    if not d.config_file:
+        return ours
+    path = Path(d.config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"deepspeed.config_file: {path} does not exist")
+    try:
+        user = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"deepspeed.config_file: {path} is not valid JSON: {err}") from err
+    return _fill_auto(user, ours)
+
+
+def _fill_auto(user: Any, ours: Any) -> Any:
+    """The user's DeepSpeed JSON with each "auto" (or missing top-level batch key) taken from ours."""
+    if isinstance(user, dict):
+        out = {k: _fill_auto(v, ours.get(k) if isinstance(ours, dict) else None) for k, v in user.items()}
+        for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size"):
+            if isinstance(ours, dict) and k in ours and k not in out:
+                out[k] = ours[k]
+        return out
+    return ours if user == "auto" else user
+
+
+def lr_lambda(step: int, *, warmup: int, total: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` (0-based)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
+
+
+def create_engine(module: torch.nn.Module, cfg: Config, *, micro_batch: int, grad_accum: int, dist: Dist,
+                  total_optimizer_steps: int):
+    """The DeepSpeed engine around `module`, with AdamW on its trainable parameters and our LR schedule."""
+    import deepspeed
+
+    conf = ds_config(cfg, micro_batch=micro_batch, grad_accum=grad_accum, world_size=dist.world_size,
+                     device=dist.device)
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: check model.freeze_vision / model.lora")
+    o = cfg.optimizer
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_lambda(s, warmup=o.warmup_steps, total=total_optimizer_steps, schedule=o.schedule)
+    )
+    engine, ds_opt, _, ds_sched = deepspeed.initialize(
+        model=module, optimizer=optimizer, lr_scheduler=sched, config=conf, dist_init_required=False
+    )
+    return engine
+
+
+@contextlib.contextmanager
+def gathered(engine) -> Iterator[None]:
+    """Full parameters on every rank for the duration (ZeRO-3: one all-gather for the whole rollout)."""
+    if engine.zero_optimization_stage() == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+            yield
+    else:
+        yield
+
+
+def backward(engine, loss: torch.Tensor, world_size: int) -> None:
+    """Backward of a globally normalised micro-batch loss (see the module docstring)."""
+    engine.backward(loss * world_size, scale_wrt_gas=False)
+
+
+def optimizer_step(engine, skip: bool) -> None:
+    """The boundary `engine.step()`; with `skip`, the step runs at learning rate 0 so no weight changes."""
+    if not skip:
+        engine.step()
+        return
+    groups = engine.optimizer.param_groups
+    saved = [g["lr"] for g in groups]
+    for g in groups:
+        g["lr"] = 0.0
+    engine.step()
+    for g, lr in zip(groups, saved):
+        g["lr"] = lr
+
+
+# ---------------------------------------------------------------------------------------------------- checkpoints
+
+LATEST = "latest"
+
+
+def save_checkpoint(engine, run_dir: Path, step: int, client_state: dict, *, policy, processor, dist: Dist,
+                    keep: int = 0) -> Path:
+    """Write `checkpoints/step_{step}` (DeepSpeed state + `hf/` transformers folder), then point `latest` at it.
+
+    Everything is written under a temporary name and renamed when complete, so a crash mid-save leaves the
+    previous checkpoint and the `latest` pointer untouched.
+    """
+    import torch.distributed as tdist
+
+    ckpt_root = run_dir / "checkpoints"
+    name = f"step_{step}"
+    final, tmp = ckpt_root / name, ckpt_root / f".{name}.tmp"
+    if dist.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    tdist.barrier()
+    engine.save_checkpoint(str(tmp), tag="ds", client_state=client_state)
+    with gathered(engine):  # ZeRO-3: full weights for the transformers folder (LoRA: PEFT writes the adapter)
+        if dist.is_main:
+            policy.save_pretrained(tmp / "hf", safe_serialization=True)
+    if dist.is_main:
+        processor.save_pretrained(tmp / "hf")
+        (tmp / "COMPLETE").write_text(str(step))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        pointer = ckpt_root / f".{LATEST}.tmp"
+        pointer.write_text(name)
+        os.replace(pointer, ckpt_root / LATEST)
+        if keep > 0:
+            done = sorted((p for p in ckpt_root.glob("step_*") if (p / "COMPLETE").exists()),
+                          key=lambda p: int(p.name.split("_")[1]))
+            for old in done[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    tdist.barrier()
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint `latest` points at, if it is complete."""
+    pointer = run_dir / "checkpoints" / LATEST
+    if not pointer.is_file():
+        return None
+    path = run_dir / "checkpoints" / pointer.read_text().strip()
+    return path if (path / "COMPLETE").is_file() else None
+
+
+def load_checkpoint(engine, path: Path) -> dict:
+    """Restore engine, optimizer and scheduler state; returns the client state saved with it."""
+    _, client = engine.load_checkpoint(str(path), tag="ds", load_optimizer_states=True, load_lr_scheduler_states=True)
+    if client is None:
+        raise RuntimeError(f"could not load the DeepSpeed checkpoint in {path}")
+    return client

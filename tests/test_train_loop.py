@@ -1,0 +1,126 @@
+"""The update step on the real DeepSpeed engine (one in-process rank): learning direction, NaN guard, plan, dry run."""
+import copy
+
+import pytest
+import torch
+
+from sapo_vl import ds
+from sapo_vl.algorithms import POLICY_LOSSES, group_advantages
+from sapo_vl.config import ConfigError, load_config
+from sapo_vl.data.record import Record, user_prompt
+from sapo_vl.logprobs import PolicyLogprobs
+from sapo_vl.models.loading import load_policy, load_processor
+from sapo_vl.rollout import Rollout
+from sapo_vl.sampling import sample_completions
+from sapo_vl.train import loss_kwargs, plan, rollout_logprobs, update_policy
+
+
+def _setup(tiny_dense, algo, **over):
+    cfg = load_config(None, [f"algorithm.name={algo}", "deepspeed.zero_stage=0", "optimizer.lr=2e-3",
+                             "optimizer.warmup_steps=0", "rollout.group_size=4", "rollout.prompts_per_step=2",
+                             "algorithm.updates_per_rollout=1", "algorithm.num_minibatches=1",
+                             "deepspeed.micro_batch_size=4", "model.name_or_path=" + str(tiny_dense),
+                             *[f"{k}={v}" for k, v in over.items()]])
+    dist = ds.init_distributed()
+    p = plan(cfg, dist.world_size)
+    torch.manual_seed(0)
+    policy = load_policy(str(tiny_dense))
+    module = PolicyLogprobs(policy)
+    engine = ds.create_engine(module, cfg, micro_batch=p["micro"], grad_accum=p["grad_accum"], dist=dist,
+                              total_optimizer_steps=100)
+    proc = load_processor(str(tiny_dense))
+    from PIL import Image
+
+    recs = [Record(id=str(i), prompt=user_prompt("Dominant color?"), answer="red", images=[b"-"]) for i in range(2)]
+    imgs = [[Image.new("RGB", (64, 64), c)] for c in ((200, 10, 10), (10, 10, 200))]
+    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=5,
+                           generator=torch.Generator().manual_seed(3))
+    return cfg, dist, p, engine, Rollout.from_samples(recs, s)
+
+
+@pytest.mark.parametrize("algo", ["sapo", "gspo", "grpo"])
+def test_updates_on_a_fixed_rollout_move_logprobs_the_right_way(tiny_dense, algo):
+    cfg, dist, p, engine, ro = _setup(tiny_dense, algo)
+    rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    ro.advantages, _ = group_advantages(rewards, 4)
+    rows = list(range(ro.n))
+    before, _ = rollout_logprobs(engine, ro, rows, p["micro"], dist.device, 1.0, False)
+    ro.old_logprobs = before
+    for _ in range(4):  # several off-policy updates on the same rollout (π_old fixed)
+        stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=POLICY_LOSSES[algo],
+                                       loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
+                                       dist=dist, seed=0, touch_vision=False)
+        assert skipped == 0
+    after, _ = rollout_logprobs(engine, ro, rows, p["micro"], dist.device, 1.0, False)
+    delta = ((after - before) * ro.completion_mask).sum(-1)  # (N,) change of the sequence log-prob
+    pos, neg = rewards > 0, rewards == 0
+    assert (delta[pos] > 0).all(), (algo, delta)
+    assert (delta[neg] < 0).all(), (algo, delta)
+    assert stats["ratio_mean"] != 1.0  # the later updates were off-policy
+
+
+def test_nan_loss_skips_the_step_and_leaves_weights_untouched(tiny_dense):
+    cfg, dist, p, engine, ro = _setup(tiny_dense, "sapo")
+    ro.advantages = torch.tensor([1.0, -1.0, float("nan"), 0.5, 0.0, 1.0, -1.0, 0.0])
+    before = copy.deepcopy({k: v.detach().clone() for k, v in engine.module.state_dict().items()})
+    stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=POLICY_LOSSES["sapo"],
+                                   loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
+                                   dist=dist, seed=0, touch_vision=False)
+    assert skipped == 1
+    after = engine.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the next, finite step does update
+    ro.advantages = torch.tensor([1.0, -1.0, 0.3, 0.5, 0.0, 1.0, -1.0, 0.0])
+    _, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=POLICY_LOSSES["sapo"],
+                               loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
+                               dist=dist, seed=0, touch_vision=False)
+    assert skipped == 0
+    assert not all(torch.equal(before[k], engine.module.state_dict()[k]) for k in before)
+
+
+def test_plan_arithmetic_and_errors():
+    cfg = load_config(None, ["rollout.prompts_per_step=8", "rollout.group_size=8", "algorithm.num_minibatches=2",
+                             "deepspeed.micro_batch_size=6", "algorithm.updates_per_rollout=2", "train.steps=10"])
+    p = plan(cfg, 2)
+    # 8 prompts / 2 ranks × G=8 = 32 rows per rank; 2 minibatches of 16; micro 6 → 3 micro-batches
+    assert (p["rows_per_rank"], p["minibatch_rows"], p["micro"], p["grad_accum"]) == (32, 16, 6, 3)
+    assert p["total_optimizer_steps"] == 10 * 2 * 2
+    with pytest.raises(ConfigError, match="prompts_per_step=8 must be a multiple of the number of ranks"):
+        plan(cfg, 3)
+    bad = load_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=3", "algorithm.num_minibatches=4"])
+    with pytest.raises(ConfigError, match="algorithm.num_minibatches=4"):
+        plan(bad, 1)
+
+
+def test_dry_run_prints_the_plan_without_weights(tmp_path, capsys, tiny_dense):
+    from sapo_vl.cli import main
+
+    assert main(["train", "configs/demo.yaml", "--dry-run", f"logging.out_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out and "synthetic_color" in out and "train_micro_batch_size_per_gpu" in out
+    assert not (tmp_path / "demo" / "checkpoints").exists()
+
+
+def test_ds_config_from_ours_and_users_json(tmp_path):
+    cfg = load_config(None, ["deepspeed.zero_stage=3", "deepspeed.offload_params=true",
+                             "deepspeed.offload_optimizer=true", "optimizer.max_grad_norm=0.5"])
+    c = ds.ds_config(cfg, micro_batch=4, grad_accum=2, world_size=2, device=torch.device("cpu"))
+    assert c["train_batch_size"] == 16 and c["gradient_clipping"] == 0.5
+    assert c["zero_optimization"]["offload_param"]["device"] == "cpu"
+    user = tmp_path / "ds.json"
+    user.write_text('{"train_micro_batch_size_per_gpu": "auto", "zero_optimization": {"stage": 2}, "gradient_clipping": "auto"}')
+    cfg2 = load_config(None, [f"deepspeed.config_file={user}"])
+    c2 = ds.ds_config(cfg2, micro_batch=4, grad_accum=2, world_size=1, device=torch.device("cpu"))
+    assert c2["zero_optimization"] == {"stage": 2} and c2["train_micro_batch_size_per_gpu"] == 4
+    assert c2["gradient_accumulation_steps"] == 2 and c2["gradient_clipping"] == cfg2.optimizer.max_grad_norm
+    user.write_text("{not json")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        ds.ds_config(cfg2, micro_batch=4, grad_accum=2, world_size=1, device=torch.device("cpu"))
+
+
+def test_lr_schedule():
+    assert ds.lr_lambda(0, warmup=4, total=20, schedule="constant") == 0.25
+    assert ds.lr_lambda(10, warmup=4, total=20, schedule="constant") == 1.0
+    assert ds.lr_lambda(12, warmup=4, total=20, schedule="linear") == pytest.approx(0.5)
+    assert ds.lr_lambda(12, warmup=4, total=20, schedule="cosine") == pytest.approx(0.5)
+    assert ds.lr_lambda(20, warmup=4, total=20, schedule="cosine") == pytest.approx(0.0)

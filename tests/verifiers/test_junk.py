@@ -1,0 +1,49 @@
+"""No verifier raises on model output: junk of every kind scores 0 with a reason, quickly (issue 3)."""
+import random
+import time
+
+import pytest
+
+from sapo_vl.verifiers import VERIFIERS, score
+
+rng = random.Random(0)
+_PROSE = "abcdefghijklmnopqrstuvwxyz     ,;-'"  # no digits, no capitals: nothing any gold below can match
+_BYTES = [b for b in range(256) if not chr(b).isalnum()]  # raw bytes, but no ASCII digit or letter
+JUNK = {
+    "empty": "",
+    "whitespace": " \n\t \r ",
+    "100KB prose": "".join(rng.choice(_PROSE) for _ in range(100_000)),
+    "binary bytes": bytes(rng.choice(_BYTES) for _ in range(4096)),
+    "binary str": "".join(chr(c) for c in (rng.randrange(0x80, 0x2FFF) for _ in range(4096))),
+    "control chars": "\x00\x01\x02\x1b[31m\x7f" * 1000,
+    "lone surrogates": "\udcff\ud800 x" * 100,
+    "unbalanced braces": r"\boxed{" * 1000 + "{{{",
+    "closing braces": "}" * 10_000 + r"\boxed{",
+    "nested boxes": r"\boxed{" * 5000 + "x" + "}" * 5000,
+    "many think tags": "<think>" * 10_000,
+    "many answer tags": "<answer>" * 10_000,
+    "closing tags": "</think>" * 5000 + "</answer>" * 5000,
+    "huge number": r"\boxed{" + "9" * 5000 + "}",
+    "backslashes": "\\" * 20_000,
+    "emoji and bidi": "😀\u202e\u200b" * 3000,
+}
+PARAMS = {name: {} for name in VERIFIERS} | {"combined": {"accuracy": "math"}}
+GOLD = {name: "7" for name in VERIFIERS} | {"choice": "B", "exact": "seven", "format": ""}
+
+
+def test_every_verifier_is_covered():
+    assert set(PARAMS) == set(GOLD) == set(VERIFIERS)
+
+
+@pytest.mark.parametrize("junk", sorted(JUNK))
+@pytest.mark.parametrize("name", sorted(VERIFIERS))
+def test_junk_scores_zero_with_a_reason(name, junk):
+    response = JUNK[junk]
+    start = time.perf_counter()
+    result = score(name, response, GOLD[name], **PARAMS[name])
+    elapsed = time.perf_counter() - start
+    assert result.score == 0.0, result
+    assert result.reason and "verifier error" not in result.reason, result  # not saved by the safety net
+    assert elapsed < 5.0, f"{elapsed:.1f} s: extraction must stay linear"
+    if isinstance(response, str):  # the verifier itself, without the dispatcher's coercion and net
+        assert VERIFIERS[name](response, GOLD[name], **PARAMS[name]).score == 0.0
