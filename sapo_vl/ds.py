@@ -226,12 +226,15 @@ def save_checkpoint(engine, run_dir: Path, step: int, client_state: dict, *, pol
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint `latest` points at, if it is complete."""
-    pointer = run_dir / "checkpoints" / LATEST
-    if not pointer.is_file():
-        return None
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    return path if (path / "COMPLETE").is_file() else None
+    """The checkpoint `latest` points at if it is complete, else the newest complete one, else None."""
+    root = run_dir / "checkpoints"
+    pointer = root / LATEST
+    if pointer.is_file():
+        path = root / pointer.read_text().strip()
+        if (path / "COMPLETE").is_file():
+            return path
+    done = [p for p in root.glob("step_*") if (p / "COMPLETE").is_file() and p.name.split("_")[1].isdigit()]
+    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
 
 
 def load_checkpoint(engine, path: Path) -> dict:
