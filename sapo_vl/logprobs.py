@@ -18,8 +18,8 @@ from torch.utils.checkpoint import checkpoint
 Tensor = torch.Tensor
 
 
-def _chunk_logprobs(h: Tensor, targets: Tensor, lm_head: nn.Module, temperature: float):
-    """(n, H) hidden, (n,) targets → (n,) log-probs and (n,) entropies (the entropies carry no gradient).
+def _chunk_logprobs(h: Tensor, targets: Tensor, lm_head: nn.Module, temperature: float, with_entropy: bool):
+    """(n, H) hidden, (n,) targets → (n,) log-probs and (n,) entropies (no gradient; zeros unless asked).
 
     `lm_head` is called as a module (not through its weight) so that ZeRO-3's hooks gather it, also when
     activation checkpointing recomputes the chunk in the backward pass.
@@ -27,16 +27,22 @@ def _chunk_logprobs(h: Tensor, targets: Tensor, lm_head: nn.Module, temperature:
     logits = lm_head(h).float() / temperature  # (n, V)
     lse = torch.logsumexp(logits, dim=-1)  # (n,)
     logp = logits.gather(-1, targets[:, None])[:, 0] - lse  # (n,)
+    if not with_entropy:
+        return logp, torch.zeros_like(lse)
     with torch.no_grad():
         p = torch.softmax(logits, dim=-1)  # (n, V)
-        entropy = lse - (p * logits).sum(-1)  # (n,)
+        entropy = lse - torch.bmm(p[:, None, :], logits[:, :, None])[:, 0, 0]  # (n,): H = lse − Σ p·logit
     return logp, entropy
 
 
 def chunked_logprobs(
-    hidden: Tensor, lm_head: nn.Module, targets: Tensor, *, temperature: float = 1.0, chunk_size: int = 1024
+    hidden: Tensor, lm_head: nn.Module, targets: Tensor, *, temperature: float = 1.0, chunk_size: int = 256,
+    with_entropy: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """hidden (N, T, H), targets (N, T) → log π(target) (N, T) and entropy (N, T), chunk by chunk."""
+    """hidden (N, T, H), targets (N, T) → log π(target) (N, T) and entropy (N, T), chunk by chunk.
+
+    Entropies are computed only when asked and never when the chunk is recomputed for the backward pass.
+    """
     N, T, H = hidden.shape
     flat_h = hidden.reshape(N * T, H)  # (N·T, H)
     flat_t = targets.reshape(N * T)  # (N·T,)
@@ -44,12 +50,20 @@ def chunked_logprobs(
     for s in range(0, N * T, chunk_size):
         h, t = flat_h[s : s + chunk_size], flat_t[s : s + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
-            lp, ent = checkpoint(_chunk_logprobs, h, t, lm_head, temperature, use_reentrant=False)
+            lp, _ = checkpoint(_chunk_logprobs, h, t, lm_head, temperature, False, use_reentrant=False)
+            ent = _chunk_entropy(h.detach(), lm_head, temperature) if with_entropy else torch.zeros_like(lp)
         else:
-            lp, ent = _chunk_logprobs(h, t, lm_head, temperature)
+            lp, ent = _chunk_logprobs(h, t, lm_head, temperature, with_entropy)
         logps.append(lp)
         ents.append(ent)
     return torch.cat(logps).view(N, T), torch.cat(ents).view(N, T)
+
+
+@torch.no_grad()
+def _chunk_entropy(h: Tensor, lm_head: nn.Module, temperature: float) -> Tensor:
+    logits = lm_head(h).float() / temperature  # (n, V)
+    lse = torch.logsumexp(logits, dim=-1)  # (n,)
+    return lse - torch.bmm(torch.softmax(logits, dim=-1)[:, None, :], logits[:, :, None])[:, 0, 0]
 
 
 def naive_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
@@ -69,7 +83,7 @@ class PolicyLogprobs(nn.Module):
     `self.policy` is the `transformers` model (possibly PEFT-wrapped); save it with `save_pretrained`.
     """
 
-    def __init__(self, policy: nn.Module, chunk_size: int = 1024):
+    def __init__(self, policy: nn.Module, chunk_size: int = 256):
         super().__init__()
         self.policy = policy
         self.chunk_size = chunk_size
@@ -84,6 +98,7 @@ class PolicyLogprobs(nn.Module):
         image_grid_thw: Tensor | None = None,
         temperature: float = 1.0,
         touch_vision: bool = False,
+        with_entropy: bool = True,
     ) -> tuple[Tensor, Tensor]:
         """Sequences (N, Lp + Lc) → (logp (N, Lc), entropy (N, Lc)) of their last `n_completion` tokens.
 
@@ -105,7 +120,8 @@ class PolicyLogprobs(nn.Module):
         hidden = out.last_hidden_state[:, -n_completion - 1 : -1]  # (N, Lc, H): position t predicts token t+1
         targets = input_ids[:, -n_completion:]  # (N, Lc)
         logp, entropy = chunked_logprobs(
-            hidden, model.get_output_embeddings(), targets, temperature=temperature, chunk_size=self.chunk_size
+            hidden, model.get_output_embeddings(), targets, temperature=temperature, chunk_size=self.chunk_size,
+            with_entropy=with_entropy,
         )
         if dummy is not None:
             logp = logp + 0.0 * dummy

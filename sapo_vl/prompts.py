@@ -53,7 +53,8 @@ def load_pool(data: DataConfig, seed: int) -> list[tuple[str, float, list[Record
     pool = []
     for spec in data.recipes:
         recipe = get_recipe(spec.name)
-        recs = list(recipe.records(spec.split, seed=seed, limit=spec.limit, root=data.root, **spec.options))
+        recs = [r for r in recipe.records(spec.split, seed=seed, limit=spec.limit, root=data.root, **spec.options)
+                if isinstance(r, Record)]  # a recipe's Skip(id, reason) rows are dropped here
         if not recs:
             raise ValueError(f"data.recipes: recipe {spec.name!r} split {spec.split!r} yielded no records")
         pool.append((spec.name, float(spec.weight), recs))

@@ -154,7 +154,8 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
                 batch = rollout.micro_batch(chunk, dist.device)
                 ex = batch["extras"]
                 mask = loss_mask[chunk, : batch["n_completion"]].to(dist.device)
-                logp, ent = engine(**_model_inputs(batch), temperature=temperature, touch_vision=touch_vision)
+                logp, ent = engine(**_model_inputs(batch), temperature=temperature, touch_vision=touch_vision,
+                                   with_entropy=epoch == 0 and "old_logprobs" not in ex)
                 old = ex["old_logprobs"] if "old_logprobs" in ex else logp.detach()
                 loss, stats = loss_fn(logp, old, ex["advantages"], mask, ref_logprobs=ex.get("ref_logprobs"),
                                       global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
@@ -163,7 +164,7 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
                     loss = logp.sum() * 0.0
                 ds.backward(engine, loss, dist.world_size)
                 ds.optimizer_step(engine, skip=bad and engine.is_gradient_accumulation_boundary())
-                if epoch == 0:
+                if epoch == 0 and "old_logprobs" not in ex:
                     stats["entropy_update"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
                 w = float(mask.sum())
                 weight_sum += w
@@ -296,7 +297,8 @@ def train(cfg: Config) -> Path:
         t3 = time.time()
 
         # ---- metrics (averaged over ranks)
-        m["entropy"] = m.pop("entropy_update", 0.0)
+        if "entropy_update" in m:
+            m["entropy"] = m.pop("entropy_update")
         if entropy is not None:
             cm = rollout.completion_mask
             m["entropy"] = float((entropy * cm).sum() / cm.sum().clamp(min=1))
