@@ -4,6 +4,7 @@
     sapo-vl config show CONFIG [key=value ...]      print a resolved config
     sapo-vl recipe list|preview|check|build         author and build data recipes
     sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed -m sapo_vl.train` for more)
+    sapo-vl compare CONFIG --algorithms sapo,gspo,grpo   same seed and data under each algorithm, one plot
     sapo-vl demo                                    the embedded default job (what `make demo` runs)
 
 Each subcommand's module registers its own parser; this file only wires them together.
@@ -60,6 +61,15 @@ def _add_train(sub) -> None:
     p.set_defaults(func=train.run)
 
 
+def _add_compare(sub) -> None:
+    from . import compare
+
+    p = sub.add_parser("compare", help="train the same config under several algorithms and plot their rewards",
+                       description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_arguments(p)
+    p.set_defaults(func=compare.run)
+
+
 def _optional(register: Callable[[], None]) -> None:
     """Register a command group whose module may not exist yet in this build."""
     try:
@@ -79,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tiny_model(sub)
     _add_demo(sub)
     _add_train(sub)
+    _add_compare(sub)
 
     def _config():
         from .config_cli import add_config_commands

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Qwen3-VL-2B-Instruct with SAPO on one node of 8 GPUs, ZeRO-2.
+# Usage: NUM_GPUS=8 bash scripts/train_qwen3vl_2b.sh [key=value ...]   (overrides go to configs/qwen3vl_2b.yaml)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deepspeed --num_gpus "${NUM_GPUS:-8}" -m sapo_vl.train configs/qwen3vl_2b.yaml "$@"
