@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .models.loading import hf_model
+
 Tensor = torch.Tensor
 
 
@@ -69,12 +71,6 @@ def _chunk_entropy(h: Tensor, lm_head: nn.Module, temperature: float) -> Tensor:
 def naive_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
     """The reference: full (N, T, V) float32 log-softmax, then gather. For tests and the memory benchmark."""
     return torch.log_softmax(logits.float() / temperature, dim=-1).gather(-1, targets[..., None])[..., 0]
-
-
-def hf_model(model: nn.Module) -> nn.Module:
-    """The transformers model under a PEFT wrapper (LoRA layers are injected in place, so they still run)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
 
 
 class PolicyLogprobs(nn.Module):

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .models.loading import encode_prompts
+from .models.loading import encode_prompts, hf_model
 
 Tensor = torch.Tensor
 
@@ -82,7 +82,7 @@ def process_logits(logits: Tensor, *, temperature: float, top_k: int, top_p: flo
 
 def _prefill(model, inputs) -> tuple[Tensor, Any, Tensor]:
     """One forward over the prompts; returns the last-position logits (N, V), the KV cache, next positions (N,)."""
-    core = model.model  # Qwen3VLModel: owns get_rope_index
+    core = hf_model(model).model  # Qwen3VLModel: owns get_rope_index
     kwargs = {k: v for k, v in inputs.items()}
     out = model(**kwargs, use_cache=True, logits_to_keep=1)
     if "image_grid_thw" in inputs or "video_grid_thw" in inputs:

@@ -124,3 +124,37 @@ def test_lr_schedule():
     assert ds.lr_lambda(12, warmup=4, total=20, schedule="linear") == pytest.approx(0.5)
     assert ds.lr_lambda(12, warmup=4, total=20, schedule="cosine") == pytest.approx(0.5)
     assert ds.lr_lambda(20, warmup=4, total=20, schedule="cosine") == pytest.approx(0.0)
+
+
+def test_lora_policy_trains_only_adapters_and_frozen_vision_stays(tiny_dense):
+    pytest.importorskip("peft")
+    from sapo_vl.train import build_policy
+
+    cfg = load_config(None, ["model.name_or_path=" + str(tiny_dense), "model.lora.r=4", "model.freeze_vision=true"])
+    policy = build_policy(cfg, torch.device("cpu"))
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert not any("visual" in n for n in trainable)
+    module = PolicyLogprobs(policy)
+    from PIL import Image
+
+    proc = load_processor(str(tiny_dense))
+    rec = Record(id="x", prompt=user_prompt("Dominant color?"), answer="red", images=[b"-"])
+    s = sample_completions(policy, proc, [rec.prompt], [[Image.new("RGB", (64, 64), "red")]], group_size=2,
+                           max_new_tokens=3, generator=torch.Generator().manual_seed(0))
+    ro = Rollout.from_samples([rec], s)
+    batch = ro.micro_batch([0, 1])
+    logp, _ = module(**{k: v for k, v in batch.items() if k != "extras"})
+    logp.sum().backward()
+    assert all(p.grad is not None for n, p in policy.named_parameters() if p.requires_grad)
+
+
+def test_compare_report_writes_plot_and_tables(tmp_path, capsys):
+    from sapo_vl.compare import report
+
+    runs = {a: [{"step": i, "reward_mean": (i + k) / 10, "accuracy": 0.5} for i in range(6)]
+            for k, a in enumerate(["sapo", "gspo", "grpo"])}
+    assert report(runs, tmp_path / "cmp") == 0
+    md = (tmp_path / "cmp.md").read_text()
+    assert md.count("\n") == 5 and "| sapo | 6 | 0.000 |" in md
+    assert (tmp_path / "cmp.png").stat().st_size > 1000 and (tmp_path / "cmp.csv").exists()

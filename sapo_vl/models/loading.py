@@ -141,6 +141,12 @@ def load_policy(
     return model
 
 
+def hf_model(model):
+    """The `transformers` model under a PEFT wrapper (LoRA layers are injected in place, so they still run)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
 def encode_prompts(processor, prompts: Sequence[list[dict]], images: Sequence[Sequence[Any]]):
     """Chat-template and tokenize a batch of prompts with their PIL images (left-padded), as model inputs.
 
