@@ -7,8 +7,9 @@ spec leaves open, the docstring says so:
 
 - The token log-ratio is clamped to ±20 before `exp` everywhere, so a saturated gate never meets inf·0.
 - `group_advantages` uses the unbiased (Bessel-corrected) standard deviation, as torch.std does by default and
-  as the GRPO implementations in common use do. `scale="batch"` keeps the group mean as the baseline and divides
-  by the standard deviation of the whole batch.
+  as the GRPO implementations in common use do. `scale="batch"` normalises over the whole batch instead of the
+  group (mean and std of the batch, REINFORCE++-style whitening): a group that fails entirely then gets a
+  negative advantage when others succeed, instead of none.
 - "seq-mean-token-sum-norm" divides each sequence's token sum by a fixed `max_len`, then averages over
   sequences (Dr.GRPO's constant normaliser).
 - A sequence whose mask is all zeros contributes nothing and is not counted among the sequences.
@@ -352,12 +353,13 @@ DEFAULT_AGG = {"sapo": "seq-mean-token-mean", "gspo": "seq-mean-token-mean", "gr
 def group_advantages(
     rewards: Tensor, group_size: int, *, scale: str = "group", eps: float = 1e-6
 ) -> tuple[Tensor, float]:
-    """Outcome advantages Â_i = (R_i − mean_g R) / (std + ε) for contiguous groups of `group_size` responses.
+    """Outcome advantages for contiguous groups of `group_size` responses.
 
     rewards: (B,) with B = n_groups · group_size, group g = rows [g·G, (g+1)·G).
-    scale: "group" divides by the group's std (GRPO); "batch" by the std of the whole batch; "none" does not
-    divide (Dr.GRPO). std is unbiased (Bessel). Returns the (B,) advantages and the fraction of groups whose
-    rewards are all equal (their advantages are exactly 0).
+    scale: "group": (R − mean_g) / (std_g + ε) (GRPO); "none": R − mean_g (Dr.GRPO); "batch": normalised over
+    the whole batch instead of the group, (R − mean_B) / (std_B + ε). std is unbiased (Bessel). Returns the (B,)
+    advantages and the fraction of groups whose rewards are all equal (under "group" and "none" their
+    advantages are exactly 0).
     """
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be (B,), got shape {tuple(rewards.shape)}")
@@ -374,8 +376,9 @@ def group_advantages(
         std = r.std(-1, keepdim=True) if group_size > 1 else torch.zeros_like(mean)  # (n_groups, 1)
         adv = centred / (std + eps)
     elif scale == "batch":
-        std = rewards.detach().float().std() if rewards.numel() > 1 else torch.tensor(0.0)  # ()
-        adv = centred / (std + eps)
+        flat = r.reshape(-1)  # (B,)
+        std = flat.std() if flat.numel() > 1 else torch.tensor(0.0)  # ()
+        adv = ((flat - flat.mean()) / (std + eps)).view_as(r)
     else:
         adv = centred
     return adv.reshape(-1), float(zero_std.float().mean())

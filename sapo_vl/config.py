@@ -196,7 +196,8 @@ class AlgorithmConfig:
     """Fixed length dividing each sequence's token sum under "seq-mean-token-sum-norm";
     null = `rollout.max_new_tokens`."""
     advantage_scale: AdvantageScale = "group"
-    """Divide centred rewards by the std of the "group", of the whole "batch", or "none" (Dr.GRPO)."""
+    """"group": (R − group mean) / group std (GRPO); "none": R − group mean (Dr.GRPO); "batch": (R − batch
+    mean) / batch std, normalised over the whole batch instead of the group."""
     adv_eps: float = 1e-6
     """epsilon added to the std when scaling advantages (>= 0)."""
     kl_beta: float = 0.0

@@ -290,9 +290,11 @@ def test_group_advantages_by_hand():
     assert zero_frac == 0.5
     adv_none, _ = group_advantages(rewards, 4, scale="none")  # Dr.GRPO: R − mean only
     torch.testing.assert_close(adv_none, torch.tensor([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]))
-    # batch: group mean baseline, batch std: mean 0.625, Σ(dev²) = 5·0.375² + 3·0.625² = 1.875, /7 → std 0.5175492
+    # batch: mean 0.625, Σ(dev²) = 5·0.375² + 3·0.625² = 1.875, /7 → std 0.5175492
+    # → rewarded rows (1 − 0.625)/0.5175492 = 0.7245688, the others −0.625/0.5175492 = −1.2076147
     adv_b, _ = group_advantages(rewards, 4, scale="batch")
-    assert adv_b[0].item() == pytest.approx(0.75 / 0.5175492, rel=1e-5)
+    torch.testing.assert_close(adv_b, torch.tensor([0.7245688, -1.2076147, -1.2076147, -1.2076147] + [0.7245688] * 4),
+                               atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="do not split into groups"):
         group_advantages(rewards, 3)
     with pytest.raises(ValueError, match="unknown advantage scale"):

@@ -50,3 +50,10 @@ def test_two_ranks_each_stage_model_and_algorithm(tmp_path, tiny_dense, tiny_moe
     ov = small_overrides(tmp_path, name, **{"deepspeed.zero_stage": stage, "algorithm.name": algo,
                                              "model.name_or_path": model})
     _check_run(launch(ov, timeout=400), tmp_path / name, algo)
+
+
+@pytest.mark.slow
+def test_deepspeed_launcher_zero2(tmp_path, tiny_dense):
+    ov = small_overrides(tmp_path, "dsl", **{"deepspeed.zero_stage": 2})
+    res = launch(ov, launcher="deepspeed", timeout=400)
+    _check_run(res, tmp_path / "dsl", "sapo")

@@ -43,12 +43,18 @@ def small_overrides(out_dir: Path, run_name: str, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
-def launch(overrides: list[str], *, ranks: int = 2, timeout: int = 600, config: str = "configs/demo.yaml"):
-    """Run `torchrun --nproc_per_node RANKS -m sapo_vl.train` (or one plain process) and return the result."""
+def launch(overrides: list[str], *, ranks: int = 2, timeout: int = 600, config: str = "configs/demo.yaml",
+           launcher: str = "torchrun"):
+    """Run `torchrun --nproc_per_node RANKS -m sapo_vl.train` (or `deepspeed --num_gpus RANKS`, or one plain
+    process) and return the completed process."""
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
                PYTHONUNBUFFERED="1")
     if ranks == 1:
         cmd = [sys.executable, "-m", "sapo_vl.train", config, *overrides]
+    elif launcher == "deepspeed":
+        ds_bin = str(Path(sys.executable).parent / "deepspeed")
+        cmd = [ds_bin, "--num_gpus", str(ranks), "--master_port", str(_port()), "--module", "sapo_vl.train",
+               config, *overrides]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port",
                str(_port()), "-m", "sapo_vl.train", config, *overrides]
