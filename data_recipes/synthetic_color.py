@@ -30,7 +30,7 @@ SPLITS = ("train", "test")
 
 def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
             size: int | None = None, n_colors: int = 4, image_size: int = 64, dominance: float = 0.6,
-            patches: int = 2) -> Iterator[Record]:
+            patches: int = 2, verifier: str = VERIFIER) -> Iterator[Record]:
     """Records of `split`.
 
     size: records in the split (default 1000 train / 200 test).
@@ -61,5 +61,6 @@ def records(split: str = "train", *, seed: int = 0, limit: int | None = None, ro
             x, y = rng.randint(0, image_size - w), rng.randint(0, image_size - h)
             draw.rectangle([x, y, x + w - 1, y + h - 1], fill=COLORS[color])
         yield Record(id=f"{NAME}/{split}/{i}", prompt=user_prompt(question), answer=answer, images=[png(img)],
-                     verifier=VERIFIER, domain=DOMAIN, source=SOURCE, split=split,
+                     verifier=verifier, verifier_params={"choices": names} if verifier == "choice" else {},
+                     domain=DOMAIN, source=SOURCE, split=split,
                      meta={"palette": names, "distractors": others})

@@ -306,6 +306,10 @@ class TrainConfig:
     """Resume from a checkpoint: "auto" = the newest one in the run directory, or a checkpoint path; null = fresh."""
     dry_run: bool = False
     """Resolve the config, build the data pipeline and print the plan, without loading weights or training."""
+    format_warmup_steps: int = 0
+    """Supervised steps before RL on *shuffled* answers (each prompt paired with another prompt's answer): a
+    random-weight policy learns the answer format and the answer marginal, i.e. chance-level answers, but
+    nothing about the images. 0 = off; leave it off for a real (instruct) checkpoint."""
 
 
 @dataclass

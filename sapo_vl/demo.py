@@ -1,49 +1,54 @@
-"""The embedded default job: build the tiny Qwen3-VL checkpoint and run one batched image-text generation.
+"""The embedded default job (`make demo`): train the tiny Qwen3-VL with SAPO on the dominant-color task.
 
-Everything is offline: the checkpoint is built on this machine and the images are drawn here.
+It runs `configs/demo.yaml` through the same code path as a GPU run (the DeepSpeed engine, the verifiers, the
+recipe), offline on the CPU: the checkpoint is built on this machine and the images are drawn here. At the end
+it prints the reward curve, the accuracy over the last steps and where the plots and checkpoints are.
 """
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="sapo-vl/tiny-qwen3-vl", help="model name or path (default: the tiny one)")
-    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens to sample per prompt (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides of configs/demo.yaml")
+    p.add_argument("--config", default=str(DEMO_CONFIG), help="config to run (default: configs/demo.yaml)")
+
+
+def summarise(rows: list[dict], every: int = 10) -> str:
+    """A small table of the reward curve: mean reward and accuracy per block of `every` steps."""
+    lines = [f"{'steps':>11}  {'reward':>6}  {'accuracy':>8}  {'entropy':>7}"]
+    for s in range(0, len(rows), every):
+        block = rows[s : s + every]
+        mean = lambda k: sum(r.get(k, 0.0) for r in block) / len(block)
+        lines.append(f"{block[0]['step']:>5}-{block[-1]['step']:<5}  {mean('reward_mean'):6.3f}  "
+                     f"{mean('accuracy'):8.3f}  {mean('entropy'):7.3f}")
+    return "\n".join(lines)
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-    from PIL import Image, ImageDraw
+    import json
 
-    from .data.record import user_prompt
-    from .models.loading import encode_prompts, load_policy, load_processor, resolve_model_path
+    from .config import ConfigError, load_config
+    from .train import train
 
-    t0 = time.time()
-    path = resolve_model_path(args.model)
-    processor = load_processor(args.model)
-    model = load_policy(args.model).eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"model  {args.model} -> {path} ({type(model).__name__}, {n_params:,} parameters) in {time.time() - t0:.1f}s")
-
-    red = Image.new("RGB", (96, 64), (220, 30, 30))
-    shapes = Image.new("RGB", (64, 64), "white")
-    ImageDraw.Draw(shapes).ellipse((8, 8, 40, 40), fill=(30, 60, 220))
-    prompts = [user_prompt("What is the dominant color of this image?"), user_prompt("How many circles are there?")]
-    inputs = encode_prompts(processor, prompts, [[red], [shapes]])
-    torch.manual_seed(args.seed)
-    t1 = time.time()
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=True)
-    new = out[:, inputs["input_ids"].shape[1]:]
-    texts = processor.batch_decode(new, skip_special_tokens=True)
-    dt = time.time() - t1
-    print(f"batch  2 prompts, images {[tuple(g.tolist()) for g in inputs['image_grid_thw']]} (t, h, w patches), "
-          f"prompt length {inputs['input_ids'].shape[1]} tokens")
-    for p, t in zip(prompts, texts):
-        print(f"  Q: {p[-1]['content'][-1]['text']}\n  A: {t!r}")
-    print(f"sampled {new.numel()} tokens in {dt:.2f}s ({new.numel() / dt:.0f} tokens/s); "
-          "weights are random, so the answers are noise until trained")
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}")
+        return 2
+    run_dir = train(cfg)
+    if not (run_dir / "metrics.jsonl").exists():
+        return 0
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l]
+    print("\nreward curve (means over blocks of 10 steps):")
+    print(summarise(rows, every=max(1, len(rows) // 15)))
+    tail = rows[-20:]
+    final = sum(r["reward_mean"] for r in tail) / len(tail)
+    print(f"\nmean reward over the last {len(tail)} steps: {final:.3f} (from {rows[0]['reward_mean']:.3f} at step 0)")
+    print(f"plots:       {run_dir / 'plots'}")
+    print(f"checkpoint:  {run_dir / 'checkpoints'} (hf/ loads with AutoModelForImageTextToText)")
+    print(f"metrics:     {run_dir / 'metrics.jsonl'}; samples: {run_dir / 'samples'}")
     return 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import sys
 import time
 from collections import defaultdict
@@ -33,11 +34,11 @@ from . import ds
 from .algorithms import POLICY_LOSSES, group_advantages, overlong_penalty
 from .config import Config, ConfigError, config_to_dict, dump_yaml, load_config
 from .logprobs import PolicyLogprobs
-from .models.loading import load_policy, load_processor
+from .models.loading import encode_prompts, load_policy, load_processor
 from .prompts import PromptStream
 from .rollout import Rollout
 from .runlog import RunLog, sparkline
-from .sampling import sample_completions
+from .sampling import Samples, sample_completions
 
 
 # ---------------------------------------------------------------------------------------------------- plan
@@ -55,7 +56,8 @@ def plan(cfg: Config, world: int) -> dict:
     grad_accum = math.ceil(mb_rows / micro)
     mu = cfg.algorithm.updates_per_rollout
     return dict(world=world, prompts_per_rank=B // world, rows_per_rank=rows, minibatch_rows=mb_rows, micro=micro,
-                grad_accum=grad_accum, optimizer_steps_per_rollout=mu * nm, total_optimizer_steps=cfg.train.steps * mu * nm)
+                grad_accum=grad_accum, optimizer_steps_per_rollout=mu * nm,
+                total_optimizer_steps=cfg.train.steps * mu * nm + cfg.train.format_warmup_steps)
 
 
 def loss_kwargs(cfg: Config) -> dict:
@@ -177,6 +179,45 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
     return stats, skipped
 
 
+def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: dict, dist: ds.Dist,
+                  seed: int) -> list[float]:
+    """Supervised steps on shuffled answers (see `train.format_warmup_steps`); returns the per-step losses.
+
+    Each step takes `minibatch_rows` prompts per rank, pairs them with a permutation of their own answers, and
+    minimises the token-mean negative log-likelihood of "answer<|im_end|>" through the same engine, micro-batches
+    and global normalisation as the RL update.
+    """
+    tok = processor.tokenizer
+    stop = tok.convert_tokens_to_ids("<|im_end|>")
+    losses = []
+    for s in range(steps):
+        prompts = stream.next_batch(plan["minibatch_rows"] * dist.world_size)
+        answers = [q.record.answer for q in prompts]
+        random.Random(f"{seed}/warmup/{s}/{dist.rank}").shuffle(answers)
+        ids = [tok(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
+        width = max(len(i) for i in ids)
+        samples = Samples(
+            inputs=encode_prompts(processor, [q.record.prompt for q in prompts], [q.images for q in prompts]),
+            completion_ids=torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids]),
+            completion_mask=torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids]),
+            truncated=torch.zeros(len(ids), dtype=torch.bool), sample_logprobs=torch.zeros(len(ids), width),
+            texts=answers, group_size=1, prefill_tokens=0,
+        )
+        ro = Rollout.from_samples([q.record for q in prompts], samples)
+        n_tok = _all_reduce([float(ro.completion_mask.sum())])[0]
+        total = 0.0
+        for chunk in _chunks(list(range(ro.n)), plan["micro"]):
+            batch = ro.micro_batch(chunk, dist.device)
+            logp, _ = engine(**_model_inputs(batch), touch_vision=dist.world_size > 1, with_entropy=False)
+            mask = batch["extras"]["mask"].to(logp.dtype)
+            loss = -(logp * mask).sum() / n_tok
+            ds.backward(engine, loss, dist.world_size)
+            engine.step()
+            total += float(loss.detach())
+        losses.append(_all_reduce([total])[0])
+    return losses
+
+
 # ---------------------------------------------------------------------------------------------------- the loop
 def train(cfg: Config) -> Path:
     dist = ds.init_distributed()
@@ -222,6 +263,13 @@ def train(cfg: Config) -> Path:
             start = int(client["step"])
             log.truncate_after(start)
             say(f"resumed from {ckpt} at step {start}")
+    if start == 0 and cfg.train.format_warmup_steps:
+        warm_stream = PromptStream(cfg.data, cfg.model, processor, seed=cfg.train.seed + 1, rank=dist.rank,
+                                   world=dist.world_size, pool=stream.pool)
+        losses = format_warmup(engine, processor, warm_stream, cfg.train.format_warmup_steps, plan=p, dist=dist,
+                               seed=cfg.train.seed)
+        say(f"format warm-up: {len(losses)} supervised steps on shuffled answers, loss {losses[0]:.3f} → "
+            f"{losses[-1]:.3f} (answers carry no information about the images)")
     loss_fn, lkw = POLICY_LOSSES[cfg.algorithm.name], loss_kwargs(cfg)
     mu, nm = cfg.algorithm.updates_per_rollout, cfg.algorithm.num_minibatches
     touch_vision = dist.world_size > 1
