@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def summarise(rows: list[dict], every: int = 10) -> str:
-    """A small table of the reward curve: mean reward and accuracy per block of `every` steps."""
+    """A small table of the reward curve: mean reward, accuracy and entropy per block of `every` steps."""
     lines = [f"{'steps':>11}  {'reward':>6}  {'accuracy':>8}  {'entropy':>7}"]
     for s in range(0, len(rows), every):
         block = rows[s : s + every]
@@ -43,8 +43,9 @@ def main(args: argparse.Namespace) -> int:
     if not (run_dir / "metrics.jsonl").exists():
         return 0
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l]
-    print("\nreward curve (means over blocks of 10 steps):")
-    print(summarise(rows, every=max(1, len(rows) // 15)))
+    every = max(1, len(rows) // 15)
+    print(f"\nreward curve (means over blocks of {every} steps):")
+    print(summarise(rows, every=every))
     tail = rows[-20:]
     final = sum(r["reward_mean"] for r in tail) / len(tail)
     print(f"\nmean reward over the last {len(tail)} steps: {final:.3f} (from {rows[0]['reward_mean']:.3f} at step 0)")

@@ -158,3 +158,14 @@ def test_compare_report_writes_plot_and_tables(tmp_path, capsys):
     md = (tmp_path / "cmp.md").read_text()
     assert md.count("\n") == 5 and "| sapo | 6 | 0.000 |" in md
     assert (tmp_path / "cmp.png").stat().st_size > 1000 and (tmp_path / "cmp.csv").exists()
+
+
+def test_format_warmup_lowers_the_answer_loss_through_the_engine(tiny_dense):
+    from sapo_vl.prompts import PromptStream
+    from sapo_vl.train import format_warmup
+
+    cfg, dist, p, engine, _ = _setup(tiny_dense, "sapo", **{"optimizer.lr": "3e-3"})
+    proc = load_processor(str(tiny_dense), min_pixels=1024, max_pixels=4096)
+    stream = PromptStream(cfg.data, cfg.model, proc, seed=0, rank=0, world=1)
+    losses = format_warmup(engine, proc, stream, 12, plan=p, dist=dist, seed=0)
+    assert len(losses) == 12 and losses[-1] < 0.6 * losses[0]
