@@ -15,6 +15,8 @@ Departures from the paper, all deliberate:
 - A non-finite loss on any rank turns that micro-batch into a zero-gradient one and the optimizer step runs at
   learning rate 0 (weights untouched; AdamW's moments still decay); it is counted in `skipped_steps`.
 - `algorithm.dynamic_sampling` filters zero-std groups out of the loss instead of drawing replacement prompts.
+- `train.format_warmup_steps` (off by default) runs supervised steps on shuffled answers before RL, for
+  random-weight policies that do not yet answer in the task's format (the embedded demo).
 """
 from __future__ import annotations
 
