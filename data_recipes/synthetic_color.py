@@ -38,7 +38,11 @@ def records(split: str = "train", *, seed: int = 0, limit: int | None = None, ro
     image_size: side of the square image in pixels (64 = 4 image tokens for Qwen3-VL).
     dominance: least fraction of pixels the answer color keeps; lower is harder.
     patches: rectangles of other colors drawn over the background (at most n_colors - 1); more is harder.
+    verifier: "exact" (the response is the color word) or "choice" (the last palette color named wins, so a
+        longer, noisier response can still be read).
     """
+    if verifier not in ("exact", "choice"):
+        raise ValueError(f"verifier must be 'exact' or 'choice', got {verifier!r}")
     names = list(COLORS)[:n_colors]
     patches = min(patches, n_colors - 1)  # each patch has its own color, never the answer's
     if not 2 <= n_colors <= len(COLORS) or patches < 0:

@@ -3,6 +3,7 @@
     sapo-vl tiny-model OUT_DIR [--moe] [--seed N]   build the embedded tiny Qwen3-VL checkpoint
     sapo-vl config show CONFIG [key=value ...]      print a resolved config
     sapo-vl recipe list|preview|check|build         author and build data recipes
+    sapo-vl eval --task T --model M --out DIR       evaluate (also --suite, --list)
     sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed -m sapo_vl.train` for more)
     sapo-vl compare CONFIG --algorithms sapo,gspo,grpo   same seed and data under each algorithm, one plot
     sapo-vl demo                                    the embedded default job (what `make demo` runs)
@@ -101,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
 
         add_recipe_commands(sub)
 
-    for register in (_config, _recipe):
+    def _eval():
+        from .evaluation.cli import add_eval_commands
+
+        add_eval_commands(sub)
+
+    for register in (_config, _recipe, _eval):
         _optional(register)
     return parser
 

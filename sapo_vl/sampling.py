@@ -109,9 +109,14 @@ def sample_completions(
     top_p: float = 1.0,
     top_k: int = 0,
     shared_prefill: bool = True,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
 ) -> Samples:
-    """Sample `group_size` completions for each prompt (with its PIL images); see the module docstring."""
+    """Sample `group_size` completions for each prompt (with its PIL images); see the module docstring.
+
+    generator: one generator for all rows (training), or one per row (B·G of them, row r = prompt r // G), so
+    that a row's tokens do not depend on the other rows of its batch (resumable, sharded eval).
+    temperature <= 0 decodes greedily (argmax, no random draws).
+    """
     tok = processor.tokenizer
     device = next(model.parameters()).device
     if group_size < 1 or max_new_tokens < 1:
@@ -132,6 +137,8 @@ def sample_completions(
         attn = attn.repeat_interleave(G, 0)  # (B·G, Lp)
     prefill_tokens = int(feed["input_ids"].numel())
 
+    if isinstance(generator, (list, tuple)) and len(generator) != logits.shape[0]:
+        raise ValueError(f"{len(generator)} generators for {logits.shape[0]} rows: give one per row or a single one")
     banned = torch.tensor(token_ids(tok, NEVER_SAMPLE), dtype=torch.long, device=device)
     stop = torch.tensor(token_ids(tok, STOP_TOKENS), dtype=torch.long, device=device)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else int(stop[0])
@@ -140,7 +147,13 @@ def sample_completions(
     out_ids, out_mask, out_logp = [], [], []
     for step in range(max_new_tokens):
         logp = process_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, banned=banned)  # (N, V)
-        nxt = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]  # (N,)
+        if temperature <= 0:
+            nxt = logp.argmax(-1)  # (N,)
+        elif isinstance(generator, (list, tuple)):
+            probs = logp.exp()
+            nxt = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generator)])  # (N,)
+        else:
+            nxt = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]  # (N,)
         out_logp.append(logp.gather(-1, nxt[:, None])[:, 0].masked_fill(done, 0.0))
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         out_ids.append(nxt)

@@ -379,6 +379,20 @@ def train(cfg: Config) -> Path:
             step_s=time.time() - t0, skipped_steps=skipped_steps, score_per_s=scored.per_second,
             prompts_skipped=float(sum(stream.stats.skipped.values())),
         )
+        # ---- periodic eval (same tasks, verifiers and files as `sapo-vl eval`)
+        if cfg.eval.every and ((step + 1) % cfg.eval.every == 0 or step + 1 == cfg.train.steps):
+            from .evaluation import evaluate_policy
+
+            engine.eval()
+            with ds.gathered(engine):
+                ev = evaluate_policy(policy, processor, cfg.eval.tasks, limit=cfg.eval.limit,
+                                     n_samples=cfg.eval.n_samples, seed=cfg.train.seed,
+                                     max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+                                     out_dir=run_dir / "eval" / f"step_{step + 1}")
+            engine.train()
+            metrics.update(ev)
+            say("eval: " + ", ".join(f"{k.split('/', 1)[1]}={v:.3f}" for k, v in ev.items() if k.endswith("accuracy")))
+
         if (step + 1) % cfg.logging.log_every == 0 or step + 1 == cfg.train.steps:
             log.log(step, metrics)
         if cfg.logging.sample_every and step % cfg.logging.sample_every == 0:

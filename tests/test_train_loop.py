@@ -169,3 +169,15 @@ def test_format_warmup_lowers_the_answer_loss_through_the_engine(tiny_dense):
     stream = PromptStream(cfg.data, cfg.model, proc, seed=0, rank=0, world=1)
     losses = format_warmup(engine, proc, stream, 12, plan=p, dist=dist, seed=0)
     assert len(losses) == 12 and losses[-1] < 0.6 * losses[0]
+
+
+def test_periodic_eval_metrics_land_in_the_training_log(tmp_path, tiny_dense):
+    from train_helpers import launch, metrics, small_overrides
+
+    ov = small_overrides(tmp_path, "ev", **{"eval.tasks": "[synthetic_color]", "eval.every": 1, "eval.limit": 4,
+                                             "train.steps": 2})
+    res = launch(ov, ranks=1, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = metrics(tmp_path / "ev")
+    assert all(0.0 <= r["eval/synthetic_color/accuracy"] <= 1.0 for r in rows)
+    assert (tmp_path / "ev" / "eval" / "step_2" / "synthetic_color" / "summary.json").exists()

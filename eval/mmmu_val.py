@@ -1,0 +1,28 @@
+"""mmmu_val: MMMU validation (900 college-level questions, 30 subjects, interleaved images).
+
+    sapo-vl eval --task mmmu_val --model Qwen/Qwen3-VL-2B-Instruct --out runs/eval/mmmu
+    sapo-vl eval --task mmmu_val --model PATH --data-path /data/MMMU --out runs/eval/mmmu      (local copy)
+    sapo-vl eval --task mmmu_val ... -o subject=Math                                          (one subject)
+
+Prompt: the recipe's (question, lettered options, "Answer with the option's letter.", then "Think step by
+step, then give the final answer inside <answer></answer>.").
+Scoring per row as the recipe assigns it: multiple choice -> `choice` with the option texts (a letter
+mark, else an option text, the last answer given wins); open questions (about 5%) -> `math`.
+
+Published rule reproduced: MMMU's option parsing (Yue et al., CVPR 2024; MMMU-Benchmark/MMMU
+eval/eval_utils.py `parse_multi_choice_response`): letters in parentheses "(B)", else letters standing
+alone " B ", else (in replies of more than 5 words) an option's text; with several candidates the last
+mention wins. Deliberate difference: when nothing parses, MMMU picks a random option (1/n expected
+credit); we give 0, since an eval score should not be a coin flip. Row-by-row agreement and the other
+differences: tests/eval/test_eval_parity_mmmu.py.
+"""
+from sapo_vl.evaluation.task import Task
+
+TASK = Task(
+    name="mmmu_val", domain="reasoning", recipe="mmmu", metric="accuracy (micro)", split="validation", size=900,
+    description="MMMU validation: multiple choice over 30 subjects (choice), open questions (math).",
+    row_verifiers=("choice", "math"),
+    scoring="rule",
+    rule="MMMU option parsing (bracketed letter, lone letter, option text; last mention wins), no random fallback",
+    source="Yue et al. 2024, MMMU; MMMU-Benchmark/MMMU eval/eval_utils.py parse_multi_choice_response",
+)
