@@ -153,14 +153,31 @@ def create_engine(module: torch.nn.Module, cfg: Config, *, micro_batch: int, gra
 
 @contextlib.contextmanager
 def gathered(engine) -> Iterator[None]:
-    """Full parameters on every rank for the duration (ZeRO-3: one all-gather for the whole rollout)."""
-    if engine.zero_optimization_stage() == 3:
-        import deepspeed
+    """Full parameters on every rank for the duration (ZeRO-3: one all-gather for the whole rollout).
 
+    Under ZeRO-3 the engine's per-module fetch/prefetch hooks are taken off for the duration and put back after:
+    with the parameters already whole they have nothing to do, and a prefetch they start from the trace of the
+    training forward would still be in flight when the parameters are partitioned again. This is the one place
+    that uses DeepSpeed internals (`parameter_offload`); the 2-rank ZeRO-3 tests guard it.
+    """
+    if engine.zero_optimization_stage() != 3:
+        yield
+        return
+    import deepspeed
+    from deepspeed.runtime.zero import parameter_offload as po
+
+    offload = engine.optimizer.parameter_offload
+    offload.partition_all_parameters()  # nothing fetched or in flight from the last forward
+    offload._remove_module_hooks()
+    offload.forward_hooks, offload.backward_hooks = [], []
+    try:
         with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
             yield
-    else:
-        yield
+    finally:
+        depth = len(po.FWD_MODULE_STACK)
+        offload.setup_zero_stage3_hooks()
+        del po.FWD_MODULE_STACK[depth:]  # setup pushes the top module again; it is already there
+        offload.get_param_coordinator().reset_step()
 
 
 def backward(engine, loss: torch.Tensor, world_size: int) -> None:

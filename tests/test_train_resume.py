@@ -26,6 +26,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tiny_dense):
     assert len(expected) == 5
 
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
     cmd = [sys.executable, "-m", "sapo_vl.train", "configs/demo.yaml", *small_overrides(tmp_path, "killed", **extra)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "killed"

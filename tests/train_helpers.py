@@ -49,6 +49,8 @@ def launch(overrides: list[str], *, ranks: int = 2, timeout: int = 600, config: 
     process) and return the completed process."""
     env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
                PYTHONUNBUFFERED="1")
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)  # an in-process test's group of one must not leak into the launched processes
     if ranks == 1:
         cmd = [sys.executable, "-m", "sapo_vl.train", config, *overrides]
     elif launcher == "deepspeed":
