@@ -64,6 +64,16 @@ def _as_latex(text: str) -> str:
     return "\\boxed{" + text + "}"
 
 
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+
+
+def _bare_expression(text: str) -> bool:
+    """A short one-line reply that is only an expression ("2\\sqrt{17}", "9\\pi", "x^2+1"): no prose words."""
+    if len(text) > 60 or "\n" in text:
+        return False
+    return re.search(r"[A-Za-z]{2,}", _LATEX_COMMAND.sub(" ", text)) is None
+
+
 def _squash(text: str) -> str:
     text = re.sub(r"\\left|\\right|\\[,;:! ]|\s+|\$", "", text)
     return text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
@@ -113,6 +123,12 @@ def verify(response: str, answer: str, *, timeout: float = 5.0, float_rounding: 
         raise VerifierConfigError("math: the ground-truth answer is empty")
 
     found = find_answer(response, tags_only=True)
+    if found is None and not tags_only:
+        # an "answer is X" / "Answer: X" phrase, or a reply that is nothing but an expression, is read as LaTeX
+        # like a tagged answer (else math-verify would read "2\sqrt{17}" as 2); other prose stays free text
+        loose = find_answer(response)
+        if loose is not None and (loose.source == "anchor" or _bare_expression(loose.text)):
+            found = loose
     if found is not None:
         if len(found.text) > _MAX_ANSWER_CHARS:
             return miss(f"answer longer than {_MAX_ANSWER_CHARS} characters", clip_extracted(found.text))

@@ -53,13 +53,11 @@ def test_synthetic_tasks_score_their_own_answers_1(name):
     for r in records:
         verifier, params = task.score_spec(r)
         assert score(verifier, f"<answer>{r.answer}</answer>", r.answer, **params).score == 1.0, r.id
-        if name != "synthetic_geometry":  # see the xfail below
-            assert score(verifier, r.answer, r.answer, **params).score == 1.0, r.id
+        assert score(verifier, r.answer, r.answer, **params).score == 1.0, r.id
 
 
-@pytest.mark.xfail(strict=True, reason="reported: the `math` verifier's free-text fallback reads a bare LaTeX reply "
-                   "'2\\sqrt{17}' (no tags, no $) as 2, and synthetic_geometry's prompt asks for no tags")
 def test_synthetic_geometry_bare_exact_answers_score_1():
+    """A bare LaTeX reply ('2\\sqrt{17}', no tags, no $) is read as LaTeX, not as its leading 2."""
     task = get_task("synthetic_geometry")
     records, _ = task.load(limit=8)
     r = next(r for r in records if "sqrt" in r.answer)

@@ -5,6 +5,10 @@ from sapo_vl.verifiers import score
 
 MV = "math-verify equivalence"
 CASES = [
+    ("2\\sqrt{17}", "2\\sqrt{17}", {}, 1.0, "bare LaTeX reply read as LaTeX, not as its leading 2"),
+    ("9\\pi", "9\\pi", {}, 1.0, "bare LaTeX reply with a constant"),
+    ("The answer is 2\\sqrt{17}", "2\\sqrt{17}", {}, 1.0, "'answer is' phrase read as LaTeX"),
+    ("2\\sqrt{17}", "2", {}, 0.0, "a bare radical is not its coefficient"),
     # --- the traps named in issue 3
     (r"<answer>3</answer>", "3", {}, 1.0, "issue 3 trap: <answer>3</answer> parses to nothing unless tags are stripped"),
     (r"<answer>2\sqrt{221}</answer>", r"2 \sqrt { 221 }", {}, 1.0, "issue 3 trap: raw LaTeX gold must be wrapped"),
