@@ -41,6 +41,7 @@ from .prompts import PromptStream
 from .rollout import Rollout
 from .runlog import RunLog, sparkline
 from .sampling import Samples, sample_completions
+from .verifiers.batch import score_batch
 
 
 # ---------------------------------------------------------------------------------------------------- plan
@@ -242,7 +243,9 @@ def train(cfg: Config) -> Path:
         first = stream.next_batch(B)
         say(f"dry run: data {[(n, w, len(r)) for n, w, r in stream.pool]}; first batch on rank 0: "
             f"{[q.record.id for q in first]} ({[q.tokens for q in first]} prompt tokens); plan {p}")
-        say(f"deepspeed config: {ds.ds_config(cfg, micro_batch=p['micro'], grad_accum=p['grad_accum'], world_size=dist.world_size, device=dist.device)}")
+        conf = ds.ds_config(cfg, micro_batch=p["micro"], grad_accum=p["grad_accum"], world_size=dist.world_size,
+                            device=dist.device)
+        say(f"deepspeed config: {conf}")
         return run_dir
     policy = build_policy(cfg, dist.device)
     ref = None
@@ -300,8 +303,6 @@ def train(cfg: Config) -> Path:
         t1 = time.time()
 
         # ---- score
-        from .verifiers.batch import score_batch
-
         items = [(q.record.verifier, rollout.texts[i * G + g], q.record.answer, q.record.verifier_params)
                  for i, q in enumerate(prompts) for g in range(G)]
         scored = score_batch(items, workers=cfg.rollout.score_workers, timeout=cfg.rollout.score_timeout_s)
@@ -374,7 +375,7 @@ def train(cfg: Config) -> Path:
             advantage_mean=float(adv_all.mean()), advantage_std=float(adv_all.std()) if adv_all.numel() > 1 else 0.0,
             advantage_max=float(adv_all.max()), advantage_min=float(adv_all.min()), zero_std_frac=zero_std,
             lr=float(engine.optimizer.param_groups[0]["lr"]),
-            grad_norm=float(engine.get_global_grad_norm() or 0.0) if engine.get_global_grad_norm() is not None else 0.0,
+            grad_norm=float(engine.get_global_grad_norm() or 0.0),
             tokens_per_s=gen_tokens / max(t1 - t0, 1e-9), rollout_s=t1 - t0, score_s=t2 - t1, update_s=t3 - t2,
             step_s=time.time() - t0, skipped_steps=skipped_steps, score_per_s=scored.per_second,
             prompts_skipped=float(sum(stream.stats.skipped.values())),
