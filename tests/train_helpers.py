@@ -47,8 +47,11 @@ def launch(overrides: list[str], *, ranks: int = 2, timeout: int = 600, config: 
            launcher: str = "torchrun"):
     """Run `torchrun --nproc_per_node RANKS -m sapo_vl.train` (or `deepspeed --num_gpus RANKS`, or one plain
     process) and return the completed process."""
-    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONUNBUFFERED="1")
+    import torch
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    if not torch.cuda.is_available():
+        env["DS_ACCELERATOR"] = "cpu"
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)  # an in-process test's group of one must not leak into the launched processes
     if ranks == 1:
