@@ -35,4 +35,10 @@ def tiny_moe(tiny_cache) -> Path:
     from sapo_vl.models.tiny import cached_tiny_checkpoint
 
     return cached_tiny_checkpoint(moe=True, cache_dir=tiny_cache)
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
+try:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed's CPU accelerator (gloo) on GPU-less machines
+except ImportError:  # pragma: no cover
+    pass
