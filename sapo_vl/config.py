@@ -193,7 +193,10 @@ class AlgorithmConfig:
     kl_estimator: KLEstimator = "k3"
     """KL estimator: "k1" (log-ratio) or "k3" (ratio - 1 - log-ratio, unbiased and always >= 0)."""
     dynamic_sampling: bool = False
-    """DAPO dynamic sampling: resample prompts whose G rewards are all equal (zero advantage) until B groups carry signal."""
+    """DAPO dynamic sampling: groups whose G rewards are all equal (zero advantage) are replaced by groups of
+    fresh prompts, up to `dynamic_sampling_rounds` extra rollouts per step; any left are masked out of the loss."""
+    dynamic_sampling_rounds: int = 3
+    """Most extra rollouts per step that dynamic sampling may draw to replace zero-std groups (>= 1)."""
     overlong_penalty: OverlongPenaltyConfig = field(default_factory=OverlongPenaltyConfig)
     """DAPO's soft penalty for completions near the length limit."""
     mask_truncated: bool = False

@@ -40,6 +40,8 @@ class Rollout:
     texts: list[str]
     """(N) decoded completions."""
     group_size: int
+    sample_logprobs: Tensor = field(default_factory=lambda: torch.zeros(0))
+    """(N, Lc) log-probs of the sampled tokens under the sampling distribution (a drift diagnostic)."""
     rewards: Tensor = field(default_factory=lambda: torch.zeros(0))
     """(N,) verifier rewards (after any overlong penalty)."""
     advantages: Tensor = field(default_factory=lambda: torch.zeros(0))
@@ -84,6 +86,50 @@ class Rollout:
             prompt_mm_types=inputs["mm_token_type_ids"].cpu(), pixel_values=pixels, image_grid_thw=grids,
             completion_ids=samples.completion_ids, completion_mask=samples.completion_mask,
             truncated=samples.truncated, texts=samples.texts, group_size=samples.group_size,
+            sample_logprobs=samples.sample_logprobs,
+        )
+
+    def groups(self, keep: Sequence[int]) -> "Rollout":
+        """The rollout restricted to prompt groups `keep` (in that order), with their scores and rewards."""
+        G = self.group_size
+        rows = [g * G + j for g in keep for j in range(G)]
+        r = torch.as_tensor(rows, dtype=torch.long)
+        k = torch.as_tensor(list(keep), dtype=torch.long)
+        pick = lambda t: t[r] if t is not None and t.numel() else t  # noqa: E731
+        return Rollout(
+            records=[self.records[g] for g in keep], prompt_ids=self.prompt_ids[k], prompt_mask=self.prompt_mask[k],
+            prompt_mm_types=self.prompt_mm_types[k], pixel_values=[self.pixel_values[g] for g in keep],
+            image_grid_thw=[self.image_grid_thw[g] for g in keep], completion_ids=self.completion_ids[r],
+            completion_mask=self.completion_mask[r], truncated=self.truncated[r],
+            texts=[self.texts[i] for i in rows], group_size=G, sample_logprobs=pick(self.sample_logprobs),
+            rewards=pick(self.rewards), scores=[self.scores[i] for i in rows] if self.scores else [],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence["Rollout"], pad_id: int) -> "Rollout":
+        """One rollout from several (before advantages): prompts re-padded on the left, completions on the right."""
+        lp = max(p.prompt_ids.shape[1] for p in parts)
+        lc = max(p.completion_ids.shape[1] for p in parts)
+
+        def left(t: Tensor, value: int) -> Tensor:
+            return torch.nn.functional.pad(t, (lp - t.shape[1], 0), value=value)
+
+        def right(t: Tensor, value: float) -> Tensor:
+            return torch.nn.functional.pad(t, (0, lc - t.shape[1]), value=value)
+
+        return Rollout(
+            records=[x for p in parts for x in p.records],
+            prompt_ids=torch.cat([left(p.prompt_ids, pad_id) for p in parts]),
+            prompt_mask=torch.cat([left(p.prompt_mask, 0) for p in parts]),
+            prompt_mm_types=torch.cat([left(p.prompt_mm_types, 0) for p in parts]),
+            pixel_values=[x for p in parts for x in p.pixel_values],
+            image_grid_thw=[x for p in parts for x in p.image_grid_thw],
+            completion_ids=torch.cat([right(p.completion_ids, pad_id) for p in parts]),
+            completion_mask=torch.cat([right(p.completion_mask, 0) for p in parts]),
+            truncated=torch.cat([p.truncated for p in parts]), texts=[x for p in parts for x in p.texts],
+            group_size=parts[0].group_size,
+            sample_logprobs=torch.cat([right(p.sample_logprobs, 0.0) for p in parts]),
+            rewards=torch.cat([p.rewards for p in parts]), scores=[x for p in parts for x in p.scores],
         )
 
     def micro_batch(self, rows: Sequence[int], device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -221,6 +221,65 @@ def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: 
     return losses
 
 
+def collect_rollout(engine, policy, processor, prompts: list, cfg: Config, generator) -> tuple[Rollout, float, int]:
+    """Sample G completions per prompt (parameters gathered under ZeRO-3) and score them with the verifiers.
+
+    Returns the rollout with `scores` and `rewards` (verifier score, plus DAPO's overlong penalty when on), the
+    seconds spent scoring and the number of scoring timeouts.
+    """
+    G = cfg.rollout.group_size
+    engine.eval()
+    with ds.gathered(engine):
+        samples = sample_completions(
+            policy, processor, [q.record.prompt for q in prompts], [q.images for q in prompts], group_size=G,
+            max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+            top_k=cfg.rollout.top_k, shared_prefill=cfg.rollout.shared_prefill, generator=generator,
+        )
+    engine.train()
+    rollout = Rollout.from_samples([q.record for q in prompts], samples)
+    t = time.time()
+    items = [(q.record.verifier, rollout.texts[i * G + g], q.record.answer, q.record.verifier_params)
+             for i, q in enumerate(prompts) for g in range(G)]
+    scored = score_batch(items, workers=cfg.rollout.score_workers, timeout=cfg.rollout.score_timeout_s)
+    rollout.scores = scored.results
+    rollout.rewards = torch.tensor([r.score for r in scored.results], dtype=torch.float32)
+    if cfg.algorithm.overlong_penalty.enabled:
+        op = cfg.algorithm.overlong_penalty
+        rollout.rewards = rollout.rewards + overlong_penalty(rollout.completion_mask.sum(-1),
+                                                             cfg.rollout.max_new_tokens, op.buffer, op.penalty)
+    return rollout, time.time() - t, scored.timeouts
+
+
+def zero_std_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(n_groups,) bool: groups whose rewards are all equal."""
+    flat = rewards.view(-1, group_size)
+    return flat.max(-1).values == flat.min(-1).values
+
+
+def refill_zero_std_groups(rollout: Rollout, draw, *, rounds: int, pad_id: int) -> tuple[Rollout, int]:
+    """DAPO dynamic sampling: replace zero-std groups by groups of fresh prompts that carry signal.
+
+    `draw(n, round)` rolls out and scores `n` new prompts on this rank. Every rank draws the same number per round (the
+    largest need over ranks), so the global prompt stream stays aligned. Returns the rollout, in which the
+    remaining zero-std groups (if `rounds` ran out) come last, and the number of extra rollouts drawn.
+    """
+    G = rollout.group_size
+    done = 0
+    for round_ in range(rounds):
+        zero = zero_std_groups(rollout.rewards, G)
+        need = int(_all_reduce([float(zero.sum())], tdist.ReduceOp.MAX)[0])
+        if need == 0:
+            break
+        extra = draw(need, round_)
+        done += 1
+        good = [g for g, z in enumerate(zero_std_groups(extra.rewards, G).tolist()) if not z]
+        zero_idx = [g for g, z in enumerate(zero.tolist()) if z]
+        fill = good[: len(zero_idx)]
+        keep = [g for g, z in enumerate(zero.tolist()) if not z] + zero_idx[len(fill):]
+        rollout = Rollout.concat([rollout.groups(keep), extra.groups(fill)], pad_id)
+    return rollout, done
+
+
 # ---------------------------------------------------------------------------------------------------- the loop
 def train(cfg: Config) -> Path:
     dist = ds.init_distributed()
@@ -287,33 +346,29 @@ def train(cfg: Config) -> Path:
         bar = tqdm(total=cfg.train.steps, initial=start, desc="train", dynamic_ncols=True, file=sys.stdout)
 
     for step in range(start, cfg.train.steps):
-        # ---- rollout
+        # ---- rollout and score (DAPO dynamic sampling refills zero-std groups with fresh prompts)
         t0 = time.time()
         prompts = stream.next_batch(B)
-        gen = torch.Generator(device=dist.device).manual_seed(cfg.train.seed * 1_000_003 + step * 7919 + dist.rank)
-        engine.eval()
-        with ds.gathered(engine):
-            samples = sample_completions(
-                policy, processor, [q.record.prompt for q in prompts], [q.images for q in prompts], group_size=G,
-                max_new_tokens=cfg.rollout.max_new_tokens, temperature=T, top_p=cfg.rollout.top_p,
-                top_k=cfg.rollout.top_k, shared_prefill=cfg.rollout.shared_prefill, generator=gen,
-            )
-        engine.train()
-        rollout = Rollout.from_samples([q.record for q in prompts], samples)
-        t1 = time.time()
+        seed = cfg.train.seed * 1_000_003 + step * 7919 + dist.rank
+        gen = torch.Generator(device=dist.device).manual_seed(seed)
+        rollout, score_s, timeouts = collect_rollout(engine, policy, processor, prompts, cfg, gen)
+        zero_before = _all_reduce([float(zero_std_groups(rollout.rewards, G).float().mean())])[0] / dist.world_size
+        extra_rounds = 0
+        if cfg.algorithm.dynamic_sampling:
+            def draw(n: int, round_: int) -> Rollout:
+                nonlocal score_s, timeouts
+                more = stream.next_batch(n * dist.world_size)
+                g = torch.Generator(device=dist.device).manual_seed(seed + 104_729 * (round_ + 1))
+                ro, sec, to = collect_rollout(engine, policy, processor, more, cfg, g)
+                score_s, timeouts = score_s + sec, timeouts + to
+                return ro
 
-        # ---- score
-        items = [(q.record.verifier, rollout.texts[i * G + g], q.record.answer, q.record.verifier_params)
-                 for i, q in enumerate(prompts) for g in range(G)]
-        scored = score_batch(items, workers=cfg.rollout.score_workers, timeout=cfg.rollout.score_timeout_s)
-        rollout.scores = scored.results
-        rewards = torch.tensor([r.score for r in scored.results], dtype=torch.float32)
-        correct = rewards.clone()
-        if cfg.algorithm.overlong_penalty.enabled:
-            op = cfg.algorithm.overlong_penalty
-            rewards = rewards + overlong_penalty(rollout.completion_mask.sum(-1), cfg.rollout.max_new_tokens,
-                                                 op.buffer, op.penalty)
+            rollout, extra_rounds = refill_zero_std_groups(rollout, draw, rounds=cfg.algorithm.dynamic_sampling_rounds,
+                                                           pad_id=processor.tokenizer.pad_token_id)
+        rewards = rollout.rewards
+        correct = torch.tensor([r.score for r in rollout.scores], dtype=torch.float32)
         t2 = time.time()
+        t1 = t2 - score_s
 
         # ---- advantages, over the global batch (groups never straddle ranks)
         all_rewards = _all_gather_cat(rewards, dist.world_size)
@@ -325,9 +380,8 @@ def train(cfg: Config) -> Path:
         loss_mask = rollout.completion_mask.clone()
         if cfg.algorithm.mask_truncated:
             loss_mask[rollout.truncated] = 0
-        if cfg.algorithm.dynamic_sampling:
-            flat = rewards.view(-1, G)
-            loss_mask[(flat.max(-1).values == flat.min(-1).values).repeat_interleave(G)] = 0
+        if cfg.algorithm.dynamic_sampling:  # what the refill could not replace stays out of the loss
+            loss_mask[zero_std_groups(rewards, G).repeat_interleave(G)] = 0
 
         # ---- π_old (and π_ref) log-probs
         rows = list(range(n_rank))
@@ -353,20 +407,20 @@ def train(cfg: Config) -> Path:
         if entropy is not None:
             cm = rollout.completion_mask
             m["entropy"] = float((entropy * cm).sum() / cm.sum().clamp(min=1))
-            gap = (rollout.old_logprobs - samples.sample_logprobs)[cm.bool()]
+            gap = (rollout.old_logprobs - rollout.sample_logprobs)[cm.bool()]
             m["rollout_logprob_gap"] = float(gap.abs().mean()) if gap.numel() else 0.0
         lengths = rollout.completion_mask.sum(-1).float()
         local = {
             **m, "response_length_mean": float(lengths.mean()), "response_length_max": float(lengths.max()),
             "truncation_rate": float(rollout.truncated.float().mean()), "accuracy": float((correct >= 1).float().mean()),
-            "score_timeouts": float(scored.timeouts),
+            "score_timeouts": float(timeouts),
         }
         keys = sorted(local)
         red = _all_reduce([local[k] for k in keys])
         metrics = {k: v / dist.world_size for k, v in zip(keys, red)}
         by_verifier = defaultdict(list)
-        for q_i, q in enumerate(prompts):
-            by_verifier[q.record.verifier].extend(correct[q_i * G : (q_i + 1) * G].tolist())
+        for q_i, rec in enumerate(rollout.records):
+            by_verifier[rec.verifier].extend(correct[q_i * G : (q_i + 1) * G].tolist())
         for name, vals in by_verifier.items():
             metrics[f"reward/{name}"] = sum(vals) / len(vals)
         gen_tokens = _all_reduce([float(lengths.sum())])[0]
@@ -377,7 +431,8 @@ def train(cfg: Config) -> Path:
             lr=float(engine.optimizer.param_groups[0]["lr"]),
             grad_norm=float(engine.get_global_grad_norm() or 0.0),
             tokens_per_s=gen_tokens / max(t1 - t0, 1e-9), rollout_s=t1 - t0, score_s=t2 - t1, update_s=t3 - t2,
-            step_s=time.time() - t0, skipped_steps=skipped_steps, score_per_s=scored.per_second,
+            step_s=time.time() - t0, skipped_steps=skipped_steps, score_per_s=rollout.n / max(score_s, 1e-9),
+            zero_std_frac_sampled=zero_before, dynamic_sampling_rounds=extra_rounds,
             prompts_skipped=float(sum(stream.stats.skipped.values())),
         )
         # ---- periodic eval (same tasks, verifiers and files as `sapo-vl eval`)
@@ -398,7 +453,7 @@ def train(cfg: Config) -> Path:
             log.log(step, metrics)
         if cfg.logging.sample_every and step % cfg.logging.sample_every == 0:
             log.samples(step, [
-                {"id": prompts[i // G].record.id, "answer": prompts[i // G].record.answer, "response": rollout.texts[i],
+                {"id": rollout.records[i // G].id, "answer": rollout.records[i // G].answer, "response": rollout.texts[i],
                  "reward": float(rewards[i]), "advantage": float(rollout.advantages[i]),
                  "reason": rollout.scores[i].reason, "extracted": rollout.scores[i].extracted}
                 for i in range(rollout.n)

@@ -181,3 +181,38 @@ def test_periodic_eval_metrics_land_in_the_training_log(tmp_path, tiny_dense):
     rows = metrics(tmp_path / "ev")
     assert all(0.0 <= r["eval/synthetic_color/accuracy"] <= 1.0 for r in rows)
     assert (tmp_path / "ev" / "eval" / "step_2" / "synthetic_color" / "summary.json").exists()
+
+
+def test_dynamic_sampling_refills_zero_std_groups(tiny_dense):
+    from types import SimpleNamespace
+
+    from sapo_vl.train import refill_zero_std_groups, zero_std_groups
+
+    _, dist, _, _, ro = _setup(tiny_dense, "sapo")  # 2 prompts × G=4
+    ro.rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])  # group 0 zero-std, group 1 has signal
+    ro.scores = [SimpleNamespace(score=float(r)) for r in ro.rewards]
+    draws = []
+
+    def draw(n, round_):
+        draws.append((n, round_))
+        extra = ro.groups(list(range(n)) if round_ == 0 else [1] * n)
+        # round 0 brings only a zero-std group back (group 0 again), round 1 a group with signal
+        return extra
+
+    out, rounds = refill_zero_std_groups(ro, draw, rounds=3, pad_id=0)
+    assert draws == [(1, 0), (1, 1)] and rounds == 2
+    assert not zero_std_groups(out.rewards, 4).any() and len(out.records) == 2
+    assert out.rewards.tolist() == [0.0, 1.0, 0.0, 0.0] * 2
+    # a rollout assembled from parts re-pads prompts (left) and completions (right) consistently
+    mb = out.micro_batch(range(out.n))
+    assert mb["input_ids"].shape[0] == 8 and torch.equal(out.completion_mask, out.completion_mask.clone())
+
+
+def test_training_with_dynamic_sampling_runs(tmp_path, tiny_dense):
+    from train_helpers import launch, metrics, small_overrides
+
+    ov = small_overrides(tmp_path, "ds", **{"algorithm.dynamic_sampling": "true", "train.steps": 2})
+    res = launch(ov, ranks=1, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = metrics(tmp_path / "ds")
+    assert all("dynamic_sampling_rounds" in r and "zero_std_frac_sampled" in r for r in rows)

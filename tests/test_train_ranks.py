@@ -57,3 +57,11 @@ def test_deepspeed_launcher_zero2(tmp_path, tiny_dense):
     ov = small_overrides(tmp_path, "dsl", **{"deepspeed.zero_stage": 2})
     res = launch(ov, launcher="deepspeed", timeout=400)
     _check_run(res, tmp_path / "dsl", "sapo")
+
+
+@pytest.mark.slow
+def test_two_ranks_dynamic_sampling_keeps_ranks_in_step(tmp_path, tiny_dense):
+    ov = small_overrides(tmp_path, "dyn", **{"deepspeed.zero_stage": 2, "algorithm.dynamic_sampling": "true",
+                                              "train.steps": 3})
+    rows = _check_run(launch(ov, timeout=400), tmp_path / "dyn", "sapo", steps=3)
+    assert all(r["dynamic_sampling_rounds"] >= 0 for r in rows)
