@@ -14,7 +14,9 @@ Departures from the paper, all deliberate:
   μ = 1 and there is one minibatch, the current log-probs (detached) serve as π_old and that pass is skipped.
 - A non-finite loss on any rank turns that micro-batch into a zero-gradient one and the optimizer step runs at
   learning rate 0 (weights untouched; AdamW's moments still decay); it is counted in `skipped_steps`.
-- `algorithm.dynamic_sampling` filters zero-std groups out of the loss instead of drawing replacement prompts.
+- `algorithm.dynamic_sampling` replaces zero-std groups by groups of fresh prompts for at most
+  `dynamic_sampling_rounds` extra rollouts per step (DAPO over-samples once and filters); what is left stays
+  masked out of the loss, so a step's batch keeps its size.
 - `train.format_warmup_steps` (off by default) runs supervised steps on shuffled answers before RL, for
   random-weight policies that do not yet answer in the task's format (the embedded demo).
 """
