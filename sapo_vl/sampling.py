@@ -66,7 +66,7 @@ def process_logits(logits: Tensor, *, temperature: float, top_k: int, top_p: flo
     """(N, V) logits → (N, V) log-probabilities to sample from: ban, temperature, top-k, then top-p (nucleus)."""
     logits = logits.float()
     if banned is not None and banned.numel():
-        logits[:, banned] = float("-inf")
+        logits = logits.index_fill(-1, banned, float("-inf"))  # out of place: the caller's logits stay as they were
     logits = logits / max(temperature, 1e-6)  # (N, V)
     if top_k and 0 < top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (N, 1)

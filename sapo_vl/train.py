@@ -79,18 +79,28 @@ def loss_kwargs(cfg: Config) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+def _comm_device() -> torch.device:
+    """Where collective tensors must live: the current GPU under NCCL, the CPU under gloo."""
+    if tdist.is_initialized() and tdist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def _all_gather_cat(x: torch.Tensor, world: int) -> torch.Tensor:
+    """(n,) on every rank → (world·n,) in rank order, on the CPU."""
     if world == 1:
         return x
+    x = x.to(_comm_device())
     parts = [torch.zeros_like(x) for _ in range(world)]
     tdist.all_gather(parts, x)
-    return torch.cat(parts)
+    return torch.cat(parts).cpu()
 
 
 def _all_reduce(values: list[float], op=tdist.ReduceOp.SUM) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    if tdist.is_initialized() and tdist.get_world_size() > 1:
-        tdist.all_reduce(t, op=op)
+    if not (tdist.is_initialized() and tdist.get_world_size() > 1):
+        return [float(v) for v in values]
+    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
+    tdist.all_reduce(t, op=op)
     return t.tolist()
 
 
