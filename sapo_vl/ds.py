@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+import torch.distributed as tdist
 
 from .config import Config
 
@@ -199,6 +200,33 @@ def optimizer_step(engine, skip: bool) -> None:
         g["lr"] = lr
 
 
+# ---------------------------------------------------------------------------------------------------- collectives
+
+def comm_device() -> torch.device:
+    """Where collective tensors must live: the current GPU under NCCL, the CPU under gloo."""
+    if tdist.is_initialized() and tdist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_gather_cat(x: torch.Tensor, world: int) -> torch.Tensor:
+    """(n,) on every rank → (world·n,) in rank order, on the CPU."""
+    if world == 1:
+        return x
+    x = x.to(comm_device())
+    parts = [torch.zeros_like(x) for _ in range(world)]
+    tdist.all_gather(parts, x)
+    return torch.cat(parts).cpu()
+
+
+def all_reduce(values: list[float], op=tdist.ReduceOp.SUM) -> list[float]:
+    if not (tdist.is_initialized() and tdist.get_world_size() > 1):
+        return [float(v) for v in values]
+    t = torch.tensor(values, dtype=torch.float64, device=comm_device())
+    tdist.all_reduce(t, op=op)
+    return t.tolist()
+
+
 # ---------------------------------------------------------------------------------------------------- checkpoints
 
 LATEST = "latest"
@@ -211,8 +239,6 @@ def save_checkpoint(engine, run_dir: Path, step: int, client_state: dict, *, pol
     Everything is written under a temporary name and renamed when complete, so a crash mid-save leaves the
     previous checkpoint and the `latest` pointer untouched.
     """
-    import torch.distributed as tdist
-
     ckpt_root = run_dir / "checkpoints"
     name = f"step_{step}"
     final, tmp = ckpt_root / name, ckpt_root / f".{name}.tmp"

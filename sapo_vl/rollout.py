@@ -3,16 +3,25 @@
 `Rollout` keeps each prompt once (its token ids and its images' patches) and each completion once; a
 micro-batch of completion rows is assembled on demand as prompt+completion sequences with the pixel patches of
 the rows' prompts, ready for `PolicyLogprobs`. Rows g·G … g·G+G−1 form prompt g's group.
+
+`collect_rollout` makes one (sample under gathered ZeRO-3 parameters, then score with the verifiers);
+`refill_zero_std_groups` is DAPO's dynamic sampling on top of it.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+import torch.distributed as tdist
 
+from . import ds
+from .algorithms import overlong_penalty
+from .config import Config
 from .data.record import Record
-from .sampling import Samples
+from .sampling import Samples, sample_completions
+from .verifiers.batch import score_batch
 
 Tensor = torch.Tensor
 
@@ -161,3 +170,62 @@ class Rollout:
             extras["ref_logprobs"] = self.ref_logprobs[rows_t, :lc]
         batch["extras"] = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in extras.items()}
         return batch
+
+
+def collect_rollout(engine, policy, processor, prompts: list, cfg: Config, generator) -> tuple[Rollout, float, int]:
+    """Sample G completions per prompt (parameters gathered under ZeRO-3) and score them with the verifiers.
+
+    Returns the rollout with `scores` and `rewards` (verifier score, plus DAPO's overlong penalty when on), the
+    seconds spent scoring and the number of scoring timeouts.
+    """
+    G = cfg.rollout.group_size
+    engine.eval()
+    with ds.gathered(engine):
+        samples = sample_completions(
+            policy, processor, [q.record.prompt for q in prompts], [q.images for q in prompts], group_size=G,
+            max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+            top_k=cfg.rollout.top_k, shared_prefill=cfg.rollout.shared_prefill, generator=generator,
+        )
+    engine.train()
+    rollout = Rollout.from_samples([q.record for q in prompts], samples)
+    t = time.time()
+    items = [(q.record.verifier, rollout.texts[i * G + g], q.record.answer, q.record.verifier_params)
+             for i, q in enumerate(prompts) for g in range(G)]
+    scored = score_batch(items, workers=cfg.rollout.score_workers, timeout=cfg.rollout.score_timeout_s)
+    rollout.scores = scored.results
+    rollout.rewards = torch.tensor([r.score for r in scored.results], dtype=torch.float32)
+    if cfg.algorithm.overlong_penalty.enabled:
+        op = cfg.algorithm.overlong_penalty
+        rollout.rewards = rollout.rewards + overlong_penalty(rollout.completion_mask.sum(-1),
+                                                             cfg.rollout.max_new_tokens, op.buffer, op.penalty)
+    return rollout, time.time() - t, scored.timeouts
+
+
+def zero_std_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(n_groups,) bool: groups whose rewards are all equal."""
+    flat = rewards.view(-1, group_size)
+    return flat.max(-1).values == flat.min(-1).values
+
+
+def refill_zero_std_groups(rollout: Rollout, draw, *, rounds: int, pad_id: int) -> tuple[Rollout, int]:
+    """DAPO dynamic sampling: replace zero-std groups by groups of fresh prompts that carry signal.
+
+    `draw(n, round)` rolls out and scores `n` new prompts on this rank. Every rank draws the same number per round (the
+    largest need over ranks), so the global prompt stream stays aligned. Returns the rollout, in which the
+    remaining zero-std groups (if `rounds` ran out) come last, and the number of extra rollouts drawn.
+    """
+    G = rollout.group_size
+    done = 0
+    for round_ in range(rounds):
+        zero = zero_std_groups(rollout.rewards, G)
+        need = int(ds.all_reduce([float(zero.sum())], tdist.ReduceOp.MAX)[0])
+        if need == 0:
+            break
+        extra = draw(need, round_)
+        done += 1
+        good = [g for g, z in enumerate(zero_std_groups(extra.rewards, G).tolist()) if not z]
+        zero_idx = [g for g, z in enumerate(zero.tolist()) if z]
+        fill = good[: len(zero_idx)]
+        keep = [g for g, z in enumerate(zero.tolist()) if not z] + zero_idx[len(fill):]
+        rollout = Rollout.concat([rollout.groups(keep), extra.groups(fill)], pad_id)
+    return rollout, done

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import sys
 import time
 from collections import defaultdict
@@ -32,18 +31,16 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-import torch.distributed as tdist
 
 from . import ds
-from .algorithms import POLICY_LOSSES, group_advantages, overlong_penalty
+from .algorithms import POLICY_LOSSES, group_advantages
 from .config import Config, ConfigError, config_to_dict, dump_yaml, load_config
 from .logprobs import PolicyLogprobs
-from .models.loading import encode_prompts, load_policy, load_processor
+from .models.loading import load_policy, load_processor
 from .prompts import PromptStream
-from .rollout import Rollout
+from .rollout import Rollout, collect_rollout, refill_zero_std_groups, zero_std_groups
 from .runlog import RunLog, sparkline
-from .sampling import Samples, sample_completions
-from .verifiers.batch import score_batch
+from .update import format_warmup, rollout_logprobs, update_policy
 
 
 # ---------------------------------------------------------------------------------------------------- plan
@@ -78,40 +75,6 @@ def loss_kwargs(cfg: Config) -> dict:
     return kw
 
 
-# ---------------------------------------------------------------------------------------------------- helpers
-def _comm_device() -> torch.device:
-    """Where collective tensors must live: the current GPU under NCCL, the CPU under gloo."""
-    if tdist.is_initialized() and tdist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def _all_gather_cat(x: torch.Tensor, world: int) -> torch.Tensor:
-    """(n,) on every rank → (world·n,) in rank order, on the CPU."""
-    if world == 1:
-        return x
-    x = x.to(_comm_device())
-    parts = [torch.zeros_like(x) for _ in range(world)]
-    tdist.all_gather(parts, x)
-    return torch.cat(parts).cpu()
-
-
-def _all_reduce(values: list[float], op=tdist.ReduceOp.SUM) -> list[float]:
-    if not (tdist.is_initialized() and tdist.get_world_size() > 1):
-        return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64, device=_comm_device())
-    tdist.all_reduce(t, op=op)
-    return t.tolist()
-
-
-def _model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k != "extras"}
-
-
-def _chunks(rows: list[int], size: int) -> list[list[int]]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
 def build_policy(cfg: Config, device: torch.device):
     """The `transformers` policy with the config's freezing, LoRA and gradient checkpointing applied."""
     policy = load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=device,
@@ -130,166 +93,6 @@ def build_policy(cfg: Config, device: torch.device):
             target_modules=rf"^model\.language_model\..*\.({'|'.join(lc.target_modules)})$",
         ))
     return policy
-
-
-@torch.no_grad()
-def rollout_logprobs(module, rollout: Rollout, rows: list[int], micro: int, device, temperature: float,
-                     touch_vision: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, Lc) log-probs and entropies of all completion rows under `module`, micro-batch by micro-batch."""
-    lc = rollout.completion_ids.shape[1]
-    logp = torch.zeros(rollout.n, lc)
-    ent = torch.zeros(rollout.n, lc)
-    for chunk in _chunks(rows, micro):
-        batch = rollout.micro_batch(chunk, device)
-        lp, e = module(**_model_inputs(batch), temperature=temperature, touch_vision=touch_vision)
-        n = batch["n_completion"]
-        logp[chunk, :n] = lp.float().cpu()
-        ent[chunk, :n] = e.float().cpu()
-    return logp, ent
-
-
-def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: dict, loss_fn, loss_kwargs: dict,
-                  mu: int, num_minibatches: int, temperature: float, dist: ds.Dist, seed: int,
-                  touch_vision: bool) -> tuple[dict[str, float], int]:
-    """μ passes over the rollout, each `num_minibatches` optimizer steps; returns loss stats and skipped steps.
-
-    π_old is `rollout.old_logprobs` when set, else the current log-probs detached (μ = 1, one minibatch).
-    Each micro-batch's loss is normalised by the token / sequence counts of its whole minibatch over all ranks.
-    """
-    agg: dict[str, float] = defaultdict(float)
-    weight_sum, skipped = 0.0, 0
-    gen = torch.Generator().manual_seed(seed)
-    n, mb_rows = rollout.n, plan["minibatch_rows"]
-    for epoch in range(mu):
-        order = torch.randperm(n, generator=gen).tolist()
-        for m in range(num_minibatches):
-            mb = order[m * mb_rows : (m + 1) * mb_rows]
-            lm = loss_mask[mb]
-            g_tok, g_seq = _all_reduce([float(lm.sum()), float((lm.sum(-1) > 0).sum())])
-            bad = False
-            for chunk in _chunks(mb, plan["micro"]):
-                batch = rollout.micro_batch(chunk, dist.device)
-                ex = batch["extras"]
-                mask = loss_mask[chunk, : batch["n_completion"]].to(dist.device)
-                logp, ent = engine(**_model_inputs(batch), temperature=temperature, touch_vision=touch_vision,
-                                   with_entropy=epoch == 0 and "old_logprobs" not in ex)
-                old = ex["old_logprobs"] if "old_logprobs" in ex else logp.detach()
-                loss, stats = loss_fn(logp, old, ex["advantages"], mask, ref_logprobs=ex.get("ref_logprobs"),
-                                      global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
-                if _all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
-                    bad = True  # keep every rank's collectives in step: back-propagate an exact zero instead
-                    loss = logp.sum() * 0.0
-                ds.backward(engine, loss, dist.world_size)
-                ds.optimizer_step(engine, skip=bad and engine.is_gradient_accumulation_boundary())
-                if epoch == 0 and "old_logprobs" not in ex:
-                    stats["entropy_update"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
-                w = float(mask.sum())
-                weight_sum += w
-                for k, v in stats.items():
-                    agg[k] += w * (v if math.isfinite(v) else 0.0)
-            skipped += int(bad)
-    stats = {k: v / max(weight_sum, 1.0) for k, v in agg.items()}
-    if "entropy_update" in stats:
-        stats["entropy_update"] *= mu  # only the first pass contributed
-    return stats, skipped
-
-
-def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: dict, dist: ds.Dist,
-                  seed: int) -> list[float]:
-    """Supervised steps on shuffled answers (see `train.format_warmup_steps`); returns the per-step losses.
-
-    Each step takes `minibatch_rows` prompts per rank, pairs them with a permutation of their own answers, and
-    minimises the token-mean negative log-likelihood of "answer<|im_end|>" through the same engine, micro-batches
-    and global normalisation as the RL update.
-    """
-    tok = processor.tokenizer
-    stop = tok.convert_tokens_to_ids("<|im_end|>")
-    losses = []
-    for s in range(steps):
-        prompts = stream.next_batch(plan["minibatch_rows"] * dist.world_size)
-        answers = [q.record.answer for q in prompts]
-        random.Random(f"{seed}/warmup/{s}/{dist.rank}").shuffle(answers)
-        ids = [tok(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
-        width = max(len(i) for i in ids)
-        samples = Samples(
-            inputs=encode_prompts(processor, [q.record.prompt for q in prompts], [q.images for q in prompts]),
-            completion_ids=torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids]),
-            completion_mask=torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids]),
-            truncated=torch.zeros(len(ids), dtype=torch.bool), sample_logprobs=torch.zeros(len(ids), width),
-            texts=answers, group_size=1, prefill_tokens=0,
-        )
-        ro = Rollout.from_samples([q.record for q in prompts], samples)
-        n_tok = _all_reduce([float(ro.completion_mask.sum())])[0]
-        total = 0.0
-        for chunk in _chunks(list(range(ro.n)), plan["micro"]):
-            batch = ro.micro_batch(chunk, dist.device)
-            logp, _ = engine(**_model_inputs(batch), touch_vision=dist.world_size > 1, with_entropy=False)
-            mask = batch["extras"]["mask"].to(logp.dtype)
-            loss = -(logp * mask).sum() / n_tok
-            ds.backward(engine, loss, dist.world_size)
-            engine.step()
-            total += float(loss.detach())
-        losses.append(_all_reduce([total])[0])
-    return losses
-
-
-def collect_rollout(engine, policy, processor, prompts: list, cfg: Config, generator) -> tuple[Rollout, float, int]:
-    """Sample G completions per prompt (parameters gathered under ZeRO-3) and score them with the verifiers.
-
-    Returns the rollout with `scores` and `rewards` (verifier score, plus DAPO's overlong penalty when on), the
-    seconds spent scoring and the number of scoring timeouts.
-    """
-    G = cfg.rollout.group_size
-    engine.eval()
-    with ds.gathered(engine):
-        samples = sample_completions(
-            policy, processor, [q.record.prompt for q in prompts], [q.images for q in prompts], group_size=G,
-            max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-            top_k=cfg.rollout.top_k, shared_prefill=cfg.rollout.shared_prefill, generator=generator,
-        )
-    engine.train()
-    rollout = Rollout.from_samples([q.record for q in prompts], samples)
-    t = time.time()
-    items = [(q.record.verifier, rollout.texts[i * G + g], q.record.answer, q.record.verifier_params)
-             for i, q in enumerate(prompts) for g in range(G)]
-    scored = score_batch(items, workers=cfg.rollout.score_workers, timeout=cfg.rollout.score_timeout_s)
-    rollout.scores = scored.results
-    rollout.rewards = torch.tensor([r.score for r in scored.results], dtype=torch.float32)
-    if cfg.algorithm.overlong_penalty.enabled:
-        op = cfg.algorithm.overlong_penalty
-        rollout.rewards = rollout.rewards + overlong_penalty(rollout.completion_mask.sum(-1),
-                                                             cfg.rollout.max_new_tokens, op.buffer, op.penalty)
-    return rollout, time.time() - t, scored.timeouts
-
-
-def zero_std_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """(n_groups,) bool: groups whose rewards are all equal."""
-    flat = rewards.view(-1, group_size)
-    return flat.max(-1).values == flat.min(-1).values
-
-
-def refill_zero_std_groups(rollout: Rollout, draw, *, rounds: int, pad_id: int) -> tuple[Rollout, int]:
-    """DAPO dynamic sampling: replace zero-std groups by groups of fresh prompts that carry signal.
-
-    `draw(n, round)` rolls out and scores `n` new prompts on this rank. Every rank draws the same number per round (the
-    largest need over ranks), so the global prompt stream stays aligned. Returns the rollout, in which the
-    remaining zero-std groups (if `rounds` ran out) come last, and the number of extra rollouts drawn.
-    """
-    G = rollout.group_size
-    done = 0
-    for round_ in range(rounds):
-        zero = zero_std_groups(rollout.rewards, G)
-        need = int(_all_reduce([float(zero.sum())], tdist.ReduceOp.MAX)[0])
-        if need == 0:
-            break
-        extra = draw(need, round_)
-        done += 1
-        good = [g for g, z in enumerate(zero_std_groups(extra.rewards, G).tolist()) if not z]
-        zero_idx = [g for g, z in enumerate(zero.tolist()) if z]
-        fill = good[: len(zero_idx)]
-        keep = [g for g, z in enumerate(zero.tolist()) if not z] + zero_idx[len(fill):]
-        rollout = Rollout.concat([rollout.groups(keep), extra.groups(fill)], pad_id)
-    return rollout, done
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
@@ -364,7 +167,7 @@ def train(cfg: Config) -> Path:
         seed = cfg.train.seed * 1_000_003 + step * 7919 + dist.rank
         gen = torch.Generator(device=dist.device).manual_seed(seed)
         rollout, score_s, timeouts = collect_rollout(engine, policy, processor, prompts, cfg, gen)
-        zero_before = _all_reduce([float(zero_std_groups(rollout.rewards, G).float().mean())])[0] / dist.world_size
+        zero_before = ds.all_reduce([float(zero_std_groups(rollout.rewards, G).float().mean())])[0] / dist.world_size
         extra_rounds = 0
         if cfg.algorithm.dynamic_sampling:
             def draw(n: int, round_: int) -> Rollout:
@@ -383,7 +186,7 @@ def train(cfg: Config) -> Path:
         t1 = t2 - score_s
 
         # ---- advantages, over the global batch (groups never straddle ranks)
-        all_rewards = _all_gather_cat(rewards, dist.world_size)
+        all_rewards = ds.all_gather_cat(rewards, dist.world_size)
         adv_all, zero_std = group_advantages(all_rewards, G, scale=cfg.algorithm.advantage_scale,
                                              eps=cfg.algorithm.adv_eps)
         n_rank = rollout.n
@@ -428,14 +231,14 @@ def train(cfg: Config) -> Path:
             "score_timeouts": float(timeouts),
         }
         keys = sorted(local)
-        red = _all_reduce([local[k] for k in keys])
+        red = ds.all_reduce([local[k] for k in keys])
         metrics = {k: v / dist.world_size for k, v in zip(keys, red)}
         by_verifier = defaultdict(list)
         for q_i, rec in enumerate(rollout.records):
             by_verifier[rec.verifier].extend(correct[q_i * G : (q_i + 1) * G].tolist())
         for name, vals in by_verifier.items():
             metrics[f"reward/{name}"] = sum(vals) / len(vals)
-        gen_tokens = _all_reduce([float(lengths.sum())])[0]
+        gen_tokens = ds.all_reduce([float(lengths.sum())])[0]
         metrics.update(
             reward_mean=float(all_rewards.mean()), reward_std=float(all_rewards.std()) if all_rewards.numel() > 1 else 0.0,
             advantage_mean=float(adv_all.mean()), advantage_std=float(adv_all.std()) if adv_all.numel() > 1 else 0.0,

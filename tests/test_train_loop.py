@@ -12,7 +12,8 @@ from sapo_vl.logprobs import PolicyLogprobs
 from sapo_vl.models.loading import load_policy, load_processor
 from sapo_vl.rollout import Rollout
 from sapo_vl.sampling import sample_completions
-from sapo_vl.train import loss_kwargs, plan, rollout_logprobs, update_policy
+from sapo_vl.train import loss_kwargs, plan
+from sapo_vl.update import rollout_logprobs, update_policy
 
 
 def _setup(tiny_dense, algo, **over):
@@ -162,7 +163,7 @@ def test_compare_report_writes_plot_and_tables(tmp_path, capsys):
 
 def test_format_warmup_lowers_the_answer_loss_through_the_engine(tiny_dense):
     from sapo_vl.prompts import PromptStream
-    from sapo_vl.train import format_warmup
+    from sapo_vl.update import format_warmup
 
     cfg, dist, p, engine, _ = _setup(tiny_dense, "sapo", **{"optimizer.lr": "3e-3"})
     proc = load_processor(str(tiny_dense), min_pixels=1024, max_pixels=4096)
@@ -186,7 +187,7 @@ def test_periodic_eval_metrics_land_in_the_training_log(tmp_path, tiny_dense):
 def test_dynamic_sampling_refills_zero_std_groups(tiny_dense):
     from types import SimpleNamespace
 
-    from sapo_vl.train import refill_zero_std_groups, zero_std_groups
+    from sapo_vl.rollout import refill_zero_std_groups, zero_std_groups
 
     _, dist, _, _, ro = _setup(tiny_dense, "sapo")  # 2 prompts × G=4
     ro.rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])  # group 0 zero-std, group 1 has signal

@@ -1,0 +1,128 @@
+"""The update phase: π_old log-probs, μ passes of minibatch optimizer steps, and the format warm-up.
+
+Each micro-batch loss is normalised by the token / sequence counts of its whole minibatch over all ranks, so the
+micro-batch gradients sum (and DeepSpeed's all-reduce averages) to exactly the minibatch gradient.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+
+import torch
+import torch.distributed as tdist
+
+from . import ds
+from .models.loading import encode_prompts
+from .prompts import PromptStream
+from .rollout import Rollout
+from .sampling import Samples
+
+
+def model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k != "extras"}
+
+
+def chunks(rows: list[int], size: int) -> list[list[int]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+@torch.no_grad()
+def rollout_logprobs(module, rollout: Rollout, rows: list[int], micro: int, device, temperature: float,
+                     touch_vision: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, Lc) log-probs and entropies of all completion rows under `module`, micro-batch by micro-batch."""
+    lc = rollout.completion_ids.shape[1]
+    logp = torch.zeros(rollout.n, lc)
+    ent = torch.zeros(rollout.n, lc)
+    for chunk in chunks(rows, micro):
+        batch = rollout.micro_batch(chunk, device)
+        lp, e = module(**model_inputs(batch), temperature=temperature, touch_vision=touch_vision)
+        n = batch["n_completion"]
+        logp[chunk, :n] = lp.float().cpu()
+        ent[chunk, :n] = e.float().cpu()
+    return logp, ent
+
+
+def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: dict, loss_fn, loss_kwargs: dict,
+                  mu: int, num_minibatches: int, temperature: float, dist: ds.Dist, seed: int,
+                  touch_vision: bool) -> tuple[dict[str, float], int]:
+    """μ passes over the rollout, each `num_minibatches` optimizer steps; returns loss stats and skipped steps.
+
+    π_old is `rollout.old_logprobs` when set, else the current log-probs detached (μ = 1, one minibatch).
+    Each micro-batch's loss is normalised by the token / sequence counts of its whole minibatch over all ranks.
+    """
+    agg: dict[str, float] = defaultdict(float)
+    weight_sum, skipped = 0.0, 0
+    gen = torch.Generator().manual_seed(seed)
+    n, mb_rows = rollout.n, plan["minibatch_rows"]
+    for epoch in range(mu):
+        order = torch.randperm(n, generator=gen).tolist()
+        for m in range(num_minibatches):
+            mb = order[m * mb_rows : (m + 1) * mb_rows]
+            lm = loss_mask[mb]
+            g_tok, g_seq = ds.all_reduce([float(lm.sum()), float((lm.sum(-1) > 0).sum())])
+            bad = False
+            for chunk in chunks(mb, plan["micro"]):
+                batch = rollout.micro_batch(chunk, dist.device)
+                ex = batch["extras"]
+                mask = loss_mask[chunk, : batch["n_completion"]].to(dist.device)
+                logp, ent = engine(**model_inputs(batch), temperature=temperature, touch_vision=touch_vision,
+                                   with_entropy=epoch == 0 and "old_logprobs" not in ex)
+                old = ex["old_logprobs"] if "old_logprobs" in ex else logp.detach()
+                loss, stats = loss_fn(logp, old, ex["advantages"], mask, ref_logprobs=ex.get("ref_logprobs"),
+                                      global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
+                if ds.all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
+                    bad = True  # keep every rank's collectives in step: back-propagate an exact zero instead
+                    loss = logp.sum() * 0.0
+                ds.backward(engine, loss, dist.world_size)
+                ds.optimizer_step(engine, skip=bad and engine.is_gradient_accumulation_boundary())
+                if epoch == 0 and "old_logprobs" not in ex:
+                    stats["entropy_update"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
+                w = float(mask.sum())
+                weight_sum += w
+                for k, v in stats.items():
+                    agg[k] += w * (v if math.isfinite(v) else 0.0)
+            skipped += int(bad)
+    stats = {k: v / max(weight_sum, 1.0) for k, v in agg.items()}
+    if "entropy_update" in stats:
+        stats["entropy_update"] *= mu  # only the first pass contributed
+    return stats, skipped
+
+
+def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: dict, dist: ds.Dist,
+                  seed: int) -> list[float]:
+    """Supervised steps on shuffled answers (see `train.format_warmup_steps`); returns the per-step losses.
+
+    Each step takes `minibatch_rows` prompts per rank, pairs them with a permutation of their own answers, and
+    minimises the token-mean negative log-likelihood of "answer<|im_end|>" through the same engine, micro-batches
+    and global normalisation as the RL update.
+    """
+    tok = processor.tokenizer
+    stop = tok.convert_tokens_to_ids("<|im_end|>")
+    losses = []
+    for s in range(steps):
+        prompts = stream.next_batch(plan["minibatch_rows"] * dist.world_size)
+        answers = [q.record.answer for q in prompts]
+        random.Random(f"{seed}/warmup/{s}/{dist.rank}").shuffle(answers)
+        ids = [tok(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
+        width = max(len(i) for i in ids)
+        samples = Samples(
+            inputs=encode_prompts(processor, [q.record.prompt for q in prompts], [q.images for q in prompts]),
+            completion_ids=torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids]),
+            completion_mask=torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids]),
+            truncated=torch.zeros(len(ids), dtype=torch.bool), sample_logprobs=torch.zeros(len(ids), width),
+            texts=answers, group_size=1, prefill_tokens=0,
+        )
+        ro = Rollout.from_samples([q.record for q in prompts], samples)
+        n_tok = ds.all_reduce([float(ro.completion_mask.sum())])[0]
+        total = 0.0
+        for chunk in chunks(list(range(ro.n)), plan["micro"]):
+            batch = ro.micro_batch(chunk, dist.device)
+            logp, _ = engine(**model_inputs(batch), touch_vision=dist.world_size > 1, with_entropy=False)
+            mask = batch["extras"]["mask"].to(logp.dtype)
+            loss = -(logp * mask).sum() / n_tok
+            ds.backward(engine, loss, dist.world_size)
+            engine.step()
+            total += float(loss.detach())
+        losses.append(ds.all_reduce([total])[0])
+    return losses
