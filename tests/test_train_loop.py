@@ -204,9 +204,33 @@ def test_dynamic_sampling_refills_zero_std_groups(tiny_dense):
     assert draws == [(1, 0), (1, 1)] and rounds == 2
     assert not zero_std_groups(out.rewards, 4).any() and len(out.records) == 2
     assert out.rewards.tolist() == [0.0, 1.0, 0.0, 0.0] * 2
-    # a rollout assembled from parts re-pads prompts (left) and completions (right) consistently
-    mb = out.micro_batch(range(out.n))
-    assert mb["input_ids"].shape[0] == 8 and torch.equal(out.completion_mask, out.completion_mask.clone())
+
+
+def test_rollout_concat_repads_parts_of_different_widths(tiny_dense):
+    import dataclasses
+
+    import torch.nn.functional as F
+
+    *_, ro = _setup(tiny_dense, "sapo")
+    ro.rewards = torch.arange(8.0)
+    ro.scores = list(range(8))
+    wide = ro.groups([1])  # the same group, padded 3 more on the left of prompts and 2 more right of completions
+    wide = dataclasses.replace(
+        wide, prompt_ids=F.pad(wide.prompt_ids, (3, 0), value=7), prompt_mask=F.pad(wide.prompt_mask, (3, 0)),
+        prompt_mm_types=F.pad(wide.prompt_mm_types, (3, 0)), completion_ids=F.pad(wide.completion_ids, (0, 2)),
+        completion_mask=F.pad(wide.completion_mask, (0, 2)), sample_logprobs=F.pad(wide.sample_logprobs, (0, 2)))
+    out = type(ro).concat([ro.groups([0]), wide], pad_id=0)
+    assert out.prompt_ids.shape[1] == ro.prompt_ids.shape[1] + 3
+    assert out.completion_ids.shape[1] == ro.completion_ids.shape[1] + 2
+    assert out.rewards.tolist() == list(range(8)) and out.scores == list(range(8))
+    # prompts stay left-padded (they end where generation starts), completions right-padded
+    assert out.prompt_mask[:, -1].all() and (out.prompt_mask.diff(dim=1) >= 0).all()
+    assert (out.completion_mask.diff(dim=1) <= 0).all()
+    got, want = out.micro_batch(range(8)), ro.micro_batch(range(8))
+    for row in range(8):  # every row keeps exactly its prompt and completion tokens, and its images
+        assert torch.equal(got["input_ids"][row][got["attention_mask"][row].bool()],
+                           want["input_ids"][row][want["attention_mask"][row].bool()])
+    assert torch.equal(got["pixel_values"], want["pixel_values"])
 
 
 def test_training_with_dynamic_sampling_runs(tmp_path, tiny_dense):
