@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from PIL import Image
 
@@ -40,6 +39,21 @@ class StreamStats:
         self.skipped[reason] += 1
         if len(self.examples) < 20:
             self.examples.append(f"{record.id}: {reason}: {detail}")
+
+
+def prompt_tokens(processor, prompt: list[dict], images: list[Image.Image]) -> int:
+    """The prompt's length in tokens as the processor will encode it, without processing any pixels.
+
+    The chat template leaves one `<|image_pad|>` per image; the processor expands each into the image's
+    patches / merge² tokens (`get_number_of_image_patches` applies the same resize rules).
+    """
+    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    n = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    ip = processor.image_processor
+    for im in images:
+        w, h = im.size
+        n += ip.get_number_of_image_patches(h, w, {}) // ip.merge_size**2 - 1
+    return n
 
 
 def load_pool(data: DataConfig, seed: int) -> list[tuple[str, float, list[Record]]]:
@@ -100,11 +114,7 @@ class PromptStream:
             self.stats.skip("bad_image", rec, str(err))
             return None
         try:
-            text = self.processor.apply_chat_template(rec.prompt, add_generation_prompt=True, tokenize=False)
-            kw: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
-            if images:
-                kw["images"] = images
-            n = int(self.processor(**kw)["input_ids"].shape[1])
+            n = prompt_tokens(self.processor, rec.prompt, images)
         except Exception as err:  # a record the processor cannot encode must not end the run
             self.stats.skip("encode_error", rec, f"{type(err).__name__}: {err}")
             return None

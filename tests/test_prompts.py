@@ -62,6 +62,11 @@ def test_bad_images_and_long_prompts_are_skipped_and_counted(tmp_path, processor
     assert s.stats.skipped["bad_image"] > 0 and s.stats.skipped["too_long"] > 0
     assert any("bad/1: bad_image" in e for e in s.stats.examples)
     assert all(p.tokens <= 200 for p in got)
+    # the counted length is exactly what the processor encodes (pixels included)
+    from sapo_vl.models.loading import encode_prompts
+
+    for p in got[:3]:
+        assert p.tokens == encode_prompts(processor, [p.record.prompt], [p.images])["input_ids"].shape[1]
 
 
 def test_a_stream_of_only_bad_records_fails_with_a_clear_message(tmp_path, processor):
@@ -71,3 +76,15 @@ def test_a_stream_of_only_bad_records_fails_with_a_clear_message(tmp_path, proce
     s = PromptStream(cfg.data, cfg.model, processor, seed=0, rank=0, world=1)
     with pytest.raises(RuntimeError, match="skipped .* records in a row"):
         s.next_batch(4, max_draws=40)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (100, 60), (300, 40), (20, 20)])
+def test_prompt_tokens_match_the_processor_for_images_it_resizes(processor, size):
+    from PIL import Image
+
+    from sapo_vl.data.record import user_prompt
+    from sapo_vl.models.loading import encode_prompts
+    from sapo_vl.prompts import prompt_tokens
+
+    prompt, images = user_prompt("How many?", n_images=2), [Image.new("RGB", size), Image.new("RGB", (64, 32))]
+    assert prompt_tokens(processor, prompt, images) == encode_prompts(processor, [prompt], [images])["input_ids"].shape[1]
