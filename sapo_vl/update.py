@@ -53,6 +53,7 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
     """
     agg: dict[str, float] = defaultdict(float)
     weight_sum, skipped = 0.0, 0
+    ent_sum = ent_tokens = 0.0  # entropy of the first pass, when no π_old pass measured it
     gen = torch.Generator().manual_seed(seed)
     n, mb_rows = rollout.n, plan["minibatch_rows"]
     for epoch in range(mu):
@@ -76,16 +77,16 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
                     loss = logp.sum() * 0.0
                 ds.backward(engine, loss, dist.world_size)
                 ds.optimizer_step(engine, skip=bad and engine.is_gradient_accumulation_boundary())
-                if epoch == 0 and "old_logprobs" not in ex:
-                    stats["entropy_update"] = float((ent.detach() * mask).sum() / mask.sum().clamp(min=1))
                 w = float(mask.sum())
+                if epoch == 0 and "old_logprobs" not in ex:
+                    ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
                 weight_sum += w
                 for k, v in stats.items():
                     agg[k] += w * (v if math.isfinite(v) else 0.0)
             skipped += int(bad)
     stats = {k: v / max(weight_sum, 1.0) for k, v in agg.items()}
-    if "entropy_update" in stats:
-        stats["entropy_update"] *= mu  # only the first pass contributed
+    if ent_tokens:
+        stats["entropy_update"] = ent_sum / ent_tokens
     return stats, skipped
 
 
