@@ -6,6 +6,7 @@
   its "auto" values filled from ours.
 - `create_engine(...)` builds the engine around `PolicyLogprobs` with AdamW and our LR schedule.
 - `gathered(engine)` gathers ZeRO-3 parameters once for a whole rollout (not once per layer per token).
+- `all_reduce` / `all_gather_cat`: the loop's small collectives (on the GPU under NCCL, the CPU under gloo).
 - `save_checkpoint` / `load_checkpoint` write resumable DeepSpeed checkpoints atomically (a crash mid-save leaves
   the last good one in place) plus a `transformers` folder loadable by `AutoModelForImageTextToText`.
 
