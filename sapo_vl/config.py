@@ -30,6 +30,9 @@ KLEstimator = Literal["k1", "k3"]
 Schedule = Literal["constant", "cosine", "linear"]
 ZeroStage = Literal[0, 1, 2, 3]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+EngineName = Literal["hf", "vllm"]
+CorrectionMode = Literal["none", "tis", "mis"]
+CorrectionLevel = Literal["token", "sequence"]
 
 DEFAULT_LOSS_AGG: dict[str, str] = {
     "sapo": "seq-mean-token-mean",
@@ -109,7 +112,28 @@ class DataConfig:
 
 
 @dataclass
+class VllmConfig:
+    gpu_memory_utilization: float = 0.35
+    """Share of the device's memory the colocated vLLM engine may take for weights and KV cache, in (0, 1)."""
+    tensor_parallel_size: int = 1
+    """GPUs one vLLM engine spans (1 = one engine per training rank)."""
+    max_model_len: int | None = None
+    """Longest prompt + completion the engine accepts; null = data.max_prompt_tokens + rollout.max_new_tokens."""
+    max_num_seqs: int = 256
+    """Most sequences vLLM decodes at once (its scheduler batch)."""
+    enforce_eager: bool = False
+    """Run without CUDA graphs (slower, less memory, faster start); always on for the CPU build."""
+    enable_sleep_mode: bool = True
+    """On GPU: put the engine to sleep during the update phase so training gets its memory back."""
+    seed_stride: int = 1_000_003
+    """Distance between per-request seeds: vLLM's seeded requests are correlated when seeds are adjacent."""
+
+
+@dataclass
 class RolloutConfig:
+    engine: EngineName = "hf"
+    """Rollout engine: "hf" (the `transformers` sampler on the trained model; any machine) or "vllm" (a colocated
+    vLLM engine per rank, fed the new weights after each update; `pip install 'sapo_vl[vllm]'`)."""
     group_size: int = 8
     """G: completions sampled per prompt; advantages are computed within each group (>= 2)."""
     prompts_per_step: int = 8
@@ -130,6 +154,8 @@ class RolloutConfig:
     """Processes that run the verifiers in parallel; 0 = score in the training process."""
     score_timeout_s: float = 10.0
     """Seconds a verifier may take on one completion before it scores 0 and is counted as timed out."""
+    vllm: VllmConfig = field(default_factory=VllmConfig)
+    """Settings of the vLLM engine (used when `engine` is "vllm")."""
 
 
 @dataclass
@@ -166,6 +192,18 @@ class GrpoConfig:
     """Upper clip range of the token ratio (DAPO's clip-higher)."""
     dual_clip: float | None = None
     """Dual-clip constant c (> 1, typically 3) bounding the loss of negative-advantage tokens; null = off."""
+
+
+@dataclass
+class RolloutCorrectionConfig:
+    mode: CorrectionMode = "none"
+    """Correction for the sampler/trainer mismatch (π_sample ≠ π_old): "none"; "tis" = truncated importance
+    sampling, weight min(π_old/π_sample, threshold); "mis" = masked importance sampling, drop what leaves
+    [1/threshold, threshold]."""
+    level: CorrectionLevel = "token"
+    """"token": a weight (or mask) per token; "sequence": one per completion, from its summed log-ratio."""
+    threshold: float = 2.0
+    """C (> 1): the TIS cap, and the MIS band [1/C, C]."""
 
 
 @dataclass
@@ -207,6 +245,8 @@ class AlgorithmConfig:
     """GSPO clip ranges (used when name is "gspo")."""
     grpo: GrpoConfig = field(default_factory=GrpoConfig)
     """GRPO clip ranges and dual clip (used when name is "grpo")."""
+    rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
+    """Importance correction between the sampler's and the trainer's log-probs (matters with `rollout.engine` vllm)."""
 
     def resolved_loss_agg(self) -> str:
         """`loss_agg`, or the algorithm's default when it is null."""
