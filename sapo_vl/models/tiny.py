@@ -12,6 +12,10 @@ the same calls as `Qwen/Qwen3-VL-2B-Instruct` (`AutoProcessor` / `AutoModelForIm
 - `generation_config.json` stopping on `<|im_end|>` (and `<|endoftext|>`).
 
 The same seed gives the same bytes. Nothing downstream knows the checkpoint is tiny.
+
+`head_dim` and `mrope_section` size the text attention heads. vLLM's CPU attention needs head_dim >= 32 (in its
+supported list) and M-RoPE sections summing to head_dim / 2: `head_dim=32, mrope_section=(6, 5, 5)`
+(`VLLM_TEXT_HEADS`) keeps Qwen3-VL-2B's proportions ([24, 20, 20] for 128) and runs under both engines.
 """
 from __future__ import annotations
 
@@ -58,6 +62,9 @@ CHAT_TEMPLATE = (
 TRAINED_VOCAB = 768  # byte alphabet (256) + merges; special tokens come after
 MIN_PIXELS = 32 * 32  # one merged 2×2 block of 16-pixel patches
 MAX_PIXELS = 128 * 128  # ≤ 64 image tokens per image: small and fast on a CPU
+HEAD_DIM, MROPE_SECTION = 16, (2, 3, 3)  # the default text heads (the sections sum to head_dim / 2)
+VLLM_TEXT_HEADS = {"head_dim": 32, "mrope_section": (6, 5, 5)}
+"""Text-head sizes that vLLM's CPU attention accepts (pass as `**VLLM_TEXT_HEADS` to the builders)."""
 
 _WORDS = (
     "red green blue yellow orange purple black white gray brown pink cyan color colour dominant image picture "
@@ -132,16 +139,20 @@ def train_tokenizer():
     return tok
 
 
-def tiny_config(tokenizer, *, moe: bool = False):
+def tiny_config(tokenizer, *, moe: bool = False, head_dim: int = HEAD_DIM,
+                mrope_section: tuple[int, ...] | list[int] = MROPE_SECTION):
     """A Qwen3-VL config of the real architecture at toy size, with the token ids of `tokenizer`."""
     from transformers import Qwen3VLConfig, Qwen3VLMoeConfig
 
+    if len(mrope_section) != 3 or 2 * sum(mrope_section) != head_dim:
+        raise ValueError(f"mrope_section {list(mrope_section)} must be 3 sections summing to head_dim / 2 = "
+                         f"{head_dim / 2:g}")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     vocab_size = ((len(tokenizer) + 63) // 64) * 64  # padded like Qwen's 151,936
     text = dict(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [2, 3, 3],
+        num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim, max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": list(mrope_section),
                          "mrope_interleaved": True},
         tie_word_embeddings=True, pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
@@ -176,7 +187,8 @@ def tiny_processor(tokenizer):
                             chat_template=CHAT_TEMPLATE)
 
 
-def build_tiny_checkpoint(out_dir: str | Path, *, moe: bool = False, seed: int = 0) -> Path:
+def build_tiny_checkpoint(out_dir: str | Path, *, moe: bool = False, seed: int = 0, head_dim: int = HEAD_DIM,
+                          mrope_section: tuple[int, ...] | list[int] = MROPE_SECTION) -> Path:
     """Write the tiny Qwen3-VL checkpoint (dense, or MoE) to `out_dir` and return it. Same seed, same bytes."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
@@ -184,7 +196,7 @@ def build_tiny_checkpoint(out_dir: str | Path, *, moe: bool = False, seed: int =
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer()
-    config = tiny_config(tokenizer, moe=moe)
+    config = tiny_config(tokenizer, moe=moe, head_dim=head_dim, mrope_section=mrope_section)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     model.generation_config = GenerationConfig(
@@ -201,7 +213,9 @@ def tiny_param_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def cached_tiny_checkpoint(*, moe: bool = False, seed: int = 0, cache_dir: str | Path | None = None) -> Path:
+def cached_tiny_checkpoint(*, moe: bool = False, seed: int = 0, cache_dir: str | Path | None = None,
+                           head_dim: int = HEAD_DIM,
+                           mrope_section: tuple[int, ...] | list[int] = MROPE_SECTION) -> Path:
     """Build the tiny checkpoint once into a cache folder (atomically, safe for several ranks) and return it.
 
     The cache is `$SAPO_VL_CACHE` or `~/.cache/sapo_vl`; this is how the names `sapo-vl/tiny-qwen3-vl` and
@@ -210,14 +224,16 @@ def cached_tiny_checkpoint(*, moe: bool = False, seed: int = 0, cache_dir: str |
     import transformers
 
     root = Path(cache_dir or os.environ.get("SAPO_VL_CACHE") or Path.home() / ".cache" / "sapo_vl")
-    name = f"tiny-qwen3-vl{'-moe' if moe else ''}-seed{seed}-tf{transformers.__version__}"
+    heads = "" if (head_dim, tuple(mrope_section)) == (HEAD_DIM, MROPE_SECTION) else \
+        f"-hd{head_dim}-mrope{'_'.join(map(str, mrope_section))}"
+    name = f"tiny-qwen3-vl{'-moe' if moe else ''}{heads}-seed{seed}-tf{transformers.__version__}"
     target = root / name
     if (target / "config.json").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        build_tiny_checkpoint(tmp, moe=moe, seed=seed)
+        build_tiny_checkpoint(tmp, moe=moe, seed=seed, head_dim=head_dim, mrope_section=mrope_section)
         try:
             os.rename(tmp, target)  # atomic; fails if another process got there first
         except OSError:
