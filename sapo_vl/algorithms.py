@@ -397,8 +397,114 @@ def overlong_penalty(lengths: Tensor, max_len: int, buffer: int, penalty: float 
     return -(over / buffer).clamp(max=1.0) * penalty
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Rollout correction: the sampler is not the trainer
+#
+# With a separate sampler (vLLM), the rollout is drawn from π_sample, not from π_old (the trainer's recomputation of
+# the same weights): kernels, batch shapes and bf16 rounding differ, more so for MoE routing. The policy losses
+# above see only r = π_θ / π_old, and SAPO's gate has weight exactly 1 at r = 1, so none of them sees that gap.
+# These functions measure it and correct for it with a per-token weight w ≈ π_old / π_sample:
+#
+# - "tis" (truncated importance sampling): keep every token, weight min(π_old/π_sample, C).
+# - "mis" (masked importance sampling): weight π_old/π_sample where it lies in [1/C, C]; tokens (or whole
+#   sequences) outside the band are dropped from the loss mask.
+# - level "token" uses each token's ratio; "sequence" uses each completion's ratio, exp(Σ_t log-ratio) (the true
+#   sequence importance ratio), for all its tokens.
+#
+# Weights are constants (detached). All three policy losses are positively homogeneous in Â token by token (SAPO:
+# −f(r)·Â; GSPO/GRPO: max(−Â·s, −Â·clip(s)); dual clip: min(·, −c·Â)), so weighting the per-token policy loss by
+# w > 0 is the same as passing the (B, T) advantages w·Â (`corrected_advantages`); the KL penalty is not
+# weighted.
+
+CORRECTION_MODES = ("none", "tis", "mis")
+CORRECTION_LEVELS = ("token", "sequence")
+
+
+def rollout_correction(
+    old_logprobs: Tensor,
+    sample_logprobs: Tensor,
+    mask: Tensor,
+    *,
+    mode: str = "none",
+    level: str = "token",
+    threshold: float = 2.0,
+) -> tuple[Tensor, Tensor, dict[str, float]]:
+    """Importance weights (B, T), the loss mask (B, T) and mismatch diagnostics for π_sample ≠ π_old.
+
+    old_logprobs: (B, T) log π_old of the sampled tokens (the trainer's recomputation); sample_logprobs: (B, T)
+    log π_sample (what the sampler reported); mask: (B, T) 1 on response tokens. threshold: C > 1.
+    Returns weights (0 where the returned mask is 0; 1 elsewhere under "none"), the mask with MIS drops applied,
+    and `mismatch_stats` plus `is_weight_mean` / `is_weight_max` (over kept tokens), `is_masked_frac` (response
+    tokens dropped) and `is_truncated_frac` (tokens whose TIS weight was capped at C).
+    """
+    if mode not in CORRECTION_MODES:
+        raise ValueError(f"unknown rollout correction mode {mode!r}; choose one of {CORRECTION_MODES}")
+    if level not in CORRECTION_LEVELS:
+        raise ValueError(f"unknown rollout correction level {level!r}; choose one of {CORRECTION_LEVELS}")
+    if not threshold > 1.0:
+        raise ValueError(f"rollout correction threshold must be > 1 (the TIS cap C, the MIS band [1/C, C]), "
+                         f"got {threshold}")
+    if old_logprobs.shape != sample_logprobs.shape or mask.shape != old_logprobs.shape or old_logprobs.dim() != 2:
+        raise ValueError(f"old_logprobs {tuple(old_logprobs.shape)}, sample_logprobs {tuple(sample_logprobs.shape)} "
+                         f"and mask {tuple(mask.shape)} must all be the same (B, T)")
+    with torch.no_grad():
+        m = mask.to(torch.float32)  # (B, T)
+        d = (old_logprobs.float() - sample_logprobs.float()) * m  # (B, T): log π_old − log π_sample; 0 off mask
+        if level == "sequence":
+            d = d.sum(-1, keepdim=True) * m  # (B, T): each token carries its sequence's summed log-ratio
+        d = d.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # (B, T)
+        ratio = torch.exp(d)  # (B, T): π_old / π_sample (per token or per sequence)
+        log_c = float(torch.tensor(threshold, dtype=torch.float64).log())
+        keep = m  # (B, T)
+        if mode == "none":
+            weights = torch.ones_like(ratio)  # (B, T)
+        elif mode == "tis":
+            weights = ratio.clamp(max=threshold)  # (B, T)
+        else:
+            inside = (d >= -log_c) & (d <= log_c)  # (B, T): a dropped sequence drops all its tokens
+            keep = m * inside.float()  # (B, T)
+            weights = ratio  # (B, T)
+        weights = weights * keep  # (B, T)
+        stats = mismatch_stats(old_logprobs, sample_logprobs, mask)
+        kept = keep.bool()  # (B, T)
+        n = m.sum().clamp(min=1.0)
+        stats.update({
+            "is_weight_mean": float(weights[kept].mean()) if kept.any() else 1.0,
+            "is_weight_max": float(weights[kept].max()) if kept.any() else 1.0,
+            "is_masked_frac": float((m - keep).sum() / n),
+            "is_truncated_frac": float(((ratio > threshold).float() * m).sum() / n) if mode == "tis" else 0.0,
+        })
+    return weights.to(old_logprobs.dtype), keep.to(mask.dtype), stats
+
+
+def mismatch_stats(old_logprobs: Tensor, sample_logprobs: Tensor, mask: Tensor) -> dict[str, float]:
+    """How far the sampler is from the trainer, over response tokens (samples drawn from π_sample).
+
+    d = log π_old − log π_sample per token. `mismatch_kl` = mean(exp(d) − 1 − d), the k3 estimate of
+    KL(π_sample ‖ π_old) (non-negative); `mismatch_k1` = mean(−d), the plain estimate; `mismatch_abs_max` =
+    max |d|.
+    """
+    with torch.no_grad():
+        m = mask.bool()  # (B, T)
+        if not m.any():
+            return {"mismatch_kl": 0.0, "mismatch_k1": 0.0, "mismatch_abs_max": 0.0}
+        d = (old_logprobs.float() - sample_logprobs.float())[m]  # (N,) response tokens
+        d = d.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)  # (N,)
+        return {
+            "mismatch_kl": float((torch.exp(d) - 1.0 - d).mean()),
+            "mismatch_k1": float((-d).mean()),
+            "mismatch_abs_max": float(d.abs().max()),
+        }
+
+
+def corrected_advantages(advantages: Tensor, weights: Tensor) -> Tensor:
+    """(B,) or (B, T) advantages × (B, T) importance weights → (B, T) advantages for any of the policy losses."""
+    return _token_advantages(advantages, weights) * weights.detach()  # (B, T)
+
+
 __all__ = [
     "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "POLICY_LOSSES", "DEFAULT_AGG", "aggregate", "kl_penalty",
     "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "group_advantages", "ratio_stats",
-    "masked_entropy_mean", "overlong_penalty",
+    "masked_entropy_mean", "overlong_penalty", "CORRECTION_MODES", "CORRECTION_LEVELS",
+    "rollout_correction", "mismatch_stats", "corrected_advantages",
 ]
