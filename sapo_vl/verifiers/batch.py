@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from . import check_params, score
+from .registry import check_params, score
 from .guard import GuardTimeout, WorkerCrashed, run_guarded, warm_up
 from .result import VerifierResult
 

@@ -52,7 +52,7 @@ def verify(response: str, answer: str, *, accuracy: str, accuracy_params: Mappin
         format_params: the format verifier's parameters (`style`, `think_prefilled`).
         weights: {"accuracy": w_a, "format": w_f}, each >= 0, not both 0; normalised by their sum.
     """
-    from . import VERIFIERS, check_params  # here, not at import: the package imports this module
+    from .registry import VERIFIERS, check_params  # here, not at import: the registry imports this module
 
     if accuracy not in VERIFIERS or accuracy in ("combined", "format"):
         valid = sorted(set(VERIFIERS) - {"combined", "format"})

@@ -5,7 +5,8 @@ The rules are ours, written for R1-style RL rollouts (reasoning in `<think>`, an
 
 1. Reasoning is never the answer. Complete `<think>…</think>` blocks are dropped; text before a lone
    `</think>` is dropped too (the opening tag was in the prompt, as Qwen3 thinking templates do); an
-   unclosed `<think>` hides everything after it (the response was cut off while thinking).
+   unclosed `<think>` hides everything after it (the response was cut off while thinking). The text that
+   remains has its full-width forms folded to ASCII ("１４" → "14", "（Ｃ）" → "(C)"), as CJK replies write them.
 2. The answer is then, in this order of preference:
    - `answer_tag`: the content of the last `<answer>…</answer>` (an unclosed last `<answer>` runs to the
      end); if that content holds a `\\boxed{}`, the box's content;
@@ -22,12 +23,13 @@ ten thousand `\\boxed{` costs milliseconds, not minutes.
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
 __all__ = [
-    "Answer", "as_text", "strip_think", "last_boxed", "last_answer_tag", "anchor_regions", "find_answer",
-    "strip_latex", "parse_number", "find_numbers", "NUMBER_RE",
+    "Answer", "as_text", "fold_width", "strip_think", "last_boxed", "last_answer_tag", "anchor_regions",
+    "find_answer", "strip_latex", "parse_number", "find_numbers", "parse_value", "NUMBER_RE", "PERCENT_MODES",
 ]
 
 
@@ -47,6 +49,14 @@ def as_text(value: object) -> str:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value).decode("utf-8", errors="replace")
     return str(value)
+
+
+_FULL_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def fold_width(text: str) -> str:
+    """Full-width ASCII forms (U+FF01–U+FF5E: "１４", "Ｃ", "％") and the ideographic space as plain ASCII."""
+    return text.translate(_FULL_WIDTH)
 
 
 # ---------------------------------------------------------------------------------------------- think
@@ -70,9 +80,9 @@ def strip_think(text: str) -> tuple[str, bool]:
         # a nested <think> while inside changes nothing
         pos = tag.end()
     if inside:
-        return " ".join(kept), True
+        return fold_width(" ".join(kept)), True
     kept.append(text[pos:])
-    return " ".join(kept), False
+    return fold_width(" ".join(kept)), False
 
 
 # ---------------------------------------------------------------------------------------------- boxed
@@ -191,41 +201,186 @@ def strip_latex(text: str) -> str:
     return text.replace("$", " ").strip()
 
 
+_NUM = r"(?:[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
+_TIMES_TEN = r"\s*(?:\\times|\\cdot|×|·|x|\*)\s*10\s*\^\s*(?:\{\s*(?P<pow>[-+\u2212]?[0-9]{1,3})\s*\}|(?P<pow2>[-+\u2212]?[0-9]{1,3}))"
 NUMBER_RE = re.compile(
     r"(?<![A-Za-z0-9_.])"
     r"(?P<sign>[-+\u2212]?)\s?"
-    r"(?P<body>[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])(?:\.[0-9]+)?|[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
-    r"(?P<exp>[eE][-+]?[0-9]+)?"
+    r"(?:\\[dt]?frac\s*\{\s*(?P<fnum>[-+\u2212]?" + _NUM + r")\s*\}\s*\{\s*(?P<fden>" + _NUM + r")\s*\}"
+    r"|(?P<snum>" + _NUM + r")\s*/\s*(?P<sden>" + _NUM + r")(?![0-9.])"
+    r"|(?P<body>" + _NUM + r")(?P<exp>[eE][-+]?[0-9]{1,3})?(?![0-9])(?:" + _TIMES_TEN + r")?)"
     r"(?![0-9])"
     r"(?P<pct>\s?%)?"
 )
-def _to_float(match: re.Match) -> float | None:
-    raw = match.group("body").replace(",", "") + (match.group("exp") or "")
+"""A number as replies write it: "1,234.5", "-3", "2.4e1", "1.2 × 10^3", "1/4", "\\frac{28}{2}", "45%"."""
+PERCENT_MODES = ("number", "fraction")
+"""How a percent sign reads: "number" (45% is 45) or "fraction" (45% is 0.45, as ChartQA's published code)."""
+
+
+def _float(text: str) -> float:
+    return float(text.replace(",", "").replace("\u2212", "-"))
+
+
+def _to_float(match: re.Match, percent: str = "number") -> float | None:
+    """The value of a NUMBER_RE match; None when it is not a finite number (1e999, 1/0)."""
     try:
-        value = float(raw)
-    except (ValueError, OverflowError):
+        if match.group("fnum") is not None:
+            value = _float(match.group("fnum")) / _float(match.group("fden"))
+        elif match.group("snum") is not None:
+            value = _float(match.group("snum")) / _float(match.group("sden"))
+        else:
+            value = _float(match.group("body") + (match.group("exp") or ""))
+            power = match.group("pow") or match.group("pow2")
+            if power is not None:
+                value *= 10.0 ** int(power.replace("\u2212", "-"))
+    except (ValueError, OverflowError, ZeroDivisionError):
         return None
     if value != value or value in (float("inf"), float("-inf")):
         return None
+    if match.group("pct") and percent == "fraction":
+        value /= 100.0
     return -value if match.group("sign") in ("-", "\u2212") else value
 
 
 _CURRENCY = re.compile(r"^([-+\u2212]?)\s*[€£¥]\s*")
+_SPACED_GROUPS = re.compile(r"[-+\u2212]?[0-9]{1,3}(?:[ \u00a0\u2009\u202f][0-9]{3})+(?:\.[0-9]+)?\s?%?")
 
 
-def parse_number(text: str) -> float | None:
-    """The number a whole string spells ("1,234", "-3.5", "45%", "$12", "1.2e3", "7."), else None.
-    A percent sign is dropped (45% reads as 45), as ChartQA compares them."""
-    s = strip_latex(text).rstrip(".").strip()  # strip_latex also drops "$"
-    m = NUMBER_RE.fullmatch(_CURRENCY.sub(r"\1", s))
-    return _to_float(m) if m else None
+def parse_number(text: str, *, percent: str = "number") -> float | None:
+    """The number a whole string spells ("1,234", "1 234", "-3.5", "45%", "$12", "1.2e3", "1.2 × 10^3", "7.",
+    "1/4", "\\frac{28}{2}"), else None. `percent` is one of PERCENT_MODES: by default 45% reads as 45."""
+    s = strip_latex(fold_width(text)).rstrip(".").strip()  # strip_latex also drops "$"
+    s = _CURRENCY.sub(r"\1", s)
+    if _SPACED_GROUPS.fullmatch(s):  # digit groups split by spaces: "1 234" is 1234
+        s = re.sub(r"(?<=[0-9])[ \u00a0\u2009\u202f](?=[0-9]{3})", "", s)
+    m = NUMBER_RE.fullmatch(s)
+    return _to_float(m, percent) if m else None
 
 
-def find_numbers(text: str) -> list[tuple[float, int]]:
-    """Every number in a text as (value, position), in order of position."""
+def find_numbers(text: str, *, percent: str = "number") -> list[tuple[float, int]]:
+    """Every number in a text as (value, position), in order of position; a fraction ("1/4", "\\frac{1}{4}") or
+    a number in scientific notation is one number."""
     out = []
-    for m in NUMBER_RE.finditer(text):
-        value = _to_float(m)
+    for m in NUMBER_RE.finditer(fold_width(text)):
+        value = _to_float(m, percent)
         if value is not None:
             out.append((value, m.start()))
     return out
+
+
+# ---------------------------------------------------------------------------------------------- values
+_MAX_VALUE_CHARS = 200
+_VALUE_TOKENS = re.compile(r"\s*(?:(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?P<name>pi)|(?P<op>\*\*|[-+*/()]))")
+
+
+def _latex_to_arithmetic(text: str) -> str | None:
+    """A numeric LaTeX or plain expression as arithmetic over numbers, pi, + - * / ** and parentheses; None when
+    it holds anything else (a variable, a comparison, a tuple)."""
+    s = strip_latex(fold_width(text))
+    s = re.sub(r"\\(?:left|right|displaystyle)\b", "", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))", "", s)  # thousands separators
+    s = re.sub(r"\^\s*\\circ|°", "", s)
+    s = re.sub(r"\\frac\s*([0-9])\s*([0-9])", r"{\1}/{\2}", s)  # \frac12
+    for _ in range(8):  # innermost \frac{a}{b} and \sqrt{a} first
+        before = s
+        s = re.sub(r"\\frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"((\1)/(\2))", s)
+        s = re.sub(r"\\sqrt\s*\[([^\[\]{}]*)\]\s*\{([^{}]*)\}", r"((\2)**(1/(\1)))", s)
+        s = re.sub(r"\\sqrt\s*\{([^{}]*)\}", r"((\1)**(1/2))", s)
+        if s == before:
+            break
+    s = re.sub(r"\\sqrt\s*([0-9]+(?:\.[0-9]+)?)", r"((\1)**(1/2))", s)
+    s = re.sub(r"\\pi\b|π", " pi ", s)
+    s = re.sub(r"\\times|\\cdot|×|·", "*", s)
+    s = re.sub(r"\\div|÷", "/", s).replace("\u2212", "-").replace("%", "*(1/100)")
+    s = s.replace("^", "**").replace("{", "(").replace("}", ")")
+    if "\\" in s or re.search(r"[A-Za-z]", s.replace("pi", "")):
+        return None
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"(?<=[0-9)i])\s*(?=[(p])", "*", s)  # implicit products: 2pi, 2(3), 2\sqrt{3}
+    return re.sub(r"(?<=\))\s*(?=[0-9.])", "*", s)  # (1/2)3
+
+
+def _evaluate(tokens: list[tuple[str, str]]) -> float:
+    """Recursive descent over (kind, text) tokens: sum := product (+|- product)*, product := power ((*|/) power)*,
+    power := unary (** power)?, unary := (+|-) unary | atom, atom := number | pi | ( sum )."""
+    pos = 0
+
+    def peek() -> str:
+        return tokens[pos][1] if pos < len(tokens) else ""
+
+    def take() -> tuple[str, str]:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def atom() -> float:
+        kind, text = take()
+        if kind == "num":
+            return float(text)
+        if kind == "name":
+            return math.pi
+        if text == "(":
+            value = total()
+            if take()[1] != ")":
+                raise ValueError("unbalanced")
+            return value
+        raise ValueError(f"unexpected {text!r}")
+
+    def unary() -> float:
+        if peek() in ("-", "+"):
+            return -unary() if take()[1] == "-" else unary()
+        return atom()
+
+    def power() -> float:
+        base = unary()
+        if peek() == "**":
+            take()
+            exponent = power()
+            if abs(exponent) > 64 or abs(base) > 1e12:
+                raise ValueError("power too large")
+            return float(base ** exponent)
+        return base
+
+    def product() -> float:
+        value = power()
+        while peek() in ("*", "/"):
+            value = value * power() if take()[1] == "*" else value / power()
+        return value
+
+    def total() -> float:
+        value = product()
+        while peek() in ("+", "-"):
+            value = value + product() if take()[1] == "+" else value - product()
+        return value
+
+    value = total()
+    if pos != len(tokens):
+        raise ValueError("trailing tokens")
+    return value
+
+
+def parse_value(text: str) -> float | None:
+    """The real value of a numeric expression written in LaTeX or plain text ("2/3", "\\frac{2}{3}", "0.67",
+    "2\\sqrt{3}", "\\frac{\\pi}{2}", "1,234", "45%" as 0.45); None for anything else (variables, tuples,
+    intervals, complex results) or longer than 200 characters. Pure Python, bounded work: no SymPy."""
+    if not text or len(text) > _MAX_VALUE_CHARS:
+        return None
+    arithmetic = _latex_to_arithmetic(text)
+    if not arithmetic:
+        return None
+    tokens, pos = [], 0
+    for m in _VALUE_TOKENS.finditer(arithmetic):
+        if m.start() != pos:
+            return None
+        pos = m.end()
+        kind = m.lastgroup
+        tokens.append((kind, m.group(kind)))
+    if pos != len(arithmetic.rstrip()) or not tokens:
+        return None
+    try:
+        value = _evaluate(tokens)
+    except (ValueError, ZeroDivisionError, OverflowError, IndexError, RecursionError, TypeError):
+        return None
+    if isinstance(value, complex) or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(value)

@@ -10,7 +10,9 @@ What this module adds around it:
   in `\\boxed{…}`*. Two traps in peers motivate this: math-verify finds nothing in `<answer>3</answer>`
   unless the tags are stripped first, and raw LaTeX such as `2 \\sqrt { 221 }` (a common gold format)
   parses as 221 unless it is wrapped. Leading words ("The answer is 3") and trailing words ("5 red
-  apples") around a number are dropped first, unicode symbols (π, √, °, −) become LaTeX. Without any
+  apples") around a number are dropped first, unicode symbols (π, √, °, −, ×, ², full-width digits) become
+  LaTeX, and scientific notation becomes a power of ten ("2.4e1" and "1.2 × 10^3" are numbers, not
+  2.4·e). Without any
   tag, math-verify's own free-text extraction reads the last 2,000 characters ("final answer is $x$",
   the last formula, the last number), unless `tags_only=True`.
 - A hard wall-clock limit: math-verify runs with its own signal-based timeouts off, inside a worker
@@ -43,8 +45,19 @@ _FREE_TEXT_TAIL = 2000
 _MAX_ANSWER_CHARS = 2000
 
 
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺", "0123456789-+")
+_SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺]+")
+_E_NOTATION = re.compile(r"(?<![A-Za-z0-9_.\\])([0-9]+(?:\.[0-9]+)?|\.[0-9]+)[eE]([-+]?[0-9]{1,3})(?![0-9.])")
+_X_TEN = re.compile(r"(?<=[0-9])\s*[xX*]\s*(?=10\s*\^)")
+
+
 def _unicode_to_latex(text: str) -> str:
-    return _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], text)
+    """Unicode maths as LaTeX (π, √, °, ×, superscript digits) and scientific notation as a power of ten:
+    "2.4e1" → 2.4\\times 10^{1} (math-verify would read the e as Euler's number), "1.2x10^3" → 1.2\\times10^3."""
+    text = _SUPERSCRIPT_RUN.sub(lambda m: "^{" + m.group().translate(_SUPERSCRIPT) + "}", text)
+    text = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], text)
+    text = _E_NOTATION.sub(r"\1\\times 10^{\2}", text)
+    return _X_TEN.sub("\\\\times ", text)
 
 
 def _drop_words(content: str) -> str:

@@ -56,11 +56,48 @@ CASES = [
     # --- nothing is guessed
     ("I don't know", "A", {}, 0.0, "no random fallback (unlike MMMU's eval script)"),
     ("", "A", {}, 0.0, "empty response"),
-    ("Between A and B, I choose B", "B", {}, 0.0, "bare capitals in prose are not read (the article 'A')"),
+    ("Between A and B, I choose B", "B", {}, 1.0, "issue 10: 'I choose B' names a letter; the bare 'A' does not"),
     ("E", "A", SIDES, 0.0, "E is not among 4 options"),
     ("(J)", "J", {}, 1.0, "no choices: letters A–J by default"),
     ("(E)", "A", {"num_options": 4}, 0.0, "num_options=4: E is no option"),
     ("(D)", "D", {"num_options": 4}, 1.0, "num_options=4: D is the last option"),
+    # --- issue 10: letters named inside a sentence
+    ("C is correct", "C", {}, 1.0, "issue 10: 'C is correct'"),
+    ("It is C.", "C", {}, 1.0, "issue 10: 'It is C.'"),
+    ("I think it's B.", "B", {}, 1.0, "issue 10: \"it's B.\""),
+    ("I pick A.", "A", {}, 1.0, "issue 10: 'I pick A.': the pronoun is not option I, A is picked"),
+    ("After checking each one, I choose C", "C", {}, 1.0, "issue 10: '...I choose C' at the end"),
+    ("答案是 C", "C", {}, 1.0, "issue 10: Chinese answer phrase"),
+    ("故选C。", "C", {}, 1.0, "issue 10: Chinese 'therefore choose C'"),
+    ("答案：（Ｂ）", "B", {}, 1.0, "issue 10: full-width brackets and letter fold to ASCII"),
+    ("I would go with D because the angle is obtuse", "D", {}, 1.0, "'go with D because'"),
+    ("Comparing the lengths, therefore C.", "C", {}, 1.0, "a letter ending the reply"),
+    ("It is a triangle.", "A", {}, 0.0, "the article 'a' after 'it is' is no pick"),
+    ("It is A triangle, so it has three sides", "A", {}, 0.0, "'It is A triangle': a letter before a noun is no pick"),
+    ("I pick A triangle with the longest side", "A", {}, 0.0, "'pick A triangle': the article again"),
+    ("The statement holds for me and I", "I", {}, 0.0, "the pronoun 'I' ending the reply is no pick"),
+    ("C is not correct; B is correct", "B", {}, 1.0, "'is not correct' names nothing; the last phrase wins"),
+    ("<answer>I pick A.</answer>", "A", {}, 1.0, "inside the tag the pronoun 'I' is not a leading letter"),
+    ("<answer>A triangle</answer>", "A", {"choices": ["A triangle", "A square"]}, 1.0,
+     "'A triangle' in a tag is the option text, not the letter A"),
+    # --- issue 10: LaTeX options, compared as written and by value
+    (r"<answer>$\frac{2}{3}$</answer>", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"]}, 1.0,
+     "issue 10: the option's $…$ is stripped like the reply's"),
+    (r"\boxed{\frac{2}{3}}", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"]}, 1.0,
+     "issue 10: boxed option text without $"),
+    (r"\boxed{\dfrac{2}{3}}", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"]}, 1.0, "\\dfrac is \\frac"),
+    ("<answer>2/3</answer>", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"]}, 1.0,
+     "issue 10: 2/3 equals the option's value (MATH-V accepts it)"),
+    ("The answer is 2/3.", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"]}, 1.0, "value after an answer phrase"),
+    ("2/3", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"]}, 1.0, "a reply that is one value"),
+    ("<answer>0.67</answer>", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"]}, 0.0,
+     "0.67 is not 2/3 unless float_rounding says so"),
+    ("<answer>0.67</answer>", "B", {"choices": [r"$\frac{1}{3}$", r"$\frac{2}{3}$"], "float_rounding": 2}, 1.0,
+     "float_rounding=2 (MATH-V): 0.67 matches 2/3"),
+    (r"<answer>x = \frac{4}{6}</answer>", "B", {"choices": ["1/3", "2/3"]}, 1.0, "the value after '='"),
+    (r"<answer>2\sqrt{3}</answer>", "C", {"choices": ["2", "3", r"$\sqrt{12}$"]}, 1.0, "2√3 = √12 by value"),
+    ("<answer>0.5</answer>", "A", {"choices": ["1/2", "2/4", "3/4"]}, 0.0, "two options share the value: no pick"),
+    ("<answer>1.5</answer>", "A", {"choices": ["3/2", "5/2"], "float_rounding": 2}, 1.0, "plain decimal vs a/b option"),
     ("The answer is B", "B", {"tags_only": True}, 0.0, "tags_only: free text ignored"),
     ("<answer>B</answer>", "B", {"tags_only": True}, 1.0, "tags_only: tag read"),
 ]
@@ -79,6 +116,8 @@ def test_extracted_is_the_letter():
 
 
 @pytest.mark.parametrize("answer,params", [
+    ("B", {"float_rounding": -1}),
+    ("B", {"float_rounding": 2.5}),
     ("Z", {}),  # beyond A–J
     ("7 cm", SIDES),  # not an option text
     ("B", {"choices": "abc"}),  # a string, not a list

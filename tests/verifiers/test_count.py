@@ -38,6 +38,9 @@ CASES = [
     ("<think>I see 5</think><answer>6</answer>", "6", {}, 1.0, "<think> is never the answer"),
     ("<think>I see 5</think><answer>6</answer>", "5", {}, 0.0, "<think> is never the answer"),
     ("There are 3.", "3", {"tags_only": True}, 0.0, "tags_only: free text ignored"),
+    ("<answer>１４</answer>", "14", {}, 1.0, "issue 10: full-width digits"),
+    ("<answer>1/2</answer>", "2", {}, 0.0, "issue 10: a fraction is one number (0.5), not its denominator"),
+    ("<answer>3e0</answer>", "3", {}, 1.0, "scientific notation reads as its value"),
     ("<answer>many</answer>", "3", {}, 0.0, "no count in the answer"),
 ]
 

@@ -41,6 +41,24 @@ CASES = [
     ("<answer>45.1</answer>", "45", {"tolerance": 0.0}, 0.0, "tolerance=0: exact"),
     ("<answer>45</answer>", "45", {"tolerance": 0.0}, 1.0, "tolerance=0: exact"),
     ("<answer>49</answer>", "45", {"tolerance": 0.1}, 1.0, "tolerance=0.1: 4/45 = 0.089"),
+    # --- issue 10: fractions, digit groups, full-width digits, scientific notation, percent modes
+    ("<answer>1/4</answer>", "0.25", {}, 1.0, "issue 10: 1/4 is one number, not 4"),
+    (r"<answer>\frac{28}{2}</answer>", "14", {}, 1.0, "issue 10: \\frac{28}{2} is 14, not 2"),
+    ("<answer>7/2</answer>", "3.5", {}, 1.0, "issue 10: 7/2 = 3.5"),
+    (r"\boxed{-\dfrac{3}{4}}", "-0.75", {}, 1.0, "signed \\dfrac"),
+    ("The ratio is 1/4 of the total.", "0.25", {}, 1.0, "a fraction in prose is one number"),
+    ("<answer>1 234</answer>", "1234", {}, 1.0, "issue 10: '1 234' (digit groups) is 1234, not 234"),
+    ("<answer>1 234 567</answer>", "1234567", {}, 1.0, "several space-separated groups"),
+    ("<answer>１４</answer>", "14", {}, 1.0, "issue 10: full-width digits"),
+    ("<answer>１，２３４</answer>", "1234", {}, 1.0, "full-width digits and comma"),
+    ("<answer>2.4e1</answer>", "24", {}, 1.0, "scientific notation"),
+    ("<answer>1.2 × 10^3</answer>", "1200", {}, 1.0, "scientific notation with × 10^"),
+    (r"\boxed{1.2\times 10^{3}}", "1200", {}, 1.0, "LaTeX scientific notation"),
+    ("<answer>45%</answer>", "0.45", {"percent": "fraction"}, 1.0, "percent='fraction' (ChartQA's code): 45% = 0.45"),
+    ("<answer>45%</answer>", "45", {"percent": "fraction"}, 0.0, "percent='fraction': 45% is not 45"),
+    ("<answer>0.45</answer>", "45%", {"percent": "fraction"}, 1.0, "percent='fraction' in the gold too"),
+    ("<answer>45%</answer>", "45%", {"percent": "fraction"}, 1.0, "percent='fraction': both percentages"),
+    ("<answer>1/0</answer>", "5", {}, 0.0, "division by zero is no number"),
     ("<answer>no idea</answer>", "12", {}, 0.0, "no number in the answer"),
     ("The value is 12.", "12", {"tags_only": True}, 0.0, "tags_only: free text ignored"),
 ]
@@ -58,7 +76,8 @@ def test_extracted_is_the_number():
     assert score("numeric", "<answer>1,234</answer>", "1234").extracted == "1234"
 
 
-@pytest.mark.parametrize("params", [{"tolerance": -0.1}, {"tolerance": 1.5}, {"tolerance": float("nan")}])
-def test_bad_tolerance_raises(params):
+@pytest.mark.parametrize("params", [{"tolerance": -0.1}, {"tolerance": 1.5}, {"tolerance": float("nan")},
+                                    {"percent": "ratio"}])
+def test_bad_tolerance_or_percent_raises(params):
     with pytest.raises(VerifierConfigError):
         score("numeric", "1", "1", **params)

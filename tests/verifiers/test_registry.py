@@ -64,3 +64,29 @@ def test_result_checks_its_score():
         with pytest.raises(ValueError):
             VerifierResult(bad, "x")
     assert VerifierResult(1, "ok").extracted is None
+
+
+def test_no_module_imports_the_package_it_belongs_to():
+    # issue 10: batch.py used to import `score` from the package, so the package had to import batch last
+    import ast
+
+    package = Path(verifiers.__file__).parent
+    submodules = {p.stem for p in package.glob("*.py")} - {"__init__"}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None:
+                names = {a.name for a in node.names}
+                assert names <= submodules, f"{path.name} imports {names - submodules} from the package itself"
+        if path.name == "__init__.py":
+            first_def = min((n.lineno for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))),
+                            default=10**9)
+            late = [n.lineno for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and n.lineno > first_def]
+            assert not late, f"__init__.py imports after its definitions (lines {late})"
+
+
+def test_public_names_come_from_the_registry():
+    from sapo_vl.verifiers import batch, registry
+
+    assert verifiers.score is registry.score is batch.score
+    assert verifiers.VERIFIERS is registry.VERIFIERS
