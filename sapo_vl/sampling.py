@@ -1,18 +1,35 @@
 """Sampling G completions per image-text prompt with a KV cache, sharing each prompt's prefill across its group.
 
-`sample_completions` encodes the B prompts once (each image through the vision tower once), runs one prefill
-forward, repeats the KV cache G times along the batch (`DynamicCache.batch_repeat_interleave`) and then decodes
-B·G rows token by token. With `shared_prefill=False` it instead repeats every prompt G times before the prefill
-(what `generate(num_return_sequences=G)` does); `bench/bench_rollout.py` measures the difference.
+`sample_completions` encodes the B prompts once (each image through the vision tower once) and decodes the B·G
+rows in generation chunks of at most `generation_batch_size` rows (0 = all rows in one chunk). For each chunk it
+runs one prefill forward over the chunk's prompts, copies each prompt's KV G times into the chunk's decode cache
+(so the expanded prompt KV exists for one chunk at a time, never for the whole batch) and decodes token by token.
+With `shared_prefill=False` it instead repeats every prompt G times before the prefill (what
+`generate(num_return_sequences=G)` does); `bench/bench_rollout.py` measures both.
 
 Decoding is a plain loop over `model(...)` calls, so the same code runs a `transformers` model, a PEFT-wrapped one,
-or a DeepSpeed engine's module with gathered ZeRO-3 parameters. Qwen3-VL's multimodal rotary positions are
-computed by the model in the prefill; each decoded token then sits at position (last prompt position + 1 + k) on
-all three M-RoPE axes, as in `transformers`' own generation.
+or a DeepSpeed engine's module with gathered ZeRO-3 parameters. Decode cost:
+- the KV cache (`RowCache`) is allocated once per chunk for prompt + `max_new_tokens` positions and written in
+  place; attention reads a view of the filled part (the default `DynamicCache` concatenates, copying the whole
+  cache at every token);
+- the host looks at the stop flags every `check_every` tokens, not every token; rows that have finished by then
+  are dropped from the batch and the cache, so they stop costing compute (a finished row runs at most
+  `check_every - 1` extra, masked, tokens).
+
+Positions. Qwen3-VL's multimodal rotary positions are computed by `get_rope_index` for every batch, with or
+without images: each prompt's first real token is at position 0 whatever its left padding, and decoded token k
+sits at (last prompt position + 1 + k) on all three M-RoPE axes. Positions therefore never depend on which other
+prompts share the batch (`rope_positions` gives them for any left-padded batch; a teacher-forced forward that
+passes them scores exactly what was sampled).
 
 Tokens that must never be sampled (`<|image_pad|>`, `<|video_pad|>`, `<|vision_start|>`, ...) are masked out.
 A row stops at its first stop token (`<|im_end|>` or `<|endoftext|>`); the stop token is part of the completion
 and of its mask. A row that reaches `max_new_tokens` without one is marked truncated.
+
+Randomness: with one generator and one chunk, the draws are those of one `torch.multinomial` over all rows per
+token (finished rows included), so dropping rows does not change the tokens; with several chunks the stream is
+consumed chunk by chunk (same distribution, other draws). With one generator per row, a row's tokens depend only
+on its prompt and its generator, whatever the chunking and the batch.
 """
 from __future__ import annotations
 
@@ -20,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+from transformers.cache_utils import Cache, DynamicLayer
 
 from .models.loading import encode_prompts, hf_model
 
@@ -27,6 +45,8 @@ Tensor = torch.Tensor
 
 NEVER_SAMPLE = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|im_start|>")
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+CHECK_EVERY = 16
+"""Default number of decoded tokens between two looks at the stop flags (one host sync each)."""
 
 
 @dataclass
@@ -49,7 +69,7 @@ class Samples:
     """B·G decoded completions, special tokens removed."""
     group_size: int
     prefill_tokens: int
-    """Tokens that went through the prefill forward (B·Lp shared, B·G·Lp expanded)."""
+    """Tokens that went through the prefill forwards (B·Lp shared, B·G·Lp expanded; summed over chunks)."""
 
     @property
     def lengths(self) -> Tensor:
@@ -80,20 +100,185 @@ def process_logits(logits: Tensor, *, temperature: float, top_k: int, top_p: flo
     return torch.log_softmax(logits, dim=-1)
 
 
-def _prefill(model, inputs) -> tuple[Tensor, Any, Tensor]:
-    """One forward over the prompts; returns the last-position logits (N, V), the KV cache, next positions (N,)."""
+def rope_positions(model, input_ids: Tensor, mm_token_type_ids: Tensor, attention_mask: Tensor,
+                   image_grid_thw: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Left-padded (N, L) batch → M-RoPE positions (3, N, L) and each row's next position (N,).
+
+    Qwen3-VL's own rule (`get_rope_index`) for every batch, text-only included: a row's first real token is at 0,
+    text tokens advance all three axes by one, an image spans its grid. Pads get position 0 (they are masked).
+    The model's forward, given no positions, numbers a text-only batch across the padded width instead; pass these
+    to it to score a sampled batch at the positions it was sampled at.
+    """
     core = hf_model(model).model  # Qwen3VLModel: owns get_rope_index
-    kwargs = {k: v for k, v in inputs.items()}
-    out = model(**kwargs, use_cache=True, logits_to_keep=1)
-    if "image_grid_thw" in inputs or "video_grid_thw" in inputs:
-        _, deltas = core.get_rope_index(
-            inputs["input_ids"], inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
-            video_grid_thw=inputs.get("video_grid_thw"), attention_mask=inputs["attention_mask"],
-        )  # deltas (N, 1): max position + 1 − real length
-        next_pos = inputs["attention_mask"].sum(-1) + deltas[:, 0].to(inputs["attention_mask"].device)  # (N,)
-    else:
-        next_pos = inputs["attention_mask"].sum(-1)  # text only: positions 0..n−1
-    return out.logits[:, -1], out.cache if hasattr(out, "cache") else out.past_key_values, next_pos
+    pos, deltas = core.get_rope_index(input_ids, mm_token_type_ids, image_grid_thw=image_grid_thw,
+                                      attention_mask=attention_mask)  # (3, N, L), (N, 1): max position + 1 − length
+    next_pos = attention_mask.sum(-1) + deltas[:, 0].to(attention_mask.device)  # (N,)
+    return pos, next_pos
+
+
+# ---------------------------------------------------------------------------------------------------- KV cache
+class RowLayer(DynamicLayer):
+    """One attention layer's K/V in buffers of `capacity` positions, written in place (no copy per token).
+
+    `update` writes the new positions into the buffers and returns views of the filled part, so attention costs
+    what it costs with `DynamicLayer` while the cache is never re-allocated. Rows can be selected (dropping
+    finished rows, or repeating a prompt's row G times) into new buffers of another capacity.
+    """
+
+    def __init__(self, capacity: int = 0):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: Tensor, value_states: Tensor) -> None:
+        self.device = key_states.device
+        b, h, n, dk = key_states.shape
+        cap = max(self.capacity, n)
+        self.keys = key_states.new_empty(b, h, cap, dk)  # (B, H, cap, D)
+        self.values = value_states.new_empty(b, h, cap, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.keys.shape[-2]:
+            raise RuntimeError(f"RowLayer: {end} positions do not fit a cache of capacity {self.keys.shape[-2]}")
+        self.keys[:, :, self.length : end].copy_(key_states)
+        self.values[:, :, self.length : end].copy_(value_states)
+        self.length = end
+        return self.keys[:, :, :end], self.values[:, :, :end]  # (B, H, end, D) views
+
+    def get_seq_length(self) -> int:
+        return self.length if self.is_initialized else 0
+
+    def select_rows(self, index: Tensor, capacity: int | None = None) -> None:
+        """Keep rows `index` (repeats allowed) in new buffers of `capacity` positions (default: the same)."""
+        if not self.is_initialized:
+            return
+        cap = capacity or self.keys.shape[-2]
+        for name in ("keys", "values"):
+            old = getattr(self, name)
+            if cap == old.shape[-2]:
+                new = old.index_select(0, index)  # (k, H, cap, D)
+            else:
+                new = old.new_empty(len(index), old.shape[1], cap, old.shape[-1])
+                new[:, :, : self.length] = old[:, :, : self.length].index_select(0, index)
+            setattr(self, name, new)  # the old buffer is freed here, one layer at a time
+
+
+class RowCache(Cache):
+    """A `transformers` cache of `RowLayer`s: pre-allocated, written in place, rows selectable."""
+
+    def __init__(self, num_layers: int, capacity: int = 0):
+        super().__init__(layers=[RowLayer(capacity) for _ in range(num_layers)])
+
+    def select_rows(self, index: Tensor, capacity: int | None = None) -> None:
+        for layer in self.layers:
+            layer.select_rows(index, capacity)
+
+    def batch_select_indices(self, indices: Tensor) -> None:
+        self.select_rows(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        n = self.layers[0].keys.shape[0] if self.layers and self.layers[0].is_initialized else 0
+        self.select_rows(torch.arange(n, device=self.layers[0].device).repeat_interleave(repeats))
+
+
+# ---------------------------------------------------------------------------------------------------- batches
+def _select_prompts(inputs, n_images: Sequence[int], idx: Sequence[int]) -> dict[str, Tensor]:
+    """The model inputs of prompts `idx` (repeats allowed) out of an encoded batch, common left padding trimmed."""
+    rows = torch.tensor(list(idx), dtype=torch.long)
+    mask = inputs["attention_mask"][rows]  # (n, Lp)
+    first = int((mask.cumsum(-1) == 0).sum(-1).min())  # pad columns shared by all selected rows
+    out = {k: inputs[k][rows][:, first:] for k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    if "image_grid_thw" in inputs:
+        grid = inputs["image_grid_thw"]  # (n_images, 3)
+        start = [0]
+        for k in n_images:
+            start.append(start[-1] + k)  # first image of each prompt
+        patch_start = torch.cat([torch.zeros(1, dtype=torch.long), grid.prod(-1).cumsum(0)])  # (n_images + 1,)
+        images = [i for p in idx for i in range(start[p], start[p + 1])]
+        if images:
+            out["image_grid_thw"] = grid[images]
+            out["pixel_values"] = torch.cat(
+                [inputs["pixel_values"][patch_start[i] : patch_start[i + 1]] for i in images])
+    return out
+
+
+def _prefill(model, feed: dict[str, Tensor], capacity: int) -> tuple[Tensor, RowCache, Tensor]:
+    """One forward over left-padded prompts → last-position logits (n, V), their cache, next positions (n,)."""
+    pos, next_pos = rope_positions(model, feed["input_ids"], feed["mm_token_type_ids"], feed["attention_mask"],
+                                   feed.get("image_grid_thw"))
+    cache = RowCache(hf_model(model).config.get_text_config().num_hidden_layers, capacity)
+    out = model(**feed, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1], cache, next_pos
+
+
+def _draw(logp: Tensor, rows: Tensor, n_rows: int, temperature: float, generator) -> Tensor:
+    """Next tokens (a,) of the live rows `rows` (a,) of a chunk of `n_rows`, from log-probs `logp` (a, V).
+
+    generator: one for the chunk, or a list with one per live row (in the order of `rows`).
+    """
+    if temperature <= 0:
+        return logp.argmax(-1)
+    probs = logp.exp()
+    if isinstance(generator, list):
+        return torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generator)])
+    if probs.shape[0] < n_rows:  # rows were dropped: draw over every row, as when none was, and keep the live ones
+        full = probs.new_zeros(n_rows, probs.shape[1])
+        full[:, 0] = 1.0
+        full[rows] = probs
+        return torch.multinomial(full, 1, generator=generator)[rows, 0]
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+@dataclass
+class _Decoded:
+    ids: Tensor  # (n, max_new) token ids, pad after the stop token
+    mask: Tensor  # (n, max_new) bool
+    logp: Tensor  # (n, max_new)
+
+
+def _decode(model, logits: Tensor, cache: RowCache, attn: Tensor, next_pos: Tensor, *, max_new_tokens: int,
+            sample: dict, banned: Tensor, stop: Tensor, pad_id: int, generator, check_every: int) -> _Decoded:
+    """Decode the n rows of one chunk from their prefill logits (n, V), cache, prompt mask (n, Lp), positions (n,)."""
+    n, dev = logits.shape[0], logits.device
+    out = _Decoded(torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=dev),
+                   torch.zeros(n, max_new_tokens, dtype=torch.bool, device=dev),
+                   torch.zeros(n, max_new_tokens, device=dev))
+    lp = attn.shape[1]
+    mask = torch.zeros(n, lp + max_new_tokens, dtype=attn.dtype, device=dev)  # (n, Lp + max_new): grows in place
+    mask[:, :lp] = attn
+    rows = torch.arange(n, device=dev)  # (a,) chunk rows still in the batch
+    gens = list(generator) if isinstance(generator, (list, tuple)) else generator  # per live row, or one
+    done = torch.zeros(n, dtype=torch.bool, device=dev)  # (a,)
+    for step in range(max_new_tokens):
+        logp = process_logits(logits, banned=banned, **sample)  # (a, V)
+        nxt = _draw(logp, rows, n, sample["temperature"], gens)  # (a,)
+        out.logp[rows, step] = logp.gather(-1, nxt[:, None])[:, 0].masked_fill(done, 0.0)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        out.ids[rows, step] = nxt
+        out.mask[rows, step] = ~done
+        done = done | torch.isin(nxt, stop)
+        if step == max_new_tokens - 1:
+            break
+        if (step + 1) % check_every == 0:  # the only host syncs of the loop
+            n_done = int(done.sum())
+            if n_done == len(rows):
+                break
+            if n_done:  # drop the finished rows from the batch and the cache
+                keep = (~done).nonzero()[:, 0]  # (a',)
+                cache.select_rows(keep)
+                if isinstance(gens, list):
+                    gens = [gens[i] for i in keep.tolist()]
+                rows, done, nxt, next_pos, mask = rows[keep], done[keep], nxt[keep], next_pos[keep], mask[keep]
+        mask[:, lp + step] = 1
+        a = len(rows)
+        pos = (next_pos + step).view(1, a, 1).expand(3, a, 1)  # (3, a, 1): text tokens share all M-RoPE axes
+        logits = model(input_ids=nxt[:, None], attention_mask=mask[:, : lp + step + 1], position_ids=pos,
+                       cache=cache, use_cache=True).logits[:, -1]  # (a, V)
+    return out
 
 
 @torch.no_grad()
@@ -110,66 +295,64 @@ def sample_completions(
     top_k: int = 0,
     shared_prefill: bool = True,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
+    generation_batch_size: int = 0,
+    check_every: int = CHECK_EVERY,
 ) -> Samples:
     """Sample `group_size` completions for each prompt (with its PIL images); see the module docstring.
 
     generator: one generator for all rows (training), or one per row (B·G of them, row r = prompt r // G), so
     that a row's tokens do not depend on the other rows of its batch (resumable, sharded eval).
     temperature <= 0 decodes greedily (argmax, no random draws).
+    generation_batch_size: most rows (completions, not prompts) decoded at once; 0 = all B·G rows. A multiple of
+    G keeps each prompt in one chunk (otherwise a prompt split between two chunks is prefilled in both).
+    check_every: decoded tokens between two looks at the stop flags (host syncs, and finished rows dropped).
     """
     tok = processor.tokenizer
     device = next(model.parameters()).device
     if group_size < 1 or max_new_tokens < 1:
         raise ValueError(f"group_size and max_new_tokens must be >= 1, got {group_size}, {max_new_tokens}")
-    G = group_size
+    if generation_batch_size < 0 or check_every < 1:
+        raise ValueError(f"generation_batch_size must be >= 0 and check_every >= 1, got {generation_batch_size}, "
+                         f"{check_every}")
+    G, B = group_size, len(prompts)
+    N = B * G
+    if isinstance(generator, (list, tuple)) and len(generator) != N:
+        raise ValueError(f"{len(generator)} generators for {N} rows: give one per row or a single one")
     inputs = encode_prompts(processor, prompts, images)
-    if shared_prefill:
-        feed = inputs
-    else:  # every prompt G times, images included: G prefills per prompt
-        feed = encode_prompts(processor, [p for p in prompts for _ in range(G)], [i for i in images for _ in range(G)])
-    feed = feed.to(device)
-    logits, cache, next_pos = _prefill(model, feed)  # (N, V), cache, (N,)
-    attn = feed["attention_mask"]  # (N, Lp)
-    if shared_prefill and G > 1:
-        cache.batch_repeat_interleave(G)
-        logits = logits.repeat_interleave(G, 0)  # (B·G, V)
-        next_pos = next_pos.repeat_interleave(G, 0)  # (B·G,)
-        attn = attn.repeat_interleave(G, 0)  # (B·G, Lp)
-    prefill_tokens = int(feed["input_ids"].numel())
-
-    if isinstance(generator, (list, tuple)) and len(generator) != logits.shape[0]:
-        raise ValueError(f"{len(generator)} generators for {logits.shape[0]} rows: give one per row or a single one")
+    n_images = [len(ims) for ims in images]
     banned = torch.tensor(token_ids(tok, NEVER_SAMPLE), dtype=torch.long, device=device)
     stop = torch.tensor(token_ids(tok, STOP_TOKENS), dtype=torch.long, device=device)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else int(stop[0])
-    n = logits.shape[0]
-    done = torch.zeros(n, dtype=torch.bool, device=device)  # (N,)
-    out_ids, out_mask, out_logp = [], [], []
-    for step in range(max_new_tokens):
-        logp = process_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p, banned=banned)  # (N, V)
-        if temperature <= 0:
-            nxt = logp.argmax(-1)  # (N,)
-        elif isinstance(generator, (list, tuple)):
-            probs = logp.exp()
-            nxt = torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generator)])  # (N,)
-        else:
-            nxt = torch.multinomial(logp.exp(), 1, generator=generator)[:, 0]  # (N,)
-        out_logp.append(logp.gather(-1, nxt[:, None])[:, 0].masked_fill(done, 0.0))
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        out_ids.append(nxt)
-        out_mask.append(~done)
-        done = done | torch.isin(nxt, stop)
-        if bool(done.all()) or step == max_new_tokens - 1:
-            break
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)  # (N, Lp + step + 1)
-        pos = (next_pos + step).view(1, n, 1).expand(3, n, 1)  # (3, N, 1): text tokens share all M-RoPE axes
-        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, cache=cache, use_cache=True)
-        logits = out.logits[:, -1]  # (N, V)
-    completion_ids = torch.stack(out_ids, dim=1)  # (N, Lc)
-    completion_mask = torch.stack(out_mask, dim=1).long()  # (N, Lc)
-    truncated = ~done
-    texts = tok.batch_decode(completion_ids.masked_fill(completion_mask == 0, pad_id), skip_special_tokens=True)
+    sample = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+    step_rows = generation_batch_size or N
+    parts, prefill_tokens = [], 0
+    for r0 in range(0, N, step_rows):
+        r1 = min(N, r0 + step_rows)
+        prompt_of_row = [r // G for r in range(r0, r1)]
+        if shared_prefill:
+            uniq = sorted(set(prompt_of_row))
+            feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, uniq).items()}
+            logits, cache, next_pos = _prefill(model, feed, capacity=0)  # (p, V), KV of the p prompts, (p,)
+            expand = torch.tensor([uniq.index(p) for p in prompt_of_row], device=device)  # (n,) row → prompt
+            cache.select_rows(expand, capacity=feed["input_ids"].shape[1] + max_new_tokens)
+            logits, next_pos, attn = logits[expand], next_pos[expand], feed["attention_mask"][expand]
+        else:  # every row prefilled on its own copy of its prompt (images included)
+            feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, prompt_of_row).items()}
+            logits, cache, next_pos = _prefill(model, feed, capacity=feed["input_ids"].shape[1] + max_new_tokens)
+            attn = feed["attention_mask"]
+        prefill_tokens += int(feed["input_ids"].numel())
+        gen = generator[r0:r1] if isinstance(generator, (list, tuple)) else generator
+        parts.append(_decode(model, logits, cache, attn, next_pos, max_new_tokens=max_new_tokens, sample=sample,
+                             banned=banned, stop=stop, pad_id=pad_id, generator=gen, check_every=check_every))
+        del cache, logits
+    completion_mask = torch.cat([p.mask for p in parts]).cpu()  # (N, max_new)
+    lc = int(completion_mask.sum(-1).max())  # the longest completion: the steps the batch needed
+    completion_ids = torch.cat([p.ids for p in parts]).cpu()[:, :lc]
+    sample_logprobs = torch.cat([p.logp for p in parts]).cpu()[:, :lc]
+    completion_mask = completion_mask[:, :lc].long()
+    finished = (torch.isin(completion_ids, stop.cpu()) & completion_mask.bool()).any(-1)  # (N,)
+    texts = tok.batch_decode(completion_ids, skip_special_tokens=True)
     return Samples(
-        inputs=inputs, completion_ids=completion_ids.cpu(), completion_mask=completion_mask.cpu(),
-        truncated=truncated.cpu(), sample_logprobs=torch.stack(out_logp, dim=1).cpu(), texts=texts, group_size=G, prefill_tokens=prefill_tokens,
+        inputs=inputs, completion_ids=completion_ids, completion_mask=completion_mask, truncated=~finished,
+        sample_logprobs=sample_logprobs, texts=texts, group_size=G, prefill_tokens=prefill_tokens,
     )
