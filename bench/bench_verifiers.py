@@ -1,12 +1,17 @@
 """Verifier throughput: responses scored per second, per verifier, on generated responses.
 
     .venv/bin/python bench/bench_verifiers.py [--n 1000] [--workers N]
+    .venv/bin/python bench/bench_verifiers.py --junk        (junk replies: seconds per reply, 10 KB vs 100 KB)
 
 For each verifier it generates `n` R1-style responses (seeded; about half right, some without tags,
 some with long reasoning; n/2 for the SymPy-bound math and combined) and scores them twice: inline in this process (`workers=0`, math still
 guarded per call) and with `score_batch` over worker processes. Worker start-up and SymPy's first
 calls are paid before the clock starts, as in training where the pool lives across steps. Prints one row per verifier and a
 mixed G×B-like batch at the end.
+
+`--junk` instead times every verifier on pathological replies (long prose, unbalanced braces, ten thousand
+tags, nested boxes) at 10 KB and 100 KB and prints the ratio: near 10 means the scan stays linear. These
+timings used to be assertions in tests/verifiers/test_junk.py; a test asserts behaviour, speed is measured here.
 """
 from __future__ import annotations
 
@@ -91,12 +96,49 @@ MAKERS = {"math": _math, "choice": _choice, "numeric": _numeric, "count": _count
           "format": _format, "combined": _combined}
 
 
+JUNK_UNITS = {  # a short piece, repeated to the wanted size
+    "prose": "abc def, ghi; jkl ",
+    "unbalanced braces": "\\boxed{{{",
+    "closing braces": "}}}}",
+    "think tags": "<think>",
+    "answer tags": "<answer>",
+    "backslashes": "\\\\",
+    "letters and marks": "(A) B. option C ",
+}
+JUNK_PARAMS = {"combined": {"accuracy": "math"}, "choice": {}, "format": {}}
+JUNK_GOLD = {"choice": "B", "exact": "seven", "format": ""}
+
+
+def junk(repeats: int = 3) -> None:
+    """Seconds per junk reply at 10 KB and 100 KB, per verifier and kind, best of `repeats`; and their ratio."""
+    from sapo_vl.verifiers import score
+
+    print(f"{'verifier':<10} {'junk':<18} {'10 KB s':>9} {'100 KB s':>9} {'ratio':>6}")
+    for name in VERIFIERS:
+        for kind, unit in JUNK_UNITS.items():
+            times = []
+            for size in (10_000, 100_000):
+                reply = (unit * (size // len(unit) + 1))[:size]
+                best = float("inf")
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    score(name, reply, JUNK_GOLD.get(name, "7"), **JUNK_PARAMS.get(name, {}))
+                    best = min(best, time.perf_counter() - start)
+                times.append(best)
+            print(f"{name:<10} {kind:<18} {times[0]:>9.4f} {times[1]:>9.4f} {times[1] / max(times[0], 1e-9):>6.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="responses per verifier")
     parser.add_argument("--workers", type=int, default=default_workers(), help="worker processes for score_batch")
+    parser.add_argument("--junk", action="store_true", help="time pathological replies instead (linearity)")
     args = parser.parse_args()
     assert set(MAKERS) == set(VERIFIERS), "every verifier needs a generator here"
+    if args.junk:
+        warm_up(1)
+        junk()
+        return
 
     warm_up(max(1, args.workers))
     warm_rng = random.Random(1)  # first SymPy calls in a fresh process are slow: keep them off the clock

@@ -6,7 +6,8 @@ Parallelism is processes, not threads: `workers` threads each drive one guard wo
 that exceeds `timeout` seconds is killed and scored 0 with reason "timeout" (the worker is replaced;
 the other items are unaffected). Items are sent in small chunks to keep the round trips cheap; a chunk
 that runs out of time is retried item by item, so only the slow item loses. Results come back in the
-order of the items. `workers=0` scores inline in the calling thread, one by one (math still runs
+order of the items, each with the [start, end] span (monotonic clock) of the call that scored it, so
+callers and tests can see which items ran at the same time. `workers=0` scores inline in the calling thread, one by one (math still runs
 guarded, per call), which is what a debugger wants.
 
 Configuration errors (unknown verifier or parameter, bad parameter values, unreadable ground truth)
@@ -37,6 +38,9 @@ class BatchScores(NamedTuple):
     """Items that ran past `timeout` (scored 0, reason "timeout")."""
     workers: int
     """Worker processes used (0: inline)."""
+    spans: list[tuple[float, float]]
+    """One per item: (start, end) on `time.monotonic()` of the worker call that scored it (its chunk's call, or
+    its own call when a chunk was retried item by item); overlapping spans ran in parallel."""
 
 
 def default_workers() -> int:
@@ -60,14 +64,28 @@ def _score_chunk(chunk: Sequence[tuple[str, Any, Any, dict]]) -> list[VerifierRe
     return [score(name, response, answer, **params) for name, response, answer, params in chunk]
 
 
-def _guarded(chunk: Sequence[tuple[str, Any, Any, dict]], timeout: float) -> list[VerifierResult]:
+Span = tuple[float, float]
+
+
+def _guarded(chunk: Sequence[tuple[str, Any, Any, dict]], timeout: float) -> list[tuple[VerifierResult, Span]]:
+    """(result, span of the worker call) per item of `chunk`."""
+    start = time.monotonic()
     try:
-        return run_guarded(_score_chunk, chunk, timeout=timeout)
+        results = run_guarded(_score_chunk, chunk, timeout=timeout)
+        span = (start, time.monotonic())
+        return [(r, span) for r in results]
     except (GuardTimeout, WorkerCrashed) as e:
         if len(chunk) > 1:  # find the slow one: retry each alone
-            return [r for item in chunk for r in _guarded([item], timeout)]
+            return [pair for item in chunk for pair in _guarded([item], timeout)]
         reason = "timeout" if isinstance(e, GuardTimeout) else "verifier worker crashed"
-        return [VerifierResult(0.0, reason, None)]
+        return [(VerifierResult(0.0, reason, None), (start, time.monotonic()))]
+
+
+def _inline(item: tuple[str, Any, Any, dict]) -> tuple[VerifierResult, Span]:
+    start = time.monotonic()
+    name, response, answer, params = item
+    result = score(name, response, answer, **params)
+    return result, (start, time.monotonic())
 
 
 def score_batch(items: Iterable[Item], *, workers: int | None = None, timeout: float = 10.0,
@@ -92,15 +110,16 @@ def score_batch(items: Iterable[Item], *, workers: int | None = None, timeout: f
 
     if n == 0 or not todo:
         start = time.perf_counter()
-        results = [score(name, response, answer, **params) for name, response, answer, params in todo]
+        pairs = [_inline(item) for item in todo]
     else:
         n = min(n, -(-len(todo) // chunk_size))  # no more workers than chunks
         warm_up(n)
         chunks = [todo[i:i + chunk_size] for i in range(0, len(todo), chunk_size)]
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="verifier") as pool:
-            results = [r for chunk_results in pool.map(lambda c: _guarded(c, timeout), chunks)
-                       for r in chunk_results]
+            pairs = [pair for chunk_pairs in pool.map(lambda c: _guarded(c, timeout), chunks) for pair in chunk_pairs]
     seconds = time.perf_counter() - start
+    results = [r for r, _ in pairs]
     timeouts = sum(r.reason == "timeout" for r in results)
-    return BatchScores(results, seconds, len(results) / seconds if seconds > 0 else float("inf"), timeouts, n)
+    return BatchScores(results, seconds, len(results) / seconds if seconds > 0 else float("inf"), timeouts, n,
+                       [span for _, span in pairs])

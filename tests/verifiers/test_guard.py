@@ -1,4 +1,7 @@
-"""The hard wall-clock limit: a pathological expression cannot hang scoring, in any thread (issue 3)."""
+"""The hard wall-clock limit: a pathological expression cannot hang scoring, in any thread (issue 3).
+
+The limit is shown by its result ("timeout", GuardTimeout, a killed worker replaced by a new process), never by
+how long a call took (issue 9): these tests pass on a busy machine. Speed: bench/bench_verifiers.py."""
 import os
 import threading
 import time
@@ -13,11 +16,8 @@ PATHOLOGICAL = [r"\boxed{10^{10^{10^{10}}}}", r"\boxed{(10^{10})!}"]
 
 @pytest.mark.parametrize("response", PATHOLOGICAL)
 def test_pathological_expression_times_out(response):
-    start = time.perf_counter()
     result = score("math", response, "5", timeout=0.5)
-    elapsed = time.perf_counter() - start
     assert (result.score, result.reason) == (0.0, "timeout")
-    assert elapsed < 3.0, f"took {elapsed:.1f} s for a 0.5 s limit"
 
 
 def test_guard_works_outside_the_main_thread():
@@ -37,10 +37,13 @@ def test_scoring_recovers_after_a_timeout():
 
 
 def test_run_guarded_kills_a_slow_call():
-    start = time.perf_counter()
+    before = run_guarded(os.getpid, timeout=30)
     with pytest.raises(GuardTimeout):
         run_guarded(time.sleep, 30, timeout=0.5)
-    assert time.perf_counter() - start < 3.0
+    after = run_guarded(os.getpid, timeout=30)
+    assert after != before  # the sleeping worker was killed and replaced by a fresh process
+    with pytest.raises(ProcessLookupError):
+        os.kill(before, 0)  # and it is gone, not left sleeping
 
 
 def test_run_guarded_reuses_its_worker_and_reraises_errors():

@@ -1,6 +1,8 @@
-"""No verifier raises on model output: junk of every kind scores 0 with a reason, quickly (issue 3)."""
+"""No verifier raises on model output: junk of every kind scores 0 with a reason (issue 3).
+
+How fast junk is scored (extraction stays linear) is measured by `bench/bench_verifiers.py --junk`, not asserted
+here (issue 9)."""
 import random
-import time
 
 import pytest
 
@@ -39,11 +41,8 @@ def test_every_verifier_is_covered():
 @pytest.mark.parametrize("name", sorted(VERIFIERS))
 def test_junk_scores_zero_with_a_reason(name, junk):
     response = JUNK[junk]
-    start = time.perf_counter()
     result = score(name, response, GOLD[name], **PARAMS[name])
-    elapsed = time.perf_counter() - start
     assert result.score == 0.0, result
     assert result.reason and "verifier error" not in result.reason, result  # not saved by the safety net
-    assert elapsed < 5.0, f"{elapsed:.1f} s: extraction must stay linear"
     if isinstance(response, str):  # the verifier itself, without the dispatcher's coercion and net
         assert VERIFIERS[name](response, GOLD[name], **PARAMS[name]).score == 0.0
