@@ -7,7 +7,9 @@ Source schema, one row: `pid`, `question`, `image` (its path, "images/1.jpg"), `
 (the official prompt). Splits: testmini 1,000 (answers public), test 5,141 (answers withheld: skipped).
 
 Per row: multiple choice -> `choice` with the option texts, the answer turned into its letter; integer and
-float -> `math` (the prompt asks for the official precision); text and list -> `exact`.
+float -> `math` (the prompt asks for the official precision, and a float row is compared at it:
+`float_rounding=precision`, as MathVista rounds the extracted number to `precision` decimals); text and
+list -> `exact`.
 
 Check it:  sapo-vl recipe check mathvista -o path=/data/MathVista
 """
@@ -57,6 +59,8 @@ def records(split: str = "testmini", *, seed: int = 0, limit: int | None = None,
         elif kind in ("integer", "float"):
             decimals = int(row.get("precision") or 1)
             verifier = "math"
+            if kind == "float":
+                params = {"float_rounding": decimals}
             hint = HINTS["integer"] if kind == "integer" else f"Answer with a number with {decimals} decimal place(s)."
         else:
             verifier, hint = "exact", HINTS.get(kind, HINTS["text"])

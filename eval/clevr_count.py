@@ -12,8 +12,10 @@ exact.
 
 Published rule reproduced: R1-V's counting evaluation (Chen et al. 2025, R1-V; src/eval/
 test_qwen2vl_counting_superclevr.py): the integer inside <answer></answer> must equal the ground truth.
-Differences (ours is more lenient): number words ("three"), "3.0" and "3 cubes" inside the tag count, and
-the last tag wins where R1-V reads the first; row by row: tests/eval/test_eval_parity_clevr.py.
+Differences (ours is more lenient): number words ("three"), "3.0", "3 cubes" and a boxed count inside the
+tag count. Deliberate: the last tag wins where R1-V reads the first tag holding an integer, because RL
+replies revise themselves and the format reward asks for one tag; row by row:
+tests/eval/test_eval_parity_clevr.py.
 """
 from sapo_vl.evaluation.task import Task
 

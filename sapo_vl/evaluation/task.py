@@ -69,6 +69,9 @@ class Task:
     """Verifier for every record; None keeps each record's own (the recipe picks it per row)."""
     verifier_params: dict[str, Any] = field(default_factory=dict)
     """Parameters merged over the record's own parameters."""
+    row_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """With `verifier=None`: parameters per verifier name, merged over the own parameters of the records that
+    verifier scores (e.g. {"math": {"float_rounding": 2}} for a benchmark that compares numbers at 2 decimals)."""
     row_verifiers: tuple[str, ...] = ()
     """With `verifier=None`: the verifiers the recipe assigns per row, for documentation and `--list`."""
     metric: str = "accuracy"
@@ -89,6 +92,9 @@ class Task:
             raise TaskError(f"task {self.name!r}: give exactly one of `recipe` and `loader`")
         if self.verifier is None and not self.row_verifiers:
             raise TaskError(f"task {self.name!r}: name a `verifier` or list the recipe's `row_verifiers`")
+        stray = [name for name in self.row_params if self.verifier is not None or name not in self.row_verifiers]
+        if stray:
+            raise TaskError(f"task {self.name!r}: row_params names {stray[0]!r}, which is not one of its row_verifiers")
         if self.prompt is not None and "{question}" not in self.prompt:
             raise TaskError(f"task {self.name!r}: the prompt override must contain {{question}}")
 
@@ -97,7 +103,9 @@ class Task:
     def verifier_label(self) -> str:
         """"numeric(tolerance=0.05)" or "per row: choice|math"."""
         if self.verifier is None:
-            return "per row: " + "|".join(self.row_verifiers)
+            return "per row: " + "|".join(
+                name + (f"({', '.join(f'{k}={v!r}' for k, v in self.row_params[name].items())})"
+                        if self.row_params.get(name) else "") for name in self.row_verifiers)
         params = ", ".join(f"{k}={v!r}" for k, v in self.verifier_params.items())
         return f"{self.verifier}({params})" if params else self.verifier
 
@@ -165,7 +173,8 @@ class Task:
     def score_spec(self, record: Record) -> tuple[str, dict[str, Any]]:
         """(verifier name, parameters) that score `record`."""
         if self.verifier is None:
-            return record.verifier, {**record.verifier_params, **self.verifier_params}
+            row = self.row_params.get(record.verifier, {})
+            return record.verifier, {**record.verifier_params, **row, **self.verifier_params}
         same = self.verifier == record.verifier
         base = dict(record.verifier_params) if same else {}
         return self.verifier, {**base, **self.verifier_params}
