@@ -1,0 +1,436 @@
+"""The update phase on packed micro-batches: whole groups, each image encoded once, each prompt computed once.
+
+Three pieces, used by the π_old / reference passes and the optimizer steps alike:
+
+- `group_minibatches`: a rollout's rows shuffled *by group* and cut into minibatches, so a group's G rows meet in
+  the same minibatch (whole groups whenever the groups per rank divide by the number of minibatches).
+- `plan_micro_batches`: micro-batches bounded by *tokens* (the padded R × L of the batch) instead of rows. The
+  unit is a packed row: one prompt followed by some of its completions (all G when they fit the budget; a group
+  that does not fit is cut into several rows, each carrying the prompt). Rows of similar length share a batch.
+- `PackedBatch` + `packed_logprobs`: the forward. A packed row is
+  `[prompt (image tokens included), completion 1, ..., completion k]` with a 4D attention mask in which the
+  prompt is causal and each completion sees the prompt and itself (causally), nothing else. Qwen3-VL's M-RoPE
+  positions: the prompt's from the model's own `get_rope_index`, completion j's text positions
+  `next_pos + 0 .. len_j − 1` on all three axes, where `next_pos` is the prompt's largest position + 1 — exactly
+  where the completion sits when it is the only one after its prompt. The images of the distinct prompts of a
+  micro-batch go through the vision tower once; their pooled and deepstack features are indexed for every packed
+  row of their prompt (gradients flow back to the tower through every use).
+
+Log-probabilities and gradients equal those of the one-row-per-completion path (`Rollout.micro_batch` +
+`PolicyLogprobs`) to float32 rounding: `tests/test_packing.py` measures the gap for one image, several images,
+text-only prompts, dense and MoE, and on 2 ranks under ZeRO-3. `bench/bench_update.py` measures the speed-up.
+
+Departures from the row path, all deliberate:
+- text-only prompts get positions counted from their first real token; the row path counts left padding too
+  when a micro-batch has no image (M-RoPE on text is relative, so the two agree to rounding);
+- the number of micro-batches of a minibatch varies with the lengths, so the gradient-accumulation boundary is
+  set explicitly (`engine.set_gradient_accumulation_boundary`), and every rank runs as many micro-batches as
+  the rank that needs most (ZeRO's collectives stay in step).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.distributed as tdist
+
+from . import ds
+from .logprobs import PolicyLogprobs, _dummy_vision, chunked_logprobs
+from .models.loading import hf_model
+
+Tensor = torch.Tensor
+PackedRow = tuple[int, tuple[int, ...]]
+"""(prompt index, completion rows) of one packed row: the prompt followed by these completions, in order."""
+
+MASK_IMPLEMENTATIONS = ("sdpa", "eager")
+"""Attention implementations that take our 4D mask as it is (flash-attention kernels take no arbitrary mask)."""
+
+
+# ---------------------------------------------------------------------------------------------------- minibatches
+def group_minibatches(n_rows: int, group_size: int, num_minibatches: int, generator: torch.Generator) -> list[list[int]]:
+    """Rows 0..n_rows−1 (group g = rows g·G … g·G+G−1) in a group-shuffled order, cut into equal minibatches.
+
+    Every minibatch is a set of whole groups when the number of groups divides by `num_minibatches`; otherwise
+    (fewer groups than minibatches per rank, say) a group may straddle two consecutive minibatches.
+    """
+    if n_rows % group_size or n_rows % num_minibatches:
+        raise ValueError(f"{n_rows} rows do not split into groups of {group_size} and {num_minibatches} minibatches")
+    groups = torch.randperm(n_rows // group_size, generator=generator).tolist()
+    order = [g * group_size + j for g in groups for j in range(group_size)]
+    size = n_rows // num_minibatches
+    return [order[m * size : (m + 1) * size] for m in range(num_minibatches)]
+
+
+# ---------------------------------------------------------------------------------------------------- planning
+def _row_len(prompt_len: Sequence[int], completion_len: Sequence[int], row: PackedRow) -> int:
+    return prompt_len[row[0]] + sum(completion_len[r] for r in row[1])
+
+
+def plan_micro_batches(
+    rows: Sequence[int], group_size: int, prompt_len: Sequence[int], completion_len: Sequence[int], *,
+    token_budget: int = 0, max_completions: int = 0, completions_per_row: int = 0, min_micro_batches: int = 1,
+) -> list[list[PackedRow]]:
+    """Cut completion rows `rows` into micro-batches of packed rows; pure arithmetic on lengths.
+
+    prompt_len[g]: real tokens of prompt g; completion_len[r]: real tokens of completion row r (≥ 1).
+    token_budget: most padded tokens (packed rows × longest row) per micro-batch, 0 = unbounded;
+    max_completions: most completions per micro-batch, 0 = unbounded; completions_per_row: most completions
+    per packed row (1 = no prompt sharing), 0 = a whole group; min_micro_batches: split further until there are
+    at least this many (to match other ranks). A packed row longer than the budget is a micro-batch of its own.
+    """
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for r in rows:
+        by_group[r // group_size].append(r)
+    per_row = completions_per_row or group_size
+    segments: list[PackedRow] = []
+    for g, members in by_group.items():  # cut a group into rows that fit the budget
+        cur: list[int] = []
+        for r in members:
+            longer = prompt_len[g] + sum(completion_len[c] for c in cur) + completion_len[r]
+            if cur and (len(cur) >= per_row or (token_budget and longer > token_budget)):
+                segments.append((g, tuple(cur)))
+                cur = []
+            cur.append(r)
+        segments.append((g, tuple(cur)))
+    length = {s: _row_len(prompt_len, completion_len, s) for s in segments}
+    segments.sort(key=lambda s: -length[s])  # first-fit decreasing: a batch's first row is its longest
+    batches: list[list[PackedRow]] = []
+    for s in segments:
+        n_comp = len(s[1])
+        for b in batches:
+            fits_tokens = not token_budget or (len(b) + 1) * length[b[0]] <= token_budget
+            fits_rows = not max_completions or sum(len(x[1]) for x in b) + n_comp <= max_completions
+            if fits_tokens and fits_rows:
+                b.append(s)
+                break
+        else:
+            batches.append([s])
+    while len(batches) < min_micro_batches:
+        batches = _split_largest(batches, prompt_len, completion_len)
+    return batches
+
+
+def _split_largest(batches: list[list[PackedRow]], prompt_len, completion_len) -> list[list[PackedRow]]:
+    """One more micro-batch: halve the batch with the most padded tokens (by rows, else its row's completions)."""
+    cost = lambda b: len(b) * max(_row_len(prompt_len, completion_len, s) for s in b)  # noqa: E731
+    splittable = [i for i, b in enumerate(batches) if len(b) > 1 or len(b[0][1]) > 1]
+    if not splittable:
+        raise ValueError(f"cannot cut {len(batches)} micro-batches of single completions any further")
+    i = max(splittable, key=lambda j: cost(batches[j]))
+    b = batches[i]
+    if len(b) > 1:
+        parts = [b[: len(b) // 2], b[len(b) // 2 :]]
+    else:
+        g, comp = b[0]
+        parts = [[(g, comp[: len(comp) // 2])], [(g, comp[len(comp) // 2 :])]]
+    return batches[:i] + parts + batches[i + 1 :]
+
+
+def padding_counts(batches: list[list[PackedRow]], prompt_len, completion_len) -> tuple[int, int]:
+    """(real tokens, padded tokens R × L) over micro-batches; padding fraction = 1 − real / padded."""
+    real = padded = 0
+    for b in batches:
+        lens = [_row_len(prompt_len, completion_len, s) for s in b]
+        real += sum(lens)
+        padded += len(b) * max(lens)
+    return real, padded
+
+
+def micro_batches_in_step(rows: Sequence[int], table: "PromptTable", **limits) -> list[list[PackedRow]]:
+    """`plan_micro_batches` on this rank, re-planned so that every rank runs the same number of micro-batches."""
+    local = plan_micro_batches(rows, table.group_size, table.prompt_len, table.completion_len, **limits)
+    need = int(ds.all_reduce([float(len(local))], tdist.ReduceOp.MAX)[0])
+    if need == len(local):
+        return local
+    return plan_micro_batches(rows, table.group_size, table.prompt_len, table.completion_len,
+                              **{**limits, "min_micro_batches": need})
+
+
+# ---------------------------------------------------------------------------------------------------- tensors
+@dataclass
+class PromptTable:
+    """What packing needs of a rollout, prepared once per rollout: unpadded prompts with their M-RoPE positions."""
+
+    ids: list[Tensor]
+    """Per prompt: (p_b,) token ids, padding removed."""
+    positions: list[Tensor]
+    """Per prompt: (3, p_b) M-RoPE positions (temporal, height, width) from the model's `get_rope_index`."""
+    next_pos: list[int]
+    """Per prompt: the position of a completion's first token (largest prompt position + 1)."""
+    pixel_values: list[Tensor | None]
+    """Per prompt: its images' patches (P_b, D), or None."""
+    image_grid_thw: list[Tensor | None]
+    """Per prompt: (n_images_b, 3) patch grids, or None."""
+    completion_ids: Tensor
+    """(N, Lc) right-padded completions; row r belongs to prompt r // group_size."""
+    completion_len: list[int]
+    """(N) real tokens of each completion (at least 1, so an empty row still has a slot)."""
+    group_size: int
+
+    @property
+    def prompt_len(self) -> list[int]:
+        return [int(x.numel()) for x in self.ids]
+
+
+@torch.no_grad()
+def prompt_table(rollout, policy) -> PromptTable:
+    """The rollout's prompts unpadded, with positions from the policy's own `get_rope_index` (no weight is read)."""
+    model = hf_model(policy)
+    if model.config.model_type not in ("qwen3_vl", "qwen3_vl_moe"):
+        raise ValueError(f"shared-prefix packing supports Qwen3-VL (qwen3_vl, qwen3_vl_moe), not "
+                         f"{model.config.model_type!r}; set algorithm.shared_prefix=false")
+    ids, positions, nxt = [], [], []
+    for b in range(rollout.prompt_ids.shape[0]):
+        keep = rollout.prompt_mask[b].bool()
+        x, mm = rollout.prompt_ids[b, keep], rollout.prompt_mm_types[b, keep]  # (p,), (p,)
+        grid = rollout.image_grid_thw[b]
+        pos, _ = model.model.get_rope_index(x[None], mm_token_type_ids=mm[None],
+                                            image_grid_thw=None if grid is None else grid.clone())  # (3, 1, p)
+        ids.append(x)
+        positions.append(pos[:, 0])
+        nxt.append(int(pos.max()) + 1)
+    clen = rollout.completion_mask.sum(-1).clamp(min=1).tolist()
+    return PromptTable(ids=ids, positions=positions, next_pos=nxt, pixel_values=list(rollout.pixel_values),
+                       image_grid_thw=list(rollout.image_grid_thw), completion_ids=rollout.completion_ids,
+                       completion_len=[int(c) for c in clen], group_size=rollout.group_size)
+
+
+@dataclass
+class PackedBatch:
+    """One micro-batch of R packed rows of length L holding n completions (of at most Lc tokens)."""
+
+    input_ids: Tensor
+    """(R, L) [prompt, completion 1, ..., completion k, padding] per row."""
+    position_ids: Tensor
+    """(3, R, L) M-RoPE positions; 0 on padding."""
+    segment_ids: Tensor
+    """(R, L) 0 on the prompt, k on completion k, −1 on padding: what the attention mask is made of."""
+    pred_index: Tensor
+    """(n, Lc) flat index into the (R·L) hidden states of the position that predicts each completion token."""
+    targets: Tensor
+    """(n, Lc) completion tokens (0 past each completion's end)."""
+    rows: list[int]
+    """(n) the rollout rows of the completions, in output order."""
+    pixel_values: Tensor | None
+    """(P, D) patches of the distinct prompts' images, each image once."""
+    image_grid_thw: Tensor | None
+    """(n_distinct_images, 3)."""
+    image_order: list[int]
+    """Distinct-image index of each image occurrence, in the order the image tokens appear row by row."""
+    real_tokens: int
+    """Tokens that are not padding (the batch holds R × L)."""
+
+    @property
+    def n_completion(self) -> int:
+        return int(self.targets.shape[1])
+
+    def to(self, device) -> "PackedBatch":
+        mv = lambda t: t.to(device) if isinstance(t, Tensor) else t  # noqa: E731
+        return PackedBatch(**{k: mv(v) for k, v in self.__dict__.items()})
+
+
+def packed_batch(table: PromptTable, batch: list[PackedRow], device: torch.device | str = "cpu") -> PackedBatch:
+    """The tensors of one planned micro-batch (see `PackedBatch`)."""
+    plen, clen = table.prompt_len, table.completion_len
+    R, L = len(batch), max(_row_len(plen, clen, s) for s in batch)
+    comp_rows = [r for _, rs in batch for r in rs]
+    lc = max(clen[r] for r in comp_rows)
+    input_ids = torch.zeros(R, L, dtype=torch.long)
+    position_ids = torch.zeros(3, R, L, dtype=torch.long)
+    segment_ids = torch.full((R, L), -1, dtype=torch.long)
+    pred_index = torch.zeros(len(comp_rows), lc, dtype=torch.long)
+    targets = torch.zeros(len(comp_rows), lc, dtype=torch.long)
+    first_image: dict[int, int] = {}  # prompt → index of its first image among the distinct ones
+    pixels, grids, order = [], [], []
+    n_images = 0
+    i = 0
+    for r, (g, rs) in enumerate(batch):
+        p = plen[g]
+        input_ids[r, :p] = table.ids[g]
+        position_ids[:, r, :p] = table.positions[g]
+        segment_ids[r, :p] = 0
+        s = p
+        for k, row in enumerate(rs, start=1):
+            c = clen[row]
+            input_ids[r, s : s + c] = table.completion_ids[row, :c]
+            position_ids[:, r, s : s + c] = table.next_pos[g] + torch.arange(c)
+            segment_ids[r, s : s + c] = k
+            pred_index[i, 0] = r * L + p - 1  # the prompt's last token predicts every completion's first
+            pred_index[i, 1:c] = r * L + s + torch.arange(c - 1)
+            targets[i, :c] = table.completion_ids[row, :c]
+            i, s = i + 1, s + c
+        if table.image_grid_thw[g] is not None:
+            if g not in first_image:
+                first_image[g] = n_images
+                n_images += int(table.image_grid_thw[g].shape[0])
+                pixels.append(table.pixel_values[g])
+                grids.append(table.image_grid_thw[g])
+            order.extend(range(first_image[g], first_image[g] + table.image_grid_thw[g].shape[0]))
+    real = sum(_row_len(plen, clen, s) for s in batch)
+    return PackedBatch(
+        input_ids=input_ids, position_ids=position_ids, segment_ids=segment_ids, pred_index=pred_index,
+        targets=targets, rows=comp_rows, pixel_values=torch.cat(pixels) if pixels else None,
+        image_grid_thw=torch.cat(grids) if grids else None, image_order=order, real_tokens=real,
+    ).to(device)
+
+
+def shared_prefix_mask(segment_ids: Tensor) -> Tensor:
+    """(R, L) segment ids → (R, 1, L, L) bool, True where query i may attend to key j.
+
+    Causal, and a key is visible if it is on the prompt (segment 0) or in the query's own segment; a padding
+    query sees earlier padding only (never an empty row, so no NaN in the softmax).
+    """
+    L = segment_ids.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=segment_ids.device).tril()  # (L, L)
+    q, k = segment_ids[:, :, None], segment_ids[:, None, :]  # (R, L, 1), (R, 1, L)
+    visible = ((k == 0) & (q >= 0)) | (k == q)  # (R, L, L)
+    return (causal & visible)[:, None]  # (R, 1, L, L)
+
+
+def attention_mask_for(model, segment_ids: Tensor, dtype: torch.dtype) -> Tensor:
+    """The 4D mask in the form the text model's attention implementation takes as it is (bool or additive)."""
+    impl = model.config.get_text_config()._attn_implementation
+    allowed = shared_prefix_mask(segment_ids)
+    if impl == "sdpa":
+        return allowed
+    if impl == "eager":
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    raise ValueError(f"the shared-prefix forward needs model.attn_implementation in {MASK_IMPLEMENTATIONS}, not "
+                     f"{impl!r} (or set algorithm.shared_prefix=false)")
+
+
+def packed_logprobs(
+    module, batch: PackedBatch, *, temperature: float = 1.0, touch_vision: bool = False, with_entropy: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """`PolicyLogprobs`' computation on a packed batch → (logp (n, Lc), entropy (n, Lc)) of `batch.rows`.
+
+    module: the `PolicyLogprobs` (its `.policy` and `.chunk_size` are used). touch_vision: as in
+    `PolicyLogprobs.forward`, run the tower on a dummy image when the batch has none (ZeRO-3 in step).
+    """
+    model = hf_model(module.policy)
+    encoded, dummy = None, None
+    if batch.pixel_values is not None:  # each distinct image once; its features indexed for every use
+        out = model.model.get_image_features(batch.pixel_values, batch.image_grid_thw, return_dict=True)
+        out.pooler_output = tuple(out.pooler_output[i] for i in batch.image_order)
+        out.deepstack_features = [tuple(f[i] for i in batch.image_order) for f in out.deepstack_features]
+        encoded = {"image": out}
+    elif touch_vision:
+        dummy = _dummy_vision(model, batch.input_ids.device)
+    mask = attention_mask_for(model, batch.segment_ids, model.dtype)
+    out = model.model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
+                      mm_encoder_outputs=encoded, use_cache=False)
+    h = out.last_hidden_state  # (R, L, H)
+    hidden = h.reshape(-1, h.shape[-1])[batch.pred_index]  # (n, Lc, H)
+    logp, entropy = chunked_logprobs(hidden, model.get_output_embeddings(), batch.targets, temperature=temperature,
+                                     chunk_size=module.chunk_size, with_entropy=with_entropy)
+    if dummy is not None:
+        logp = logp + 0.0 * dummy
+    return logp, entropy
+
+
+class PackedPolicyLogprobs(PolicyLogprobs):
+    """`PolicyLogprobs` that also takes a `PackedBatch` (`packed=`), so the DeepSpeed engine can run both paths."""
+
+    def forward(self, *args, packed: PackedBatch | None = None, **kwargs) -> tuple[Tensor, Tensor]:
+        if packed is None:
+            return super().forward(*args, **kwargs)
+        return packed_logprobs(self, packed, **kwargs)
+
+
+def vision_patches(batch: PackedBatch) -> int:
+    """Patches this micro-batch sends through the vision tower."""
+    return 0 if batch.image_grid_thw is None else int(batch.image_grid_thw.prod(-1).sum())
+
+
+# ---------------------------------------------------------------------------------------------------- the passes
+def _forward(engine_or_module, batch: PackedBatch, **kw):
+    """Through the DeepSpeed engine when there is one (its hooks gather ZeRO-3 parameters), else the module."""
+    module = getattr(engine_or_module, "module", engine_or_module)
+    if module is engine_or_module:
+        return packed_logprobs(module, batch, **kw)
+    return engine_or_module(packed=batch, **kw)
+
+
+@torch.no_grad()
+def packed_rollout_logprobs(module, table: PromptTable, rows: list[int], *, limits: dict, device, temperature: float,
+                            touch_vision: bool) -> tuple[Tensor, Tensor, dict[str, float]]:
+    """(N, Lc) log-probs and entropies of `rows` under `module` on packed micro-batches, and packing stats."""
+    lc = table.completion_ids.shape[1]
+    n = table.completion_ids.shape[0]
+    logp, ent = torch.zeros(n, lc), torch.zeros(n, lc)
+    stats: dict[str, float] = defaultdict(float)
+    for b in micro_batches_in_step(rows, table, **limits):
+        batch = packed_batch(table, b, device)
+        lp, e = _forward(module, batch, temperature=temperature, touch_vision=touch_vision)
+        logp[batch.rows, : batch.n_completion] = lp.float().cpu()
+        ent[batch.rows, : batch.n_completion] = e.float().cpu()
+        _count(stats, batch)
+    return logp, ent, dict(stats)
+
+
+def _count(stats: dict, batch: PackedBatch) -> None:
+    stats["real_tokens"] += batch.real_tokens
+    stats["padded_tokens"] += batch.input_ids.numel()
+    stats["vision_patches"] += vision_patches(batch)
+    stats["micro_batches"] += 1
+
+
+def packed_update_policy(engine, table: PromptTable, advantages: Tensor, loss_mask: Tensor, *, old_logprobs,
+                         ref_logprobs, loss_fn, loss_kwargs: dict, limits: dict, mu: int, num_minibatches: int,
+                         temperature: float, world_size: int, device, seed: int,
+                         touch_vision: bool) -> tuple[dict[str, float], int]:
+    """`update.update_policy` on group-aware minibatches and packed micro-batches; same losses, same normalisers.
+
+    Each micro-batch's loss is normalised by the token / sequence counts of its whole minibatch over all ranks, so
+    the micro-batch gradients sum to the minibatch gradient however the minibatch is packed. The number of
+    micro-batches varies, so the accumulation boundary is set on the engine before each micro-batch.
+    Returns loss stats (token-weighted means; `padding_frac`, `vision_patches`, `micro_batches` of the packing)
+    and the number of skipped optimizer steps.
+    """
+    agg: dict[str, float] = defaultdict(float)
+    pack: dict[str, float] = defaultdict(float)
+    weight_sum, skipped = 0.0, 0
+    ent_sum = ent_tokens = 0.0
+    gen = torch.Generator().manual_seed(seed)
+    n = table.completion_ids.shape[0]
+    for epoch in range(mu):
+        for mb in group_minibatches(n, table.group_size, num_minibatches, gen):
+            lm = loss_mask[mb]
+            g_tok, g_seq = ds.all_reduce([float(lm.sum()), float((lm.sum(-1) > 0).sum())])
+            plan = micro_batches_in_step(mb, table, **limits)
+            bad = False
+            for i, b in enumerate(plan):
+                batch = packed_batch(table, b, device)
+                rows, lc = batch.rows, batch.n_completion
+                mask = loss_mask[rows, :lc].to(device)
+                first_pass = epoch == 0 and old_logprobs is None
+                engine.set_gradient_accumulation_boundary(i == len(plan) - 1)
+                logp, ent = _forward(engine, batch, temperature=temperature, touch_vision=touch_vision,
+                                     with_entropy=first_pass)
+                old = old_logprobs[rows, :lc].to(device) if old_logprobs is not None else logp.detach()
+                ref = ref_logprobs[rows, :lc].to(device) if ref_logprobs is not None else None
+                loss, stats = loss_fn(logp, old, advantages[rows].to(device), mask, ref_logprobs=ref,
+                                      global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
+                if ds.all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
+                    bad = True  # keep every rank's collectives in step: back-propagate an exact zero instead
+                    loss = logp.sum() * 0.0
+                ds.backward(engine, loss, world_size)
+                ds.optimizer_step(engine, skip=bad and engine.is_gradient_accumulation_boundary())
+                w = float(mask.sum())
+                if first_pass:
+                    ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
+                weight_sum += w
+                for k, v in stats.items():
+                    agg[k] += w * (v if math.isfinite(v) else 0.0)
+                _count(pack, batch)
+            skipped += int(bad)
+    out = {k: v / max(weight_sum, 1.0) for k, v in agg.items()}
+    if ent_tokens:
+        out["entropy_update"] = ent_sum / ent_tokens
+    out["padding_frac"] = 1.0 - pack["real_tokens"] / max(pack["padded_tokens"], 1.0)
+    out["vision_patches"] = pack["vision_patches"]
+    out["micro_batches"] = pack["micro_batches"]
+    return out, skipped
