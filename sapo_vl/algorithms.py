@@ -2,8 +2,8 @@
 
 Pure tensor functions: they take tensors and scalars, never a config object. Shapes are
 B = sequences in the (micro-)batch, T = response tokens (right-padded; `mask` is 1 on real response tokens).
-`../shared/SAPO.md` (the project's spec) is followed to the letter; where this module chooses something the
-spec leaves open, the docstring says so:
+`docs/algorithm.md` (the project's spec, in this repository) is followed to the letter; where this module
+chooses something the spec leaves open, the docstring says so. The name → loss registry is `sapo_vl.losses`.
 
 - The token log-ratio is clamped to ±20 before `exp` everywhere, so a saturated gate never meets inf·0.
 - `group_advantages` uses the unbiased (Bessel-corrected) standard deviation, as torch.std does by default and
@@ -21,8 +21,6 @@ micro-batch losses (and DeepSpeed's gradient all-reduce, which averages over `wo
 gives exactly the full-batch gradient. See `aggregate`.
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 
@@ -335,17 +333,6 @@ def grpo_loss(
     )
 
 
-POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, dict[str, float]]]] = {
-    "sapo": sapo_loss,
-    "gspo": gspo_loss,
-    "grpo": grpo_loss,
-}
-"""Name → policy loss, for `algorithm.name` in configs."""
-
-DEFAULT_AGG = {"sapo": "seq-mean-token-mean", "gspo": "seq-mean-token-mean", "grpo": "token-mean"}
-"""Each loss's default aggregation (the one its paper uses)."""
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Advantages
 
@@ -503,7 +490,7 @@ def corrected_advantages(advantages: Tensor, weights: Tensor) -> Tensor:
 
 
 __all__ = [
-    "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "POLICY_LOSSES", "DEFAULT_AGG", "aggregate", "kl_penalty",
+    "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "aggregate", "kl_penalty",
     "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "group_advantages", "ratio_stats",
     "masked_entropy_mean", "overlong_penalty", "CORRECTION_MODES", "CORRECTION_LEVELS",
     "rollout_correction", "mismatch_stats", "corrected_advantages",

@@ -20,26 +20,21 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from . import typed_config as tc
+from .losses import LOSSES, GrpoConfig, GspoConfig, SapoConfig
 from .typed_config import ConfigError, config_to_dict, dump_yaml, field_docs, parse_override  # noqa: F401 (the API)
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-AlgorithmName = Literal["sapo", "gspo", "grpo"]
 LossAgg = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 AdvantageScale = Literal["group", "batch", "none"]
 KLEstimator = Literal["k1", "k3"]
 Schedule = Literal["constant", "cosine", "linear"]
 ZeroStage = Literal[0, 1, 2, 3]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]  # the registered losses, `sapo_vl.losses`
 EngineName = Literal["hf", "vllm"]
 CorrectionMode = Literal["none", "tis", "mis"]
 CorrectionLevel = Literal["token", "sequence"]
 
-DEFAULT_LOSS_AGG: dict[str, str] = {
-    "sapo": "seq-mean-token-mean",
-    "gspo": "seq-mean-token-mean",
-    "grpo": "token-mean",
-}
-"""The aggregation each algorithm uses when `algorithm.loss_agg` is null (as in SAPO.md)."""
 
 
 # ----------------------------------------------------------------------------------------- the schema
@@ -169,32 +164,6 @@ class OverlongPenaltyConfig:
 
 
 @dataclass
-class SapoConfig:
-    tau_pos: float = 1.0
-    """Gate temperature for tokens with positive advantage (> 0); larger = faster decay off-policy."""
-    tau_neg: float = 1.05
-    """Gate temperature for tokens with negative advantage (> 0); the paper's stable setting is tau_neg > tau_pos."""
-
-
-@dataclass
-class GspoConfig:
-    eps_low: float = 3e-4
-    """Lower clip range of the sequence ratio: clip(s, 1 - eps_low, 1 + eps_high)."""
-    eps_high: float = 4e-4
-    """Upper clip range of the sequence ratio."""
-
-
-@dataclass
-class GrpoConfig:
-    eps_low: float = 0.2
-    """Lower clip range of the token ratio: clip(r, 1 - eps_low, 1 + eps_high)."""
-    eps_high: float = 0.28
-    """Upper clip range of the token ratio (DAPO's clip-higher)."""
-    dual_clip: float | None = None
-    """Dual-clip constant c (> 1, typically 3) bounding the loss of negative-advantage tokens; null = off."""
-
-
-@dataclass
 class RolloutCorrectionConfig:
     mode: CorrectionMode = "none"
     """Correction for the sampler/trainer mismatch (π_sample ≠ π_old): "none"; "tis" = truncated importance
@@ -208,7 +177,7 @@ class RolloutCorrectionConfig:
 
 @dataclass
 class AlgorithmConfig:
-    name: AlgorithmName = "sapo"
+    name: LossName = "sapo"
     """Policy loss: "sapo" (soft adaptive gate), "gspo" (clipped sequence ratio) or "grpo" (clipped token ratio)."""
     updates_per_rollout: int = 2
     """mu: passes over each rollout (>= 1). The first is on-policy; with mu >= 2 later ones are off-policy,
@@ -249,8 +218,13 @@ class AlgorithmConfig:
     """Importance correction between the sampler's and the trainer's log-probs (matters with `rollout.engine` vllm)."""
 
     def resolved_loss_agg(self) -> str:
-        """`loss_agg`, or the algorithm's default when it is null."""
-        return self.loss_agg or DEFAULT_LOSS_AGG[self.name]
+        """`loss_agg`, or the algorithm's default (its `LOSSES` entry) when it is null."""
+        return self.loss_agg or LOSSES[self.name].default_agg
+
+    def loss_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+        """Keyword arguments of the chosen loss: its own section plus aggregation and KL, with no branch per loss."""
+        return dict(LOSSES[self.name].kwargs(getattr(self, self.name)), agg=self.resolved_loss_agg(),
+                    kl_beta=self.kl_beta, kl_estimator=self.kl_estimator, max_len=self.max_len_norm or max_new_tokens)
 
 
 @dataclass

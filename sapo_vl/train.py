@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 
 from . import ds
-from .algorithms import POLICY_LOSSES, group_advantages
+from .algorithms import group_advantages
+from .losses import LOSSES
 from .config import Config, ConfigError, config_to_dict, dump_yaml, load_config
 from .logprobs import PolicyLogprobs
 from .models.loading import load_policy, load_processor
@@ -63,16 +64,8 @@ def plan(cfg: Config, world: int) -> dict:
 
 
 def loss_kwargs(cfg: Config) -> dict:
-    a = cfg.algorithm
-    kw: dict = dict(agg=a.resolved_loss_agg(), kl_beta=a.kl_beta, kl_estimator=a.kl_estimator,
-                    max_len=a.max_len_norm or cfg.rollout.max_new_tokens)
-    if a.name == "sapo":
-        kw.update(tau_pos=a.sapo.tau_pos, tau_neg=a.sapo.tau_neg)
-    elif a.name == "gspo":
-        kw.update(eps_low=a.gspo.eps_low, eps_high=a.gspo.eps_high)
-    else:
-        kw.update(eps_low=a.grpo.eps_low, eps_high=a.grpo.eps_high, dual_clip=a.grpo.dual_clip)
-    return kw
+    """Keyword arguments of the configured loss (see `AlgorithmConfig.loss_kwargs`)."""
+    return cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens)
 
 
 def build_policy(cfg: Config, device: torch.device):
@@ -149,7 +142,7 @@ def train(cfg: Config) -> Path:
                                seed=cfg.train.seed)
         say(f"format warm-up: {len(losses)} supervised steps on shuffled answers, loss {losses[0]:.3f} → "
             f"{losses[-1]:.3f} (answers carry no information about the images)")
-    loss_fn, lkw = POLICY_LOSSES[cfg.algorithm.name], loss_kwargs(cfg)
+    loss_fn, lkw = LOSSES[cfg.algorithm.name].fn, loss_kwargs(cfg)
     mu, nm = cfg.algorithm.updates_per_rollout, cfg.algorithm.num_minibatches
     touch_vision = dist.world_size > 1
     T = cfg.rollout.temperature

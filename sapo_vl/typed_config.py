@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import functools
 import inspect
 import re
@@ -21,6 +20,8 @@ from dataclasses import fields, is_dataclass
 from typing import Any, Literal, Union
 
 import yaml
+
+from .suggest import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -222,9 +223,9 @@ def _suggestion(key: str, cls: type, prefix: str, root: type) -> str:
     candidates = list(dict.fromkeys(local + all_keys(root)))
     leaf = key.rsplit(".", 1)[-1]
     moved = [c for c in candidates if c.rsplit(".", 1)[-1] == leaf]  # a valid key put in the wrong section
-    close = difflib.get_close_matches(key, moved, n=1, cutoff=0) or difflib.get_close_matches(key, candidates, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
+    hint = did_you_mean(key, moved, cutoff=0) or did_you_mean(key, candidates, cutoff=0.6)
+    if hint:
+        return hint
     return f" (valid keys here: {', '.join(f.name for f in fields(cls))})" if local else ""
 
 

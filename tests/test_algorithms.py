@@ -4,10 +4,9 @@ import math
 import pytest
 import torch
 
+from sapo_vl.losses import LOSSES
 from sapo_vl.algorithms import (
     AGG_MODES,
-    DEFAULT_AGG,
-    POLICY_LOSSES,
     aggregate,
     grpo_loss,
     group_advantages,
@@ -178,7 +177,7 @@ def test_grpo_dual_clip_by_hand():
 
 
 # ---------------------------------------------------------------------------------------------------- all losses
-@pytest.mark.parametrize("name", sorted(POLICY_LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_gradcheck_float64(name):
     torch.manual_seed(1)
     B, T = 3, 4
@@ -190,26 +189,26 @@ def test_gradcheck_float64(name):
     kw = {"eps_low": 0.5, "eps_high": 0.5} if name != "sapo" else {}
 
     def f(logp):
-        return POLICY_LOSSES[name](logp, old, adv, mask, **kw)[0]
+        return LOSSES[name].fn(logp, old, adv, mask, **kw)[0]
 
     assert torch.autograd.gradcheck(f, ((old + delta).requires_grad_(True),))
 
 
-@pytest.mark.parametrize("name", sorted(POLICY_LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("agg", AGG_MODES)
 def test_no_nan_at_extreme_log_ratios_and_empty_rows(name, agg):
     d = [[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4], [0.0, 0.0, 0.0]]
     logp, old, adv, mask = _inputs(d, [[1, 1, 1], [1, 1, 0], [0, 0, 0]], [1.0, -1.0, 2.0], dtype=torch.float32)
-    loss, stats = POLICY_LOSSES[name](logp, old, adv, mask, agg=agg, max_len=3)
+    loss, stats = LOSSES[name].fn(logp, old, adv, mask, agg=agg, max_len=3)
     (g,) = torch.autograd.grad(loss, logp)
     assert torch.isfinite(loss) and torch.isfinite(g).all()
     assert all(math.isfinite(v) for v in stats.values()), stats
     # a batch whose mask is all zeros gives a zero loss, not NaN
-    loss0, _ = POLICY_LOSSES[name](logp, old, adv, torch.zeros_like(mask), agg=agg, max_len=3)
+    loss0, _ = LOSSES[name].fn(logp, old, adv, torch.zeros_like(mask), agg=agg, max_len=3)
     assert loss0.item() == 0.0
 
 
-@pytest.mark.parametrize("name", sorted(POLICY_LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("agg", AGG_MODES)
 def test_micro_batch_and_rank_invariance(name, agg):
     torch.manual_seed(2)
@@ -221,13 +220,13 @@ def test_micro_batch_and_rank_invariance(name, agg):
     adv = torch.randn(B, dtype=torch.float64)
     kw = dict(agg=agg, max_len=T)
     full = logp0.clone().requires_grad_(True)
-    POLICY_LOSSES[name](full, old, adv, mask, **kw)[0].backward()
+    LOSSES[name].fn(full, old, adv, mask, **kw)[0].backward()
     n_tok, n_seq = float(mask.sum()), float((mask.sum(-1) > 0).sum())
     # 4 micro-batches of 2, with the global normalisers: summed gradients equal the full-batch gradient
     micro = logp0.clone().requires_grad_(True)
     for s in range(0, B, 2):
         sl = slice(s, s + 2)
-        loss, _ = POLICY_LOSSES[name](micro[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq, **kw)
+        loss, _ = LOSSES[name].fn(micro[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq, **kw)
         loss.backward()
     torch.testing.assert_close(micro.grad, full.grad)
     # 2 ranks × 2 micro-batches: each rank scales by world_size, the all-reduce averages → the same gradient
@@ -237,23 +236,23 @@ def test_micro_batch_and_rank_invariance(name, agg):
         x = logp0.clone().requires_grad_(True)
         for s in range(r * 4, r * 4 + 4, 2):
             sl = slice(s, s + 2)
-            loss, _ = POLICY_LOSSES[name](x[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq, **kw)
+            loss, _ = LOSSES[name].fn(x[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq, **kw)
             (loss * world).backward()
         rank_grads.append(x.grad)
     torch.testing.assert_close(sum(rank_grads) / world, full.grad)
 
 
-@pytest.mark.parametrize("name", sorted(POLICY_LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_shape_mismatch_errors_name_the_argument(name):
     logp = torch.zeros(2, 3, requires_grad=True)
     with pytest.raises(ValueError, match=r"old_logprobs has shape \(2, 4\)"):
-        POLICY_LOSSES[name](logp, torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3))
+        LOSSES[name].fn(logp, torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"mask has shape \(3, 3\)"):
-        POLICY_LOSSES[name](logp, torch.zeros(2, 3), torch.zeros(2), torch.ones(3, 3))
+        LOSSES[name].fn(logp, torch.zeros(2, 3), torch.zeros(2), torch.ones(3, 3))
     with pytest.raises(ValueError, match=r"advantages has shape \(5,\)"):
-        POLICY_LOSSES[name](logp, torch.zeros(2, 3), torch.zeros(5), torch.ones(2, 3))
+        LOSSES[name].fn(logp, torch.zeros(2, 3), torch.zeros(5), torch.ones(2, 3))
     with pytest.raises(ValueError, match=r"logprobs must be \(B, T\)"):
-        POLICY_LOSSES[name](torch.zeros(6), torch.zeros(6), torch.zeros(6), torch.ones(6))
+        LOSSES[name].fn(torch.zeros(6), torch.zeros(6), torch.zeros(6), torch.ones(6))
 
 
 def test_token_level_advantages_accepted():
@@ -307,9 +306,24 @@ def test_overlong_penalty_by_hand():
     torch.testing.assert_close(pen, torch.tensor([0.0, 0.0, -0.5, -1.0]))
 
 
-def test_registry_names_are_documented_and_tested():
-    assert set(POLICY_LOSSES) == {"sapo", "gspo", "grpo"} == set(DEFAULT_AGG)
-    tested = {"sapo": test_sapo_loss_by_hand, "gspo": test_gspo_loss_by_hand, "grpo": test_grpo_loss_by_hand}
-    for name, fn in POLICY_LOSSES.items():
-        assert fn.__doc__ and name.upper() in fn.__doc__
-        assert name in tested
+def test_every_registered_loss_has_a_config_section_a_doc_entry_and_a_hand_computed_test():
+    import dataclasses
+    import inspect
+    from pathlib import Path
+
+    from sapo_vl.config import AlgorithmConfig, field_docs
+    from sapo_vl.losses import LOSSES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "algorithm.md").read_text()
+    sections = {f.name: f for f in dataclasses.fields(AlgorithmConfig)}
+    for name, entry in LOSSES.items():
+        assert entry.fn.__doc__ and name.upper() in entry.fn.__doc__
+        assert f"\n## {name}\n" in doc, f"docs/algorithm.md has no '## {name}' section"
+        assert globals().get(f"test_{name}_loss_by_hand"), f"no test_{name}_loss_by_hand"
+        assert name in sections and isinstance(AlgorithmConfig().__getattribute__(name), entry.config)
+        assert field_docs(AlgorithmConfig)[name]
+        kwargs = inspect.signature(entry.fn).parameters
+        for f in dataclasses.fields(entry.config):  # the section's keys are the function's keyword arguments
+            assert f.name in kwargs and kwargs[f.name].kind is inspect.Parameter.KEYWORD_ONLY, (name, f.name)
+            assert kwargs[f.name].default == f.default, (name, f.name)
+        assert entry.default_agg in AGG_MODES

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from sapo_vl import ds
-from sapo_vl.algorithms import POLICY_LOSSES, group_advantages
+from sapo_vl.algorithms import group_advantages
+from sapo_vl.losses import LOSSES
 from sapo_vl.config import ConfigError, load_config
 from sapo_vl.data.record import Record, user_prompt
 from sapo_vl.logprobs import PolicyLogprobs
@@ -48,7 +49,7 @@ def test_updates_on_a_fixed_rollout_move_logprobs_the_right_way(tiny_dense, algo
     before, _ = rollout_logprobs(engine, ro, rows, p["micro"], dist.device, 1.0, False)
     ro.old_logprobs = before
     for _ in range(4):  # several off-policy updates on the same rollout (π_old fixed)
-        stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=POLICY_LOSSES[algo],
+        stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES[algo].fn,
                                        loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
                                        dist=dist, seed=0, touch_vision=False)
         assert skipped == 0
@@ -64,7 +65,7 @@ def test_nan_loss_skips_the_step_and_leaves_weights_untouched(tiny_dense):
     cfg, dist, p, engine, ro = _setup(tiny_dense, "sapo")
     ro.advantages = torch.tensor([1.0, -1.0, float("nan"), 0.5, 0.0, 1.0, -1.0, 0.0])
     before = copy.deepcopy({k: v.detach().clone() for k, v in engine.module.state_dict().items()})
-    stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=POLICY_LOSSES["sapo"],
+    stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES["sapo"].fn,
                                    loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
                                    dist=dist, seed=0, touch_vision=False)
     assert skipped == 1
@@ -72,7 +73,7 @@ def test_nan_loss_skips_the_step_and_leaves_weights_untouched(tiny_dense):
     assert all(torch.equal(before[k], after[k]) for k in before)
     # the next, finite step does update
     ro.advantages = torch.tensor([1.0, -1.0, 0.3, 0.5, 0.0, 1.0, -1.0, 0.0])
-    _, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=POLICY_LOSSES["sapo"],
+    _, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES["sapo"].fn,
                                loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
                                dist=dist, seed=0, touch_vision=False)
     assert skipped == 0

@@ -20,7 +20,6 @@ to start a new one. Files whose name starts with `_` are not listed.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import inspect
@@ -32,6 +31,7 @@ from types import ModuleType
 from typing import Any, Iterator
 
 from sapo_vl.data.record import DOMAINS, Record
+from sapo_vl.suggest import did_you_mean
 
 REQUIRED = ("NAME", "DOMAIN", "SOURCE", "VERIFIER", "DESCRIPTION", "PROMPT", "records")
 _FIXED_ARGS = ("split", "seed", "limit", "root")
@@ -82,16 +82,11 @@ class Recipe:
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in params)
         for key in options:
             if key not in self.options and not accepts_any:
-                raise RecipeError(f"recipe {self.name!r} has no option {key!r}{_did_you_mean(key, self.options)}; "
+                raise RecipeError(f"recipe {self.name!r} has no option {key!r}{did_you_mean(key, self.options)}; "
                                   f"options: {', '.join(self.options) or '(none)'}")
         root = Path(root) if root is not None else None
         it = self.module.records(split, seed=seed, limit=limit, root=root, **options)
         return itertools.islice(it, limit) if limit is not None else iter(it)
-
-
-def _did_you_mean(name: str, names: Any) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def recipes_dir() -> Path:
@@ -148,7 +143,7 @@ def get_recipe(name: str) -> Recipe:
         return load_file(name)
     names = recipe_names()
     if name not in names:
-        raise RecipeError(f"unknown recipe {name!r}{_did_you_mean(name, names)}; "
+        raise RecipeError(f"unknown recipe {name!r}{did_you_mean(name, names)}; "
                           f"known: {', '.join(names)} (or pass a path to a recipe file)")
     module = importlib.import_module(f"data_recipes.{name}")
     recipe = from_module(module, Path(module.__file__))

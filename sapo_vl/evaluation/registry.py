@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .task import DOMAINS, Task, TaskError, closest
+from ..suggest import did_you_mean
+from .task import DOMAINS, Task, TaskError
 
 SUITES = (*DOMAINS, "all")
 
@@ -42,7 +43,7 @@ TASKS: dict[str, Task] = _discover()
 def get_task(name: str) -> Task:
     """The task called `name`; TaskError naming the closest task otherwise."""
     if name not in TASKS:
-        raise TaskError(f"unknown task {name!r}{closest(name, TASKS)}; `sapo-vl eval --list` shows them all")
+        raise TaskError(f"unknown task {name!r}{did_you_mean(name, TASKS)}; `sapo-vl eval --list` shows them all")
     return TASKS[name]
 
 
@@ -52,6 +53,6 @@ def suite(name: str) -> list[Task]:
         return [t for _, t in sorted(TASKS.items()) if name == "all" or t.domain == name]
     names = [n.strip() for n in name.split(",") if n.strip()]
     if len(names) == 1 and names[0] not in TASKS:
-        raise TaskError(f"unknown suite {name!r}{closest(name, [*SUITES, *TASKS])}; suites: {', '.join(SUITES)}, "
+        raise TaskError(f"unknown suite {name!r}{did_you_mean(name, [*SUITES, *TASKS])}; suites: {', '.join(SUITES)}, "
                         "or a comma-separated list of tasks")
     return [get_task(n) for n in names]

@@ -11,7 +11,6 @@ reasons); `Task.score_spec(record)` gives the (verifier, params) for one record.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 import sys
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 from sapo_vl.data.record import Record
+from sapo_vl.suggest import did_you_mean
 
 DOMAINS = ("math", "charts", "reasoning")
 """Task domains; each is also a suite (`sapo-vl eval --suite math`)."""
@@ -146,7 +146,7 @@ class Task:
             unknown = [k for k in self.options if k not in accepted or k in ("split", "seed", "limit", "root")]
             if unknown:
                 options = [k for k in accepted if k not in ("split", "seed", "limit", "root")]
-                raise TaskError(f"task {self.name!r} has no option {unknown[0]!r}{closest(unknown[0], options)}; "
+                raise TaskError(f"task {self.name!r} has no option {unknown[0]!r}{did_you_mean(unknown[0], options)}; "
                                 f"options: {', '.join(options)}")
             rows = self.loader(self.split, seed=seed, limit=None, root=root, **self.options)
             template = getattr(sys.modules.get(self.loader.__module__), "PROMPT", "")  # the task file's
@@ -202,11 +202,3 @@ def override_prompt(prompt: list[dict], recipe_template: str, template: str) -> 
             texts[-1]["text"] = template.format(question=question.strip())
             return messages
     raise TaskError("the prompt has no text to rewrite")
-
-
-def closest(name: str, names: Iterable[str]) -> str:
-    """" (did you mean 'x'?)" or "": the shortest name that starts with `name`, else the most similar one."""
-    names = list(names)
-    prefixed = sorted((n for n in names if n.startswith(name)), key=len)
-    close = prefixed[:1] or difflib.get_close_matches(name, names, n=1, cutoff=0.4)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -7,11 +7,12 @@ config sets `trust_remote_code`.
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from ..suggest import did_you_mean
 
 EMBEDDED_MODELS = {
     "sapo-vl/tiny-qwen3-vl": {"moe": False},
@@ -42,9 +43,7 @@ def resolve_model_path(name_or_path: str) -> str:
         return str(p)
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1
     if looks_local:
-        close = difflib.get_close_matches(name_or_path, list(EMBEDDED_MODELS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ModelLoadError(f"model path {name_or_path!r} does not exist{hint}")
+        raise ModelLoadError(f"model path {name_or_path!r} does not exist{did_you_mean(name_or_path, EMBEDDED_MODELS)}")
     return name_or_path  # a hub id such as "Qwen/Qwen3-VL-2B-Instruct"
 
 
