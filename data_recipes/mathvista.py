@@ -34,6 +34,23 @@ HINTS = {"integer": "Answer with an integer.", "list": "Answer with a Python lis
          "text": "Answer with a word or phrase."}
 
 
+def scoring(row: dict) -> tuple[str, str, dict, str]:
+    """(verifier, answer as that verifier reads it, its params, the prompt's format hint) for one source row.
+    Multiple choice: the answer's letter; a float answer is compared at the row's `precision` decimals."""
+    answer, kind = cell_text(row, "answer"), row.get("answer_type")
+    if row.get("question_type") == "multi_choice":
+        choices = parse_options(row.get("choices"))
+        if answer not in choices:
+            raise BadRow(f"answer {answer[:40]!r} is not one of the choices")
+        return "choice", LETTERS[choices.index(answer)], {"choices": choices}, "Answer with the option's letter."
+    if kind == "integer":
+        return "math", answer, {}, HINTS["integer"]
+    if kind == "float":
+        decimals = int(row.get("precision") or 1)
+        return "math", answer, {"float_rounding": decimals}, f"Answer with a number with {decimals} decimal place(s)."
+    return "exact", answer, {}, HINTS.get(kind, HINTS["text"])
+
+
 def records(split: str = "testmini", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
             path: str | None = None) -> Iterator[Record | Skip]:
     """The rows of `split` in source order (`seed` unused).
@@ -44,26 +61,14 @@ def records(split: str = "testmini", *, seed: int = 0, limit: int | None = None,
     base = source_dir(src)
 
     def to_record(row: dict, rid: str) -> Record:
-        answer, question = cell_text(row, "answer"), cell_text(row, "question")
+        question = cell_text(row, "question")
         image = image_entry(row.get("decoded_image") or row.get("image"), base=base, root=root)
         if row.get("unit"):
             question += f" (Unit: {row['unit']})"
-        kind, params = row.get("answer_type"), {}
-        if row.get("question_type") == "multi_choice":
-            choices = parse_options(row.get("choices"))
-            if answer not in choices:
-                raise BadRow(f"answer {answer[:40]!r} is not one of the choices")
-            verifier, answer, params = "choice", LETTERS[choices.index(answer)], {"choices": choices}
-            question += "\nChoices:\n" + format_options(choices)
-            hint = "Answer with the option's letter."
-        elif kind in ("integer", "float"):
-            decimals = int(row.get("precision") or 1)
-            verifier = "math"
-            if kind == "float":
-                params = {"float_rounding": decimals}
-            hint = HINTS["integer"] if kind == "integer" else f"Answer with a number with {decimals} decimal place(s)."
-        else:
-            verifier, hint = "exact", HINTS.get(kind, HINTS["text"])
+        kind = row.get("answer_type")
+        verifier, answer, params, hint = scoring(row)
+        if verifier == "choice":
+            question += "\nChoices:\n" + format_options(params["choices"])
         return Record(id=rid, prompt=user_prompt(PROMPT.format(question=question, hint=hint)), answer=answer,
                       images=[image], verifier=verifier, verifier_params=params, domain=DOMAIN, source=str(src),
                       split=split, meta={"answer_type": kind, "precision": row.get("precision"),

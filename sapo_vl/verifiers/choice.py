@@ -53,11 +53,13 @@ _OPTION_WORD = r"(?:(?i:the\s+)?(?i:option|choice|answer|letter)\s+)?"
 
 def _canon(text: str) -> str:
     """The LaTeX-light form replies and option texts are compared in: `$`, `\\(`, `\\text{}`, spacing commands,
-    `\\left`/`\\right`/`\\displaystyle` removed, `\\dfrac`/`\\tfrac` as `\\frac`, no spaces around braces."""
+    `\\left`/`\\right`/`\\displaystyle` removed, `\\dfrac`/`\\tfrac` as `\\frac`, no spaces inside or before braces."""
     text = strip_latex(fold_width(text))
     text = re.sub(r"\\(?:left|right|displaystyle)(?![A-Za-z])", "", text)
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    return re.sub(r"[ \t]*([{}^])[ \t]*", r"\1", text)
+    text = re.sub(r"\{[ \t]+", "{", re.sub(r"[ \t]+\}", "}", text))  # "{ 2 }" -> "{2}"
+    text = re.sub(r"(\\[A-Za-z]+|\})[ \t]+(?=\{)", r"\1", text)  # "\\frac {2} {3}" -> "\\frac{2}{3}"
+    return re.sub(r"[ \t]*\^[ \t]*", "^", text)
 
 
 def _letters(choices: Sequence[str] | None, num_options: int) -> str:
