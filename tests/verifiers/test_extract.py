@@ -1,7 +1,8 @@
 """Table-driven tests of the shared answer extraction (`sapo_vl/verifiers/extract.py`)."""
 import pytest
 
-from sapo_vl.verifiers.extract import Answer, as_text, find_answer, last_boxed, parse_number, strip_think
+from sapo_vl.verifiers.extract import (Answer, as_text, find_answer, find_numbers, fold_width, last_boxed,
+                                      parse_number, parse_value, strip_think)
 
 BOXED = [
     (r"\boxed{3}", "3", "plain"),
@@ -75,6 +76,10 @@ NUMBERS = [
     ("1,234.5", 1234.5), ("-3", -3.0), ("\u22123", -3.0), ("45%", 45.0), (r"45\%", 45.0), ("$12", 12.0),
     ("€5", 5.0), ("1.2e3", 1200.0), ("7.", 7.0), (".5", 0.5), (r"1{,}000", 1000.0), (r"\text{12}", 12.0),
     ("12 cm", None), ("1,23", None), ("abc", None), ("9" * 400, None), ("", None),
+    # issue 10
+    ("1/4", 0.25), ("7/2", 3.5), (r"\frac{28}{2}", 14.0), (r"-\dfrac{3}{4}", -0.75), ("1 234", 1234.0),
+    ("1 234 567.5", 1234567.5), ("\uff11\uff14", 14.0), ("2.4e1", 24.0), ("1.2 × 10^3", 1200.0),
+    (r"1.2\times10^{3}", 1200.0), ("3 * 10^{-2}", 0.03), ("1/0", None), ("12 34", None), ("1 2345", None),
 ]
 
 
@@ -87,3 +92,32 @@ def test_as_text_coerces_anything():
     assert as_text(b"\xffab") == "\ufffdab"
     assert as_text(None) == ""
     assert as_text(3) == "3"
+
+
+def test_percent_modes():
+    assert parse_number("45%") == 45.0 and parse_number("45%", percent="fraction") == 0.45
+    assert find_numbers("up 12.5% from 8", percent="fraction") == [(0.125, 3), (8.0, 14)]
+
+
+def test_find_numbers_reads_fractions_and_powers_as_one_number():
+    assert [v for v, _ in find_numbers(r"ratio 1/4, then \frac{28}{2}, then 1.2 × 10^3 and 3e2")] == [0.25, 14.0, 1200.0, 300.0]
+
+
+def test_fold_width_and_strip_think_fold_full_width_forms():
+    assert fold_width("\uff08\uff23\uff09\u3000\uff11\uff14\uff05") == "(C) 14%"
+    assert strip_think("<think>\uff11</think>\uff12")[0].strip() == "2"
+
+
+VALUES = [
+    ("2/3", 2 / 3), (r"\frac{2}{3}", 2 / 3), (r"$\dfrac{2}{3}$", 2 / 3), ("0.67", 0.67), (r"2\sqrt{3}", 2 * 3 ** 0.5),
+    (r"\sqrt[3]{8}", 2.0), (r"\frac{\pi}{2}", 3.141592653589793 / 2), ("3π", 3 * 3.141592653589793), ("1,234", 1234.0),
+    ("45%", 0.45), (r"\frac12", 0.5), ("-(2+3)*4", -20.0), ("2^{10}", 1024.0), (r"90^\circ", 90.0), ("45°", 45.0),
+    ("x+1", None), ("(1,2)", None), (r"\sqrt{-1}", None), ("10^{10^{10}}", None), ("1/0", None), ("((", None),
+    ("1 2", None), ("2" * 201, None), ("", None), ("e", None),
+]
+
+
+@pytest.mark.parametrize("text,expected", VALUES, ids=[v[0][:20] for v in VALUES])
+def test_parse_value(text, expected):
+    value = parse_value(text)
+    assert value == (pytest.approx(expected) if expected is not None else None)

@@ -28,6 +28,14 @@ JUNK = {
     "huge number": r"\boxed{" + "9" * 5000 + "}",
     "backslashes": "\\" * 20_000,
     "emoji and bidi": "😀\u202e\u200b" * 3000,
+    # the readers added for issue 10: fractions, values, letters in phrases, full-width forms, powers of ten
+    "nested fractions": "\\frac{" * 5000 + "1" + "}{2}" * 5000,
+    "open parentheses": "(" * 20_000,
+    "fraction chain": "1/" * 10_000 + "1",
+    "digit groups": "1 234 " * 5000,
+    "letter phrases": "It is " * 10_000,
+    "full-width forms": "\uff08\uff21\uff09\u3000" * 5000,
+    "powers of ten": "1.2 × 10^" * 5000,
 }
 PARAMS = {name: {} for name in VERIFIERS} | {"combined": {"accuracy": "math"}}
 GOLD = {name: "7" for name in VERIFIERS} | {"choice": "B", "exact": "seven", "format": ""}
