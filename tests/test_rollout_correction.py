@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from sapo_vl.algorithms import (
-    POLICY_LOSSES,
     corrected_advantages,
     grpo_loss,
     mismatch_stats,
     rollout_correction,
     sapo_loss,
 )
+from sapo_vl.losses import LOSSES
 
 # ρ per token; 9.0 sits on padding (mask 0) and must be ignored everywhere
 RATIOS = [[1.5, 4.0, 0.25], [1.0, 0.8, 9.0], [3.0, 1.0, 9.0]]
@@ -144,7 +144,7 @@ def test_corrected_advantages_weight_sapo_by_hand():
     assert torch.allclose(logp.grad, -_t([[2.0, 0.5], [-1.0, -1.5]]) / 4)
 
 
-@pytest.mark.parametrize("name", sorted(POLICY_LOSSES))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_weighting_advantages_weights_every_token_loss(name):
     # each token's loss, read through a one-token mask, scales by exactly its weight w > 0 (positive homogeneity)
     g = torch.Generator().manual_seed(0)
@@ -157,8 +157,8 @@ def test_weighting_advantages_weights_every_token_loss(name):
         for t in range(3):
             one = torch.zeros(2, 3, dtype=torch.float64)
             one[i, t] = 1.0
-            plain, _ = POLICY_LOSSES[name](logp, old, adv, one, agg="token-mean", **kw)
-            weighted, _ = POLICY_LOSSES[name](logp, old, corrected_advantages(adv, w), one, agg="token-mean", **kw)
+            plain, _ = LOSSES[name].fn(logp, old, adv, one, agg="token-mean", **kw)
+            weighted, _ = LOSSES[name].fn(logp, old, corrected_advantages(adv, w), one, agg="token-mean", **kw)
             assert weighted.item() == pytest.approx(w[i, t].item() * plain.item(), rel=1e-12, abs=1e-15)
 
 
