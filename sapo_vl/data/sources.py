@@ -109,9 +109,12 @@ def _hub_rows(name: str, split: str, config: str | None, revision: str | None, s
                                    data_files=data_files)
     except Exception as e:  # offline, unreachable, gated, unknown split: all end here, in one line
         cause = " ".join(str(e).split())[:300] or type(e).__name__
-        raise SourceError(f"cannot load hub dataset {what}: {type(e).__name__}: {cause} -- no network? download "
+        offline = next((v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+                        if os.environ.get(v, "").strip().upper() in ("1", "ON", "YES", "TRUE")), None)
+        hint = f"{offline} is set and it is not in the local cache: " if offline else "no network? "
+        raise SourceError(f"cannot load hub dataset {what}: {type(e).__name__}: {cause} -- {hint}download "
                           f"a copy and pass its folder or parquet/jsonl file as the recipe's `path` option "
-                          f"(or --root)") from None
+                          f"(or --root)" + (f", or unset {offline}" if offline else "")) from None
     if streaming:  # rows arrive over the network from here on: a failure is the same one-line error
         try:
             yield from ds.decode(False)

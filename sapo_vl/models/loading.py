@@ -47,12 +47,37 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path  # a hub id such as "Qwen/Qwen3-VL-2B-Instruct"
 
 
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub read it at import, or as the environment says now."""
+    import os
+
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
 def _wrap_hub_error(name: str, err: Exception) -> ModelLoadError:
-    first = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
-    return ModelLoadError(
-        f"could not load {name!r}: {type(err).__name__}: {first} "
-        "(a hub id needs network access or a local cache; an embedded default is 'sapo-vl/tiny-qwen3-vl')"
-    )
+    """One line naming the model, why it could not be had, and what to do."""
+    text = " ".join(str(err).split())
+    local = "set model.name_or_path to a local checkpoint folder"
+    if _hub_offline():
+        why = "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
+        todo = f"{local}, download it once where there is network (`hf download {name}`), or unset HF_HUB_OFFLINE"
+    elif "couldn't connect" in text or "connection" in text.lower() or isinstance(err, ConnectionError):
+        why = "the Hugging Face hub cannot be reached and it is not in the local cache"
+        todo = f"{local} or download it where there is network; HF_HUB_OFFLINE=1 fails at once instead of retrying"
+    elif "not a valid model identifier" in text or "404" in text or "401" in text or "gated" in text.lower():
+        why = "the hub has no such model, or it is private or gated"
+        todo = f"check the id, log in (`hf auth login`) for a gated model, or {local}"
+    else:
+        why = f"{type(err).__name__}: {text[:200]}"
+        todo = f"{local}; the embedded default is 'sapo-vl/tiny-qwen3-vl'"
+    return ModelLoadError(f"could not load {name!r}: {why} -- {todo}")
 
 
 def check_qwen_vl(name_or_path: str, trust_remote_code: bool = False) -> str:

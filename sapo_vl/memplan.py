@@ -1,0 +1,516 @@
+"""The memory plan of a run: what each rank holds at the rollout peak and at the update peak, with a verdict.
+
+    plan = plan_memory(cfg, world_size=8)            # pure arithmetic: no network, no weights
+    print(plan.render())                             # a table in GiB per rank, the verdict and the knob to turn
+    print(dry_run_report(cfg, 8))                    # the same from the config alone, offline (`--dry-run`)
+
+The architecture comes from `sapo_vl.models.archs` (published sizes, a local config.json, the embedded tiny
+models). Per rank, for a step of this config:
+
+- parameters: all of them in the training dtype (bf16 under bf16/fp16 precision); ZeRO-3 keeps 1/N of them,
+  parameter offload keeps them on the host;
+- optimizer state: AdamW's fp32 master copy and two moments (12 bytes per trainable parameter; plain fp32 ZeRO-0
+  has no master copy: 8), 1/N of them from ZeRO-1 on, on the host with optimizer offload;
+- gradients: trainable parameters in the training dtype (1/N from ZeRO-2 on), plus ZeRO's fp32 gradient partition
+  (ZeRO >= 1: counted through the whole update, conservative: it only exists at the optimizer step);
+- activations of one update micro-batch: `deepspeed.micro_batch_size` rows of the longest sequence the config
+  allows (`data.max_prompt_tokens` + `rollout.max_new_tokens`). Per token and text layer the autograd graph keeps
+  about w·(4H + 3Q + KV + 2·KV_sdpa + 4I + T) + 4·(2H + Q + KV) bytes (H hidden, Q = heads·head_dim,
+  KV = kv_heads·head_dim, KV_sdpa = Q when grouped-query attention copies K/V for SDPA, I the MLP width, or
+  k·(2H + 4I_expert) for a MoE layer routed to k experts, T the padded length; the 4-byte terms are RMSNorm's
+  fp32 upcasts): `layer_activation_bytes`, measured with `saved_tensors_hooks` on Qwen3-VL layers of several
+  shapes. Gradient checkpointing keeps each layer's input (w·H per token) and recomputes one
+  layer at a time; one more layer's worth is counted for the backward's working memory either way. A trained
+  vision tower adds its blocks' activations for the micro-batch's images (each row carries its prompt's image);
+- the log-prob head: the vocabulary projection runs in chunks of `PolicyLogprobs.chunk_size` positions, so at
+  most chunk × vocabulary logits exist (in the training dtype and a few fp32 copies);
+- ZeRO buffers: the gradient reduce bucket (DeepSpeed's default 5e8 elements) and, under ZeRO-3, the layers
+  gathered for the forward/backward (two layers plus the 5e7-element prefetch bucket);
+- generation (the "hf" engine): the KV cache of the rows decoded at once, `rollout.generation_batch_size` rows
+  (0 = all B/N·G rows of the rank) × (prompt + new tokens) × layers × 2 × kv_heads × head_dim × w, allocated
+  once per chunk by the sampler; the decode working memory (sampling over the vocabulary, and the grouped-query
+  expansion of one layer's K/V that SDPA gets when a padding mask is present) or the prefill's, whichever is
+  larger; under ZeRO-3 the full weights gathered on every rank for the whole rollout;
+- the colocated vLLM engine (`rollout.engine: vllm`): `rollout.vllm.gpu_memory_utilization` × the GPU at the
+  rollout; during the update too unless sleep mode gives it back;
+- the KL reference model (`algorithm.kl_beta > 0`): a frozen copy in `model.dtype`, partitioned 1/N under ZeRO-3
+  (as the partitioned loader places it);
+- runtime: 2 GiB on a GPU for the CUDA context, NCCL and the caching allocator's own blocks.
+
+The per-rank peak is the larger of the two phases; it fits when it stays under 95% of the GPU (the rest is
+left to allocator fragmentation). Host memory per node (`gpus_per_node` ranks) is reported beside it: offloaded
+optimizer state and parameters, vLLM's sleeping weights, and the load (each rank reads the whole checkpoint
+before DeepSpeed partitions it, unless ZeRO-3 loads partitioned). When the plan does not fit, `knobs` names the
+config keys to turn and values that make this plan fit (least intrusive first: rows decoded at once,
+micro-batch, checkpointing, ZeRO-3, offload).
+
+Worst cases by design: every prompt at `data.max_prompt_tokens`, every completion at `rollout.max_new_tokens`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config
+from .models.archs import Arch, arch_for
+
+GIB = 1024 ** 3
+RUNTIME_GIB = 2.0
+"""CUDA context, NCCL communicators and the caching allocator's own blocks, per GPU rank."""
+FRAGMENTATION = 0.05
+"""Share of the GPU left unplanned for allocator fragmentation: a plan fits under (1 − this) × GPU memory."""
+REDUCE_BUCKET = 5e8
+"""DeepSpeed's default `reduce_bucket_size` (elements): the gradient bucket reduced at once."""
+PREFETCH_BUCKET = 5e7
+"""DeepSpeed's default `stage3_prefetch_bucket_size` (elements): ZeRO-3 parameters fetched ahead."""
+HOST_SHARD_GIB = 5.0
+"""Host memory a rank holds while it reads one checkpoint shard (ZeRO-3 partitioned loading)."""
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass
+class Item:
+    name: str
+    """What the memory holds."""
+    rollout: float
+    """GiB per rank at the rollout peak."""
+    update: float
+    """GiB per rank at the update peak."""
+    note: str = ""
+    """How it was counted."""
+
+
+@dataclass
+class MemoryPlan:
+    model: str
+    """The model the numbers are for."""
+    device: str
+    """"cuda" (the plan for the stated GPUs) or "cpu"."""
+    world_size: int
+    gpu_gib: float
+    """Memory of one device."""
+    params: int
+    """All parameters."""
+    trainable: int
+    """Trainable parameters (LoRA: the adapters only)."""
+    items: list[Item]
+    """Device memory per rank, per phase."""
+    host: list[tuple[str, float]]
+    """Host memory per node, (what, GiB)."""
+    gpus_per_node: int
+    settings: dict[str, Any] = field(default_factory=dict)
+    """The config values the plan used (rows, micro-batch, sequence length, ZeRO stage, ...)."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings that are not memory sums (e.g. a vLLM share too small for the weights)."""
+    knobs: list[tuple[str, Any]] = field(default_factory=list)
+    """When it does not fit: config keys and values that make this plan fit (applied together)."""
+    knobs_peak_gib: float | None = None
+    """The per-rank peak with `knobs` applied."""
+
+    @property
+    def rollout_gib(self) -> float:
+        return sum(i.rollout for i in self.items)
+
+    @property
+    def update_gib(self) -> float:
+        return sum(i.update for i in self.items)
+
+    @property
+    def peak_gib(self) -> float:
+        """The per-rank total: the larger of the rollout and the update peak."""
+        return max(self.rollout_gib, self.update_gib)
+
+    @property
+    def limit_gib(self) -> float:
+        return self.gpu_gib * (1 - FRAGMENTATION) if self.device == "cuda" else self.gpu_gib
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_gib <= self.limit_gib and not self.blocking
+
+    @property
+    def blocking(self) -> list[str]:
+        return [n for n in self.notes if n.startswith("does not fit:")]
+
+    @property
+    def headroom_gib(self) -> float:
+        return self.limit_gib - self.peak_gib
+
+    @property
+    def host_gib(self) -> float:
+        """Host memory per node at its peak (loading, or the run's steady state)."""
+        load = sum(g for n, g in self.host if n.startswith("loading"))
+        steady = sum(g for n, g in self.host if not n.startswith("loading"))
+        return max(load, steady)
+
+    def verdict(self) -> str:
+        where = f"{self.gpu_gib:g} GiB {'GPU' if self.device == 'cuda' else 'device'}"
+        if self.fits:
+            return (f"FITS: peak {self.peak_gib:.1f} GiB per rank of {where} (headroom {self.headroom_gib:.1f} GiB "
+                    f"under the {self.limit_gib:.1f} GiB plannable)")
+        why = "; ".join(self.blocking) or f"peak {self.peak_gib:.1f} GiB per rank > {self.limit_gib:.1f} GiB plannable"
+        out = f"DOES NOT FIT on {where}: {why}"
+        if self.knobs:
+            turn = " ".join(f"{k}={_fmt(v)}" for k, v in self.knobs)
+            out += f"; turn {turn} (peak {self.knobs_peak_gib:.1f} GiB)"
+        else:
+            out += "; no single config change found: more GPUs, or shorter data.max_prompt_tokens / rollout.max_new_tokens"
+        return out
+
+    def render(self) -> str:
+        s = self.settings
+        head = [
+            f"memory plan: {self.model} on {self.world_size} rank(s) ({self.gpus_per_node}/node), {self.device}, "
+            f"{self.gpu_gib:g} GiB each",
+            f"  parameters {self.params / 1e9:.3f} B, trainable {self.trainable / 1e9:.3f} B; weights "
+            f"{s['weight_bytes']} B/param; ZeRO-{s['zero_stage']}"
+            + (", optimizer offload" if s["offload_optimizer"] else "") + (", parameter offload" if s["offload_params"] else ""),
+            f"  rollout: {s['rows_per_rank']} rows/rank, {s['rows_at_once']} decoded at once, {s['prompt_tokens']} + "
+            f"{s['new_tokens']} tokens, engine {s['engine']}; update: micro-batch {s['micro']} × {s['seq_len']} tokens, "
+            f"checkpointing {'on' if s['checkpointing'] else 'off'}",
+        ]
+        w = max(len(i.name) for i in self.items)
+        rows = [f"  {'per rank (GiB)':<{w}}  {'rollout':>8}  {'update':>8}  how"]
+        for i in self.items:
+            rows.append(f"  {i.name:<{w}}  {i.rollout:8.2f}  {i.update:8.2f}  {i.note}")
+        rows.append(f"  {'total':<{w}}  {self.rollout_gib:8.2f}  {self.update_gib:8.2f}")
+        host = [f"  host per node: {self.host_gib:.1f} GiB at peak"]
+        host += [f"    {n}: {g:.1f} GiB" for n, g in self.host]
+        notes = [f"  note: {n}" for n in self.notes if not n.startswith("does not fit:")]
+        return "\n".join(head + rows + host + notes + [self.verdict()])
+
+
+def _fmt(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+# ------------------------------------------------------------------------------------------------ arithmetic
+def batch_shape(cfg: Config, world_size: int) -> dict[str, int]:
+    """Rows per rank and per micro-batch, as the training loop cuts them (`sapo_vl.train.plan`'s rules)."""
+    B, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
+    prompts = max(1, B // world_size)
+    rows = prompts * G
+    mb_rows = max(1, rows // cfg.algorithm.num_minibatches)
+    return dict(prompts_per_rank=prompts, rows_per_rank=rows, minibatch_rows=mb_rows,
+                micro=min(cfg.deepspeed.micro_batch_size, mb_rows))
+
+
+def _bytes(dtype: str, device: str) -> int:
+    if dtype == "auto":
+        return 2 if device == "cuda" else 4
+    return DTYPE_BYTES[dtype]
+
+
+def _train_bytes(cfg: Config, device: str) -> int:
+    """Bytes per weight in the DeepSpeed engine: bf16/fp16 precision casts the module, fp32 leaves model.dtype."""
+    p = cfg.deepspeed.precision
+    if p == "auto":
+        p = "bf16" if device == "cuda" else "fp32"
+    return 2 if p in ("bf16", "fp16") else _bytes(cfg.model.dtype, device)
+
+
+def _lora_params(arch: Arch, cfg: Config) -> int:
+    r, h, hd, i = cfg.model.lora.r, arch.hidden_size, arch.head_dim, arch.intermediate_size
+    q, kv = arch.num_heads * hd, arch.num_kv_heads * hd
+    shapes = {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h)}
+    if not arch.moe:  # a MoE layer's experts are fused tensors, not Linear modules: no adapters there
+        shapes.update(gate_proj=(h, i), up_proj=(h, i), down_proj=(i, h))
+    return arch.num_layers * sum(r * (a + b) for name, (a, b) in shapes.items() if name in cfg.model.lora.target_modules)
+
+
+def trainable_params(arch: Arch, cfg: Config) -> int:
+    if cfg.model.lora.r > 0:
+        return _lora_params(arch, cfg)
+    return arch.text_param_count() + (0 if cfg.model.freeze_vision else arch.vision.param_count())
+
+
+def layer_activation_bytes(arch: Arch, w: int, seq_len: int, lora: bool = False) -> float:
+    """Bytes the autograd graph keeps per token for one text layer (see the module docstring).
+
+    Measured on `transformers`' Qwen3-VL layers with a padding mask (`tests/test_memplan.py` holds it to 10%):
+    in the weights' dtype, two RMSNorm outputs each (2H, twice), q and k after their norms (Q + KV), q after RoPE
+    (Q), the attention output (Q), K and V as SDPA gets them (2·KV, or 2·Q when grouped-query attention repeats
+    them into copies: more than one KV head and fewer than the query heads), the MLP's four intermediates (4I;
+    a MoE layer: k routed copies of the token in and out, 2H, and 4·I_expert each), the padding mask (T); in fp32,
+    RMSNorm's upcast inputs (2H + Q + KV) and small per-head statistics.
+    """
+    h, heads, kvh = arch.hidden_size, arch.num_heads, arch.num_kv_heads
+    q, kv = heads * arch.head_dim, kvh * arch.head_dim
+    k_and_v = 2 * q if (kvh > 1 and heads > kvh) else 2 * kv  # repeat_kv copies; with one KV head it is a view
+    if arch.moe:
+        mlp = arch.experts_per_token * (2 * h + 4 * arch.moe_intermediate_size + 1)
+        stats = 2 * arch.num_experts + 2 * arch.experts_per_token  # router logits, probabilities, top-k weights
+    else:
+        mlp, stats = 4 * arch.intermediate_size, 0
+    out = w * (4 * h + 3 * q + kv + k_and_v + mlp + seq_len) + 4 * (2 * h + q + kv + 2 * heads + kvh + 2 + stats)
+    if lora:  # dropout copies of each adapted module's input, and the rank-r intermediates
+        out += w * (5 * h + q + (0 if arch.moe else arch.intermediate_size))
+    return out
+
+
+def vision_block_bytes(arch: Arch, w: int) -> float:
+    """Bytes kept per image patch for one trained vision block (LayerNorms, qkv, attention, GELU MLP)."""
+    v = arch.vision
+    return w * (9 * v.hidden_size + 2 * v.intermediate_size) + 4 * 2 * v.hidden_size
+
+
+def _visual_tokens(cfg: Config, arch: Arch) -> int:
+    side = arch.vision.patch_size * arch.vision.spatial_merge_size
+    return min(cfg.model.max_pixels // (side * side), cfg.data.max_prompt_tokens)
+
+
+def _chunk_size() -> int:
+    import inspect
+
+    from .logprobs import PolicyLogprobs
+
+    return int(inspect.signature(PolicyLogprobs.__init__).parameters["chunk_size"].default)
+
+
+def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Arch | None = None,
+                device: str = "cuda", gpus_per_node: int = 8, search_knobs: bool = True) -> MemoryPlan:
+    """The per-rank memory plan of `cfg` on `world_size` ranks of `gpu_gib` GiB (see the module docstring).
+
+    arch: the model's numbers; None = `arch_for(cfg.model.name_or_path)` (offline). device: "cuda" plans for GPUs
+    ("auto" dtypes = bf16); "cpu" for a CPU run ("auto" = fp32, no CUDA runtime) as the tests measure it.
+    """
+    arch = arch or arch_for(cfg.model.name_or_path)
+    N = world_size
+    ds, ro, m = cfg.deepspeed, cfg.rollout, cfg.model
+    shape = batch_shape(cfg, N)
+    w = _train_bytes(cfg, device)  # weights, activations, KV cache
+    w_ref = _bytes(m.dtype, device)
+    mixed = w == 2 and _bytes(m.dtype, device) != 4 or ds.precision in ("bf16", "fp16") or (
+        ds.precision == "auto" and device == "cuda")
+    P, T = arch.param_count(), trainable_params(arch, cfg)
+    stage = ds.zero_stage
+    offload_opt = ds.offload_optimizer and stage >= 1
+    offload_par = ds.offload_params and stage == 3
+    G = lambda n: n / GIB  # noqa: E731
+    items: list[Item] = []
+
+    # ---- persistent: parameters, optimizer state, the reference model, runtime
+    par = 0.0 if offload_par else P * w / (N if stage == 3 else 1)
+    items.append(Item("parameters", G(par), G(par), "host (offload)" if offload_par else
+                      f"{P / 1e9:.2f} B × {w} B" + (f" / {N} (ZeRO-3)" if stage == 3 else "")))
+    opt_per = 12 if (mixed or stage >= 1) else 8  # fp32 master + m + v; plain fp32 ZeRO-0: m + v only
+    opt = 0.0 if offload_opt else T * opt_per / (N if stage >= 1 else 1)
+    items.append(Item("optimizer state", G(opt), G(opt), "host (offload)" if offload_opt else
+                      f"{T / 1e9:.2f} B trainable × {opt_per} B" + (f" / {N} (ZeRO-{stage})" if stage >= 1 else "")))
+
+    # ---- gradients (update), ZeRO-3's persistent gradient partition (both)
+    g_lp = T * w / (N if stage >= 2 else 1)
+    if offload_opt and stage >= 2:  # each reduced bucket is copied into the host's fp32 gradient partition
+        g_lp = 0.0
+    g_fp32 = 0.0 if (offload_opt or stage == 0) else T * 4 / N
+    if mixed and stage == 0:
+        g_fp32 = T * 4  # the bf16 optimizer's fp32 gradient accumulators
+    g_roll = g_lp if (stage == 3 and not offload_opt) else 0.0
+    items.append(Item("gradients", G(g_roll), G(g_lp + g_fp32),
+                      f"{w} B/param" + (f" / {N}" if stage >= 2 else "") + (" + fp32 partition" if g_fp32 else "")))
+
+    # ---- update activations and the log-prob head
+    seq = cfg.data.max_prompt_tokens + ro.max_new_tokens
+    micro = shape["micro"]
+    tokens = micro * seq
+    per_layer = layer_activation_bytes(arch, w, seq, lora=m.lora.r > 0)
+    if m.gradient_checkpointing:
+        act = tokens * (arch.num_layers * w * arch.hidden_size + 2 * per_layer)
+    else:
+        act = tokens * (arch.num_layers + 1) * per_layer
+    act += tokens * (3 * w + 4) * arch.hidden_size  # final norm, the completion slice, embeddings
+    vis_note = ""
+    if not m.freeze_vision and m.lora.r == 0:
+        patches = micro * _visual_tokens(cfg, arch) * arch.vision.spatial_merge_size ** 2
+        blk = vision_block_bytes(arch, w)
+        depth = arch.vision.depth
+        act += patches * (depth * w * arch.vision.hidden_size + 2 * blk if m.gradient_checkpointing else (depth + 1) * blk)
+        vis_note = f" + vision tower on {patches} patches"
+    items.append(Item("activations (update micro-batch)", 0.0, G(act),
+                      f"{micro} rows × {seq} tokens, {arch.num_layers} layers, checkpointing "
+                      f"{'on' if m.gradient_checkpointing else 'off'}{vis_note}"))
+    chunk = min(_chunk_size(), micro * ro.max_new_tokens)
+    head = chunk * arch.vocab_size * (w + 16)
+    items.append(Item("log-prob head (chunked logits)", 0.0, G(head), f"{chunk} positions × {arch.vocab_size} vocab"))
+
+    # ---- ZeRO buffers
+    if stage == 3:
+        live = min(P, 2 * arch.layer_param_count() + PREFETCH_BUCKET) * w
+        buf = min(T, REDUCE_BUCKET) * w + live
+        buf_note = "reduce bucket + gathered layers"
+    elif stage >= 1 or N > 1:
+        buf = min(T, REDUCE_BUCKET) * w
+        buf_note = "reduce bucket"
+    else:
+        buf, buf_note = 0.0, "none (one rank)"
+    items.append(Item("ZeRO buffers", 0.0, G(buf), buf_note))
+
+    # ---- generation
+    engine = ro.engine
+    rows_rank = shape["rows_per_rank"]
+    gbs = int(getattr(ro, "generation_batch_size", 0) or 0)
+    rows_at_once = min(gbs, rows_rank) if gbs > 0 else rows_rank
+    lp = cfg.data.max_prompt_tokens
+    kv_tok = arch.num_layers * 2 * arch.num_kv_heads * arch.head_dim * w  # bytes per cached position
+    notes: list[str] = []
+    if engine == "hf":
+        kv = rows_at_once * (lp + ro.max_new_tokens) * kv_tok
+        prompts_at_once = math.ceil(rows_at_once / ro.group_size) if ro.shared_prefill else rows_at_once
+        expand = (arch.num_heads / arch.num_kv_heads - 1) if arch.num_heads > arch.num_kv_heads else 0
+        one_layer = rows_at_once * (lp + ro.max_new_tokens) * kv_tok / arch.num_layers
+        decode = rows_at_once * arch.vocab_size * (w + 20) + one_layer * (1 + expand)  # sampling + GQA + row drop
+        prefill = prompts_at_once * lp * (kv_tok + per_layer)  # the prompts' own cache + one layer's working set
+        work = max(decode, prefill - kv + one_layer)
+        items.append(Item("generation KV cache", G(kv), 0.0,
+                          f"{rows_at_once} rows × ({lp} + {ro.max_new_tokens}) × {arch.num_layers} layers × 2 × "
+                          f"{arch.num_kv_heads} × {arch.head_dim} × {w} B"))
+        items.append(Item("generation working memory", G(work), 0.0, "sampling logits, one layer's K/V expansion; "
+                          "or the prefill"))
+        gathered = P * w if (stage == 3) else 0.0
+        items.append(Item("gathered full weights (ZeRO-3)", G(gathered), 0.0,
+                          "whole model on every rank for the rollout" if gathered else "not ZeRO-3"))
+    else:
+        share = ro.vllm.gpu_memory_utilization * gpu_gib if device == "cuda" else 0.0
+        sleeps = ro.vllm.enable_sleep_mode and device == "cuda"
+        items.append(Item("vLLM engine (weights + KV cache)", share, 0.0 if sleeps else share,
+                          f"{ro.vllm.gpu_memory_utilization} × GPU" + (", asleep in the update" if sleeps else "")))
+        need = P * w / max(1, ro.vllm.tensor_parallel_size)
+        if device == "cuda" and need / GIB > share:
+            notes.append(f"does not fit: vLLM's share ({share:.1f} GiB) is smaller than its weights "
+                         f"({need / GIB:.1f} GiB): raise rollout.vllm.gpu_memory_utilization or tensor_parallel_size")
+        if stage == 3:  # weights are gathered one parameter at a time to feed the engine
+            items.append(Item("gathered weights for the vLLM update", 0.0, 0.0, "one parameter at a time"))
+
+    # ---- the KL reference model
+    if cfg.algorithm.kl_beta > 0:
+        ref = P * w_ref / (N if stage == 3 else 1)
+        items.append(Item("KL reference model", G(ref), G(ref), f"{w_ref} B/param" + (f" / {N}" if stage == 3 else "")))
+    if device == "cuda":
+        items.append(Item("runtime (CUDA, NCCL, allocator)", RUNTIME_GIB, RUNTIME_GIB, "fixed estimate"))
+
+    # ---- host per node
+    rpn = min(N, gpus_per_node)
+    host: list[tuple[str, float]] = []
+    if offload_opt:
+        host.append(("offloaded optimizer state + fp32 gradients", G(T * 16 / N * rpn)))
+    if offload_par:
+        host.append(("offloaded parameters", G(P * w / N * rpn)))
+    if engine == "vllm" and ro.vllm.enable_sleep_mode:
+        host.append(("vLLM sleeping weights", G(P * w * rpn / max(1, ro.vllm.tensor_parallel_size))))
+    if stage == 3:
+        host.append(("loading (ZeRO-3 partitioned: a shard per rank)", rpn * (G(P * w_ref / N) + HOST_SHARD_GIB)))
+    else:
+        host.append(("loading (every rank reads the whole checkpoint)", G(P * w_ref * rpn)))
+
+    settings = dict(weight_bytes=w, zero_stage=stage, offload_optimizer=offload_opt, offload_params=offload_par,
+                    rows_per_rank=rows_rank, rows_at_once=rows_at_once if engine == "hf" else rows_rank,
+                    prompt_tokens=lp, new_tokens=ro.max_new_tokens, engine=engine, micro=micro, seq_len=seq,
+                    checkpointing=m.gradient_checkpointing)
+    plan = MemoryPlan(model=arch.name, device=device, world_size=N, gpu_gib=gpu_gib, params=P, trainable=T,
+                      items=items, host=host, gpus_per_node=gpus_per_node, settings=settings, notes=notes)
+    if search_knobs and not plan.fits:
+        _find_knobs(plan, cfg, world_size, gpu_gib=gpu_gib, arch=arch, device=device, gpus_per_node=gpus_per_node)
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------ knobs
+def _with(cfg: Config, changes: list[tuple[str, Any]]) -> Config:
+    out = copy.deepcopy(cfg)
+    for key, value in changes:
+        *path, last = key.split(".")
+        obj = out
+        for part in path:
+            obj = getattr(obj, part)
+        setattr(obj, last, value)
+    return out
+
+
+def _candidates(cfg: Config, plan: MemoryPlan, every: bool = False) -> list[tuple[str, list[Any]]]:
+    """(key, values to try, least intrusive first) for the knobs that lower the phase that overflows (`every`: all)."""
+    s, ds, G = plan.settings, cfg.deepspeed, cfg.rollout.group_size
+    out: list[tuple[str, list[Any]]] = []
+    rollout_heavy = plan.rollout_gib >= plan.update_gib
+    if cfg.rollout.engine == "hf" and s["rows_at_once"] > 1 and (rollout_heavy or every):
+        n = s["rows_at_once"]
+        groups = [k * G for k in range(n // G, 0, -1) if k * G < n]  # whole groups first: a prompt in one chunk
+        out.append(("rollout.generation_batch_size", groups + list(range(min(G, n) - 1, 0, -1))))
+    if not rollout_heavy or every:
+        if s["micro"] > 1:
+            out.append(("deepspeed.micro_batch_size", list(range(s["micro"] - 1, 0, -1))))
+        if not cfg.model.gradient_checkpointing:
+            out.append(("model.gradient_checkpointing", [True]))
+    if ds.zero_stage < 3:
+        out.append(("deepspeed.zero_stage", [z for z in (2, 3) if z > ds.zero_stage]))
+    if not ds.offload_optimizer:
+        out.append(("deepspeed.offload_optimizer", [True]))
+    if not ds.offload_params:
+        out.append(("deepspeed.offload_params", [True]))
+    return out
+
+
+def _implied(cfg: Config, changes: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """`changes` plus the ZeRO stage an offload needs (optimizer offload: >= 1, parameter offload: 3)."""
+    keys = dict(changes)
+    stage = keys.get("deepspeed.zero_stage", cfg.deepspeed.zero_stage)
+    need = 3 if keys.get("deepspeed.offload_params") else 2 if keys.get("deepspeed.offload_optimizer") else 0
+    if stage < need:
+        changes = [(k, v) for k, v in changes if k != "deepspeed.zero_stage"] + [("deepspeed.zero_stage", need)]
+    return changes
+
+
+def _find_knobs(plan: MemoryPlan, cfg: Config, world_size: int, **kw) -> None:
+    """Fill `plan.knobs`: the first single change that fits; else knobs turned together, each as little as fits."""
+    def fits(changes: list[tuple[str, Any]]) -> MemoryPlan | None:
+        changes = [c for c in changes if c[1] is not None]  # (key, None): the knob given back entirely
+        p = plan_memory(_with(cfg, _implied(cfg, changes)), world_size, search_knobs=False, **kw)
+        return p if p.fits else None
+
+    def done(changes: list[tuple[str, Any]]) -> None:
+        changes = [c for c in changes if c[1] is not None]
+        plan.knobs = _implied(cfg, changes)
+        plan.knobs_peak_gib = fits(changes).peak_gib
+
+    for key, values in _candidates(cfg, plan):  # one knob alone, its least intrusive value that fits
+        for v in values:
+            if fits([(key, v)]):
+                return done([(key, v)])
+    order = _candidates(cfg, plan, every=True)
+    changes: list[tuple[str, Any]] = []
+    for key, values in order:  # turn them one after another, each all the way, until the plan fits
+        changes.append((key, values[-1]))
+        if fits(changes):
+            break
+    else:
+        return
+    for i, (key, values) in enumerate(order[: len(changes)]):  # then give each back as much as still fits
+        if fits(changes[:i] + changes[i + 1 :]):
+            changes = changes[:i] + [(key, None)] + changes[i + 1 :]
+            continue
+        for v in values:
+            trial = changes[:i] + [(key, v)] + changes[i + 1 :]
+            if fits(trial):
+                changes = trial
+                break
+    done(changes)
+
+
+# ------------------------------------------------------------------------------------------------ dry run
+def dry_run_report(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, gpus_per_node: int = 8) -> str:
+    """The plan of `cfg` on `world_size` GPUs of `gpu_gib` GiB as text, offline: no processor, data or weights.
+
+    The architecture comes from the table of published sizes, a local checkpoint's config.json, or the embedded
+    tiny model's settings (`sapo_vl.models.archs.arch_for`). The batch lines follow `sapo_vl.train.plan`'s rules.
+    """
+    b = batch_shape(cfg, world_size)
+    plan = plan_memory(cfg, world_size, gpu_gib=gpu_gib, gpus_per_node=gpus_per_node)
+    B, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
+    lines = [
+        f"dry run: {cfg.algorithm.name} on {cfg.model.name_or_path}, {world_size} rank(s); per step {B} prompts × "
+        f"G={G} = {B * G} completions ({b['rows_per_rank']}/rank), {cfg.algorithm.updates_per_rollout} × "
+        f"{cfg.algorithm.num_minibatches} optimizer steps of {b['minibatch_rows']} rows/rank in micro-batches of "
+        f"{b['micro']}",
+        plan.render(),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,364 @@
+"""The memory planner and the architecture table: counts against `transformers`, hand-computed bytes, the shipped
+configs offline, and the plan against memory measured on the CPU through the real training loop."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from sapo_vl.config import load_config
+from sapo_vl.memplan import (
+    GIB, batch_shape, dry_run_report, layer_activation_bytes, plan_memory,
+)
+from sapo_vl.models.archs import (
+    KNOWN_HUB_IDS, Arch, ArchError, VisionArch, arch_for, arch_from_config_json, known_arch, tiny_arch,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(REPO.glob("configs/qwen3vl_*.yaml"))
+
+
+def hf_config(a: Arch):
+    """A transformers config of the architecture `a` describes (what from_pretrained would build)."""
+    from transformers import Qwen3VLConfig, Qwen3VLMoeConfig
+
+    hd = a.head_dim
+    text = dict(vocab_size=a.vocab_size, hidden_size=a.hidden_size, intermediate_size=a.intermediate_size,
+                num_hidden_layers=a.num_layers, num_attention_heads=a.num_heads, num_key_value_heads=a.num_kv_heads,
+                head_dim=hd, rope_parameters={"rope_type": "default", "rope_theta": 5e6, "mrope_interleaved": True,
+                                              "mrope_section": [hd // 2 - 2 * (hd // 6), hd // 6, hd // 6]})
+    v = a.vision
+    vision = dict(depth=v.depth, hidden_size=v.hidden_size, intermediate_size=v.intermediate_size, num_heads=v.num_heads,
+                  patch_size=v.patch_size, temporal_patch_size=v.temporal_patch_size,
+                  spatial_merge_size=v.spatial_merge_size, out_hidden_size=v.out_hidden_size,
+                  deepstack_visual_indexes=list(v.deepstack_layers), in_channels=v.in_channels,
+                  num_position_embeddings=v.num_position_embeddings)
+    if a.moe:
+        text.update(num_experts=a.num_experts, num_experts_per_tok=a.experts_per_token,
+                    moe_intermediate_size=a.moe_intermediate_size, decoder_sparse_step=1)
+        return Qwen3VLMoeConfig(text_config=text, vision_config=vision, tie_word_embeddings=a.tie_word_embeddings)
+    return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=a.tie_word_embeddings)
+
+
+# ------------------------------------------------------------------------------------------------ architectures
+@pytest.mark.parametrize("size", sorted({s for s in KNOWN_HUB_IDS.values()}))
+def test_published_sizes_count_what_transformers_builds(size):
+    from transformers import AutoModelForImageTextToText
+
+    a = known_arch(f"Qwen/{size}-Instruct")
+    assert a == known_arch(f"qwen/{size}-thinking") and a.vision.out_hidden_size == a.hidden_size
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(hf_config(a))
+    assert a.param_count() == sum(p.numel() for p in model.parameters())
+    vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in f".{n}")
+    assert a.vision.param_count() == vision and a.text_param_count() == a.param_count() - vision
+
+
+def test_published_totals_are_the_advertised_sizes():
+    # the names say the size: 2B, 4B, 8B (8.77 B as listed by model hubs), 32B, 30B total with ~3B active
+    totals = {s: known_arch(f"Qwen/{s}-Instruct").param_count() / 1e9 for s in set(KNOWN_HUB_IDS.values())}
+    assert 2.0 < totals["Qwen3-VL-2B"] < 2.3 and 4.3 < totals["Qwen3-VL-4B"] < 4.6
+    assert round(totals["Qwen3-VL-8B"], 2) == 8.77 and 33 < totals["Qwen3-VL-32B"] < 34
+    moe = known_arch("Qwen/Qwen3-VL-30B-A3B-Instruct")
+    active = moe.param_count() - moe.num_layers * (moe.num_experts - moe.experts_per_token) * 3 * moe.hidden_size \
+        * moe.moe_intermediate_size
+    assert 30 < totals["Qwen3-VL-30B-A3B"] < 32 and 3 < active / 1e9 < 4.5
+
+
+@pytest.mark.parametrize("moe", [False, True])
+def test_tiny_and_local_folders_read_the_built_checkpoint(moe, tiny_dense, tiny_moe):
+    from transformers import AutoModelForImageTextToText
+
+    folder = tiny_moe if moe else tiny_dense
+    name = "sapo-vl/tiny-qwen3-vl" + ("-moe" if moe else "")
+    assert replace(arch_for(str(folder)), name=name) == tiny_arch(moe) == arch_for(name)
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    assert arch_from_config_json(folder / "config.json").param_count() == sum(p.numel() for p in model.parameters())
+
+
+def test_unknown_models_and_other_architectures_are_named(tmp_path):
+    with pytest.raises(ArchError, match="'org/SomeModel-7B'.*config.json.*Qwen3-VL-8B"):
+        arch_for("org/SomeModel-7B")
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
+    with pytest.raises(ArchError, match="gpt.*no text_config.*'gpt2'"):
+        arch_for(str(tmp_path / "gpt"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps({"text_config": {"hidden_size": 8}, "vision_config": {}}))
+    with pytest.raises(ArchError, match="bad: config.json has no text_config.num_attention_heads"):
+        arch_for(str(tmp_path / "bad"))
+
+
+# ------------------------------------------------------------------------------------------------ hand-computed
+TOY = Arch("toy", num_layers=2, hidden_size=4, intermediate_size=8, num_heads=2, num_kv_heads=1, head_dim=2,
+           vocab_size=10, tie_word_embeddings=False,
+           vision=VisionArch(depth=1, hidden_size=2, intermediate_size=4, patch_size=1, temporal_patch_size=1,
+                             spatial_merge_size=1, out_hidden_size=4, in_channels=1, num_position_embeddings=4))
+
+
+def test_toy_counts_by_hand():
+    # layer: q 4·4 + k,v 2·(4·2) + o 4·4 + q/k norms 2·2 = 52; MLP 3·4·8 = 96; two norms 8 → 156
+    assert TOY.layer_param_count() == 156
+    # text: 2 layers 312 + embedding 40 + head 40 + final norm 4 = 396; vision: patch 1·2+2, positions 4·2,
+    # block (norms 8, qkv 2·6+6, proj 2·2+2, MLP 2·4+4 + 4·2+2) = 54, merger (norm 4, 2·2+2, 2·4+4) = 22 → 88
+    assert TOY.text_param_count() == 396 and TOY.vision.param_count() == 88 and TOY.param_count() == 484
+
+
+def _toy_cfg(*over: str):
+    return load_config(None, ["rollout.prompts_per_step=8", "rollout.group_size=2", "data.max_prompt_tokens=16",
+                              "rollout.max_new_tokens=8", "algorithm.num_minibatches=1", *over])
+
+
+def _bytes(plan, name: str, phase: str) -> float:
+    item = next(i for i in plan.items if i.name.startswith(name))
+    return getattr(item, phase) * GIB
+
+
+def test_zero_stages_and_offload_by_hand():
+    # bf16 on GPUs, 4 ranks, vision frozen: P = 484 parameters, 396 trainable
+    p3 = plan_memory(_toy_cfg("deepspeed.zero_stage=3"), 4, arch=TOY)
+    assert _bytes(p3, "parameters", "update") == pytest.approx(484 * 2 / 4)  # bf16, 1/4 each
+    assert _bytes(p3, "optimizer state", "update") == pytest.approx(396 * 12 / 4)  # fp32 master + m + v, 1/4
+    assert _bytes(p3, "gradients", "update") == pytest.approx(396 * 2 / 4 + 396 * 4 / 4)  # bf16 + fp32 partitions
+    p2 = plan_memory(_toy_cfg("deepspeed.zero_stage=2"), 4, arch=TOY)
+    assert _bytes(p2, "parameters", "update") == pytest.approx(484 * 2)  # whole under ZeRO-2
+    assert _bytes(p2, "gathered full weights", "rollout") == 0
+    assert _bytes(p3, "gathered full weights", "rollout") == pytest.approx(484 * 2)  # ZeRO-3 gathers for the rollout
+    off = plan_memory(_toy_cfg("deepspeed.zero_stage=3", "deepspeed.offload_optimizer=true",
+                               "deepspeed.offload_params=true"), 4, arch=TOY)
+    assert _bytes(off, "parameters", "update") == 0 and _bytes(off, "optimizer state", "update") == 0
+    host = dict(off.host)
+    assert host["offloaded optimizer state + fp32 gradients"] * GIB == pytest.approx(396 * 16 / 4 * 4)  # 4 ranks/node
+    assert host["offloaded parameters"] * GIB == pytest.approx(484 * 2 / 4 * 4)
+    fp32 = plan_memory(_toy_cfg("deepspeed.precision=fp32", "model.dtype=float32"), 1, arch=TOY, device="cpu")
+    assert _bytes(fp32, "optimizer state", "update") == pytest.approx(396 * 8)  # plain AdamW: m + v, no master
+    assert _bytes(fp32, "gradients", "update") == pytest.approx(396 * 4)
+
+
+def test_kv_cache_by_hand_and_rows_at_once():
+    # 8 prompts / 4 ranks × G 2 = 4 rows; 16 + 8 positions × 2 layers × (K, V) × 1 KV head × head dim 2 × 2 B
+    p = plan_memory(_toy_cfg(), 4, arch=TOY)
+    assert _bytes(p, "generation KV cache", "rollout") == 4 * 24 * 2 * 2 * 1 * 2 * 2
+    assert _bytes(p, "generation KV cache", "update") == 0
+    half = plan_memory(_toy_cfg("rollout.generation_batch_size=2"), 4, arch=TOY)
+    assert _bytes(half, "generation KV cache", "rollout") == 2 * 24 * 2 * 2 * 1 * 2 * 2
+
+
+def test_vllm_share_and_kl_reference():
+    p = plan_memory(_toy_cfg("rollout.engine=vllm", "rollout.vllm.gpu_memory_utilization=0.25"), 4, arch=TOY)
+    assert _bytes(p, "vLLM engine", "rollout") == pytest.approx(0.25 * 80 * GIB)
+    assert _bytes(p, "vLLM engine", "update") == 0  # asleep while training
+    assert not any(i.name.startswith("generation KV") for i in p.items)
+    awake = plan_memory(_toy_cfg("rollout.engine=vllm", "rollout.vllm.enable_sleep_mode=false"), 4, arch=TOY)
+    assert _bytes(awake, "vLLM engine", "update") == pytest.approx(0.35 * 80 * GIB)
+    kl = plan_memory(_toy_cfg("algorithm.kl_beta=0.01", "deepspeed.zero_stage=3"), 4, arch=TOY)
+    assert _bytes(kl, "KL reference model", "update") == pytest.approx(484 * 2 / 4)
+    assert not any(i.name.startswith("KL") for i in p.items)
+
+
+def test_batch_shape_follows_the_training_loop():
+    from sapo_vl.train import plan
+
+    for path in SHIPPED + [REPO / "configs/demo.yaml"]:
+        cfg = load_config(path)
+        for world in (1, 8):
+            ours, loop = batch_shape(cfg, world), plan(cfg, world)
+            assert {k: ours[k] for k in ("rows_per_rank", "minibatch_rows", "micro")} == \
+                {k: loop[k] for k in ("rows_per_rank", "minibatch_rows", "micro")}
+
+
+# ------------------------------------------------------------------------------------------------ activations
+def _saved_bytes_per_layer_token(arch: Arch, dtype: torch.dtype, seq: int = 48, rows: int = 3) -> float:
+    """Bytes autograd keeps per token per text layer, measured: 3 layers minus 1 layer, padded rows."""
+    from transformers import AutoModelForImageTextToText
+
+    from sapo_vl.logprobs import PolicyLogprobs
+
+    def saved(layers: int) -> int:
+        torch.manual_seed(0)
+        model = AutoModelForImageTextToText.from_config(hf_config(replace(arch, num_layers=layers)), dtype=dtype)
+        module = PolicyLogprobs(model.train())
+        kept: dict[int, int] = {}
+
+        def pack(t):
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        ids = torch.randint(0, arch.vocab_size - 30, (rows, seq))
+        mask = torch.ones_like(ids)
+        mask[0, :5] = 0  # left padding, as in every rollout batch
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            module(input_ids=ids, attention_mask=mask, mm_token_type_ids=torch.zeros_like(ids), n_completion=seq // 2,
+                   with_entropy=False)
+        weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
+        return sum(n for ptr, n in kept.items() if ptr not in weights)
+
+    return (saved(3) - saved(1)) / 2 / (rows * seq)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [
+    dict(hidden_size=128, intermediate_size=352, num_heads=4, num_kv_heads=2, head_dim=32),
+    dict(hidden_size=96, intermediate_size=512, num_heads=6, num_kv_heads=1, head_dim=32),
+    dict(hidden_size=128, intermediate_size=256, num_heads=4, num_kv_heads=4, head_dim=32),
+    dict(hidden_size=64, intermediate_size=128, num_heads=4, num_kv_heads=2, head_dim=16, num_experts=8,
+         experts_per_token=2, moe_intermediate_size=48),
+])
+def test_activation_bytes_match_what_autograd_keeps(shape, dtype):
+    arch = replace(tiny_arch(moe="num_experts" in shape), **shape)
+    arch = replace(arch, vision=replace(arch.vision, out_hidden_size=arch.hidden_size))
+    measured = _saved_bytes_per_layer_token(arch, dtype)
+    planned = layer_activation_bytes(arch, 4 if dtype == torch.float32 else 2, seq_len=48)
+    assert planned == pytest.approx(measured, rel=0.10)
+
+
+# ------------------------------------------------------------------------------------------------ shipped configs
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+    def refuse(*a, **k):
+        raise AssertionError(f"network access attempted: {a[1:]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_config_fits_its_8_gpus_offline(path, no_network):
+    cfg = load_config(path)
+    report = dry_run_report(cfg, 8)
+    assert cfg.model.name_or_path in report and "FITS: peak" in report and "DOES NOT FIT" not in report
+    plan = plan_memory(cfg, 8)
+    assert plan.fits and plan.peak_gib <= 0.95 * 80
+    for phase in ("rollout", "update"):  # the table's rows add up to its totals
+        assert f"{getattr(plan, phase + '_gib'):8.2f}" in report
+
+
+def test_a_plan_that_does_not_fit_names_the_knob_that_makes_it_fit():
+    cfg = load_config(REPO / "configs/qwen3vl_8b.yaml", ["rollout.generation_batch_size=0"])
+    plan = plan_memory(cfg, 8)
+    assert not plan.fits and plan.settings["rows_at_once"] == 128
+    assert [k for k, _ in plan.knobs] == ["rollout.generation_batch_size"]
+    assert "DOES NOT FIT" in plan.render() and "turn rollout.generation_batch_size=" in plan.render()
+    fixed = load_config(REPO / "configs/qwen3vl_8b.yaml", [f"{k}={v}" for k, v in plan.knobs])
+    assert plan_memory(fixed, 8).fits and plan_memory(fixed, 8).peak_gib == pytest.approx(plan.knobs_peak_gib)
+    # an update that overflows: the micro-batch or checkpointing, never the rollout's rows
+    big = load_config(REPO / "configs/qwen3vl_4b.yaml", ["model.gradient_checkpointing=false",
+                                                         "deepspeed.micro_batch_size=8"])
+    knobs = dict(plan_memory(big, 8).knobs)
+    assert knobs and set(knobs) <= {"deepspeed.micro_batch_size", "model.gradient_checkpointing",
+                                    "rollout.generation_batch_size"}
+    assert plan_memory(load_config(REPO / "configs/qwen3vl_4b.yaml", [
+        "model.gradient_checkpointing=false", "deepspeed.micro_batch_size=8", *[f"{k}={v}" for k, v in knobs.items()]
+    ]), 8).fits
+
+
+def test_hub_id_offline_fails_at_once_in_one_line(no_network):
+    from sapo_vl.models.loading import ModelLoadError, load_processor
+
+    with pytest.raises(ModelLoadError) as e:  # no connection is attempted: `no_network` would raise first
+        load_processor("Qwen/Qwen3-VL-2B-Instruct")
+    msg = str(e.value)
+    assert "\n" not in msg and "'Qwen/Qwen3-VL-2B-Instruct'" in msg and "HF_HUB_OFFLINE" in msg and "local" in msg
+
+
+# ------------------------------------------------------------------------------------------------ measured on CPU
+PROBE = r'''
+import json, os, resource, sys
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from transformers import AutoModelForImageTextToText
+mark = {}
+_load = AutoModelForImageTextToText.from_pretrained.__func__
+def from_pretrained(cls, *a, **k):  # the baseline: processor, data and libraries in place, no weights yet
+    mark.setdefault("rss", rss())
+    return _load(cls, *a, **k)
+AutoModelForImageTextToText.from_pretrained = classmethod(from_pretrained)
+from sapo_vl import ds
+ds.save_checkpoint = lambda *a, **k: None  # measure the step, not the checkpoint writer
+from sapo_vl.config import load_config
+from sapo_vl.train import train
+train(load_config(sys.argv[1], sys.argv[2:]))
+print("PROBE " + json.dumps({"baseline": mark["rss"], "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+'''
+
+
+def _measure(overrides: list[str], tmp_path: Path) -> float:
+    """Peak RSS growth (bytes) of one `sapo_vl.train.train` step, from just before the weights load."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
+               # large blocks go back to the OS when freed, so RSS follows live memory, not glibc's retained heap
+               MALLOC_MMAP_THRESHOLD_="65536")
+    if not torch.cuda.is_available():
+        env["DS_ACCELERATOR"] = "cpu"
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    out = subprocess.run([sys.executable, "-c", PROBE, str(REPO / "configs/demo.yaml"), *overrides], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=900)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("PROBE ")), None)
+    assert out.returncode == 0 and line, out.stdout[-2000:] + out.stderr[-4000:]
+    got = json.loads(line[len("PROBE "):])
+    return got["peak"] - got["baseline"]
+
+
+def _run_overrides(tmp_path: Path, model: str, **extra) -> list[str]:
+    base = {"model.name_or_path": model, "logging.out_dir": str(tmp_path / "runs"), "logging.run_name": "mem",
+            "logging.progress": "false", "logging.tensorboard": "false", "logging.plots": "false",
+            "logging.sample_every": "0", "train.steps": "1", "train.format_warmup_steps": "0",
+            "rollout.score_workers": "0", "algorithm.num_minibatches": "2", "algorithm.updates_per_rollout": "1"}
+    base.update({k: str(v) for k, v in extra.items()})
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def build_midsize(out: Path) -> Path:
+    """A random Qwen3-VL of ~30M parameters (tiny's tokenizer and processor, wider and deeper text model)."""
+    from transformers import AutoModelForImageTextToText
+
+    from sapo_vl.models import tiny
+
+    tok = tiny.train_tokenizer()
+    cfg = tiny.tiny_config(tok, head_dim=64, mrope_section=(16, 8, 8))
+    text = cfg.text_config
+    text.hidden_size, text.intermediate_size, text.num_hidden_layers = 512, 1536, 8
+    text.num_attention_heads, text.num_key_value_heads = 8, 2
+    cfg.vision_config.out_hidden_size = 512
+    torch.manual_seed(0)
+    AutoModelForImageTextToText.from_config(cfg, dtype=torch.float32).save_pretrained(out, safe_serialization=True)
+    tiny.tiny_processor(tok).save_pretrained(out)
+    return out
+
+
+def _check(plan_gib: float, measured: float, label: str) -> None:
+    ratio = measured / (plan_gib * GIB)
+    print(f"{label}: plan {plan_gib * GIB / 1e6:.0f} MB, measured peak RSS growth {measured / 1e6:.0f} MB, "
+          f"ratio {ratio:.2f}")
+    assert 0.7 <= ratio <= 1.3
+
+
+@pytest.mark.slow
+def test_plan_holds_against_measured_memory_tiny(tiny_cache, tmp_path):
+    over = _run_overrides(tmp_path, "sapo-vl/tiny-qwen3-vl", **{
+        "rollout.prompts_per_step": 16, "rollout.group_size": 8, "rollout.max_new_tokens": 256,
+        "deepspeed.micro_batch_size": 64, "data.max_prompt_tokens": 64})
+    measured = _measure(over, tmp_path)
+    plan = plan_memory(load_config(REPO / "configs/demo.yaml", over), 1, device="cpu")
+    _check(plan.peak_gib, measured, "tiny")
+
+
+@pytest.mark.slow
+def test_plan_holds_against_measured_memory_midsize(tmp_path):
+    folder = build_midsize(tmp_path / "mid")
+    arch = arch_for(str(folder))
+    assert 20e6 < arch.param_count() < 60e6  # tens of millions
+    over = _run_overrides(tmp_path, str(folder), **{
+        "rollout.prompts_per_step": 2, "rollout.group_size": 8, "rollout.max_new_tokens": 192,
+        "deepspeed.micro_batch_size": 8, "data.max_prompt_tokens": 64})
+    measured = _measure(over, tmp_path)
+    plan = plan_memory(load_config(REPO / "configs/demo.yaml", over), 1, device="cpu")
+    _check(plan.peak_gib, measured, "mid-size")
