@@ -144,7 +144,9 @@ class RolloutConfig:
     shared_prefill: bool = True
     """Encode each prompt and its image once and sample its G continuations from the shared KV cache."""
     generation_batch_size: int = 0
-    """Prompts per `generate` call (each expanded to G samples); 0 = all of the step's prompts at once."""
+    """Most rows (completions, not prompts) the hf engine decodes at once; 0 = all of a rank's B x G rows. The KV
+    cache (prompt + max_new_tokens positions per row) exists for one such chunk at a time. A multiple of G keeps
+    each prompt in one chunk (a prompt split between two chunks is prefilled twice)."""
     score_workers: int = 2
     """Processes that run the verifiers in parallel; 0 = score in the training process."""
     score_timeout_s: float = 10.0
@@ -412,7 +414,7 @@ def problems(cfg: Config) -> list[str]:
     need(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
     need(r.top_k >= 0, "rollout.top_k", "must be >= 0 (0 = off)")
     need(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
-    need(r.generation_batch_size >= 0, "rollout.generation_batch_size", "must be >= 0 (0 = all prompts at once)")
+    need(r.generation_batch_size >= 0, "rollout.generation_batch_size", "must be >= 0 rows (0 = all rows at once)")
     need(r.score_workers >= 0, "rollout.score_workers", "must be >= 0")
     need(r.score_timeout_s > 0, "rollout.score_timeout_s", "must be > 0")
 
