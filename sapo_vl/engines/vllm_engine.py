@@ -59,7 +59,7 @@ class VLLMEngineError(RuntimeError):
 
 
 def _lora_delta(module, weight: Tensor) -> Tensor:
-    """The merged weight of a PEFT LoRA layer: base + Σ_active scale·B·A (PEFT's `get_delta_weight`), not in place."""
+    """A PEFT LoRA layer's merged weight: base + Σ_active scale·B·A (PEFT's `get_delta_weight`), not in place."""
     if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
         return weight  # already merged into the base weight, or switched off
     for name in module.active_adapters:
@@ -179,7 +179,7 @@ class VLLMEngine:
             self.close()
             raise
         finally:
-            for f in os.listdir(self._dir):  # the engine holds the weights now
+            for f in os.listdir(self._dir) if os.path.isdir(self._dir) else []:  # the engine holds the weights now
                 if f.endswith(".safetensors"):
                     os.remove(os.path.join(self._dir, f))
 
