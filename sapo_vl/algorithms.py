@@ -337,6 +337,12 @@ def grpo_loss(
 # Advantages
 
 
+def zero_std_groups(rewards: Tensor, group_size: int) -> Tensor:
+    """(n_groups,) bool: groups of `group_size` contiguous rewards that are all equal (their advantage is 0)."""
+    r = rewards.detach().reshape(-1, group_size)  # (n_groups, G)
+    return r.max(-1).values == r.min(-1).values
+
+
 def group_advantages(
     rewards: Tensor, group_size: int, *, scale: str = "group", eps: float = 1e-6
 ) -> tuple[Tensor, float]:
@@ -357,7 +363,7 @@ def group_advantages(
     r = rewards.detach().to(torch.float32).view(-1, group_size)  # (n_groups, G)
     mean = r.mean(-1, keepdim=True)  # (n_groups, 1)
     centred = r - mean  # (n_groups, G)
-    zero_std = (r.max(-1).values - r.min(-1).values) == 0  # (n_groups,)
+    zero_std = zero_std_groups(rewards, group_size)  # (n_groups,)
     centred = torch.where(zero_std[:, None], torch.zeros_like(centred), centred)  # exact zeros for flat groups
     if scale == "group":
         std = r.std(-1, keepdim=True) if group_size > 1 else torch.zeros_like(mean)  # (n_groups, 1)
@@ -491,7 +497,7 @@ def corrected_advantages(advantages: Tensor, weights: Tensor) -> Tensor:
 
 __all__ = [
     "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "aggregate", "kl_penalty",
-    "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "group_advantages", "ratio_stats",
+    "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "zero_std_groups", "group_advantages", "ratio_stats",
     "masked_entropy_mean", "overlong_penalty", "CORRECTION_MODES", "CORRECTION_LEVELS",
     "rollout_correction", "mismatch_stats", "corrected_advantages",
 ]

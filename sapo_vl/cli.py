@@ -16,6 +16,8 @@ import argparse
 import sys
 from typing import Callable, Sequence
 
+from .typed_config import parse_with_overrides
+
 
 def _cmd_tiny_model(args: argparse.Namespace) -> int:
     from .models.tiny import build_tiny_checkpoint, tiny_param_count
@@ -116,17 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_with_overrides(parser, argv)
     return int(args.func(args) or 0)
-
-
-def parse_with_overrides(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
-    """parse_args, except that key=value overrides may also come after options (`train CFG --dry-run a=1`)."""
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-") for e in extra):
-            args.overrides.extend(extra)
-        else:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args
 
 
 if __name__ == "__main__":

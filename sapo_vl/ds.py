@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,18 +29,7 @@ import torch
 import torch.distributed as tdist
 
 from .config import Config
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+from .dist import Dist
 
 
 def _free_port() -> int:
@@ -218,6 +206,20 @@ def all_gather_cat(x: torch.Tensor, world: int) -> torch.Tensor:
     parts = [torch.zeros_like(x) for _ in range(world)]
     tdist.all_gather(parts, x)
     return torch.cat(parts).cpu()
+
+
+def world_size() -> int:
+    """Ranks in the open process group (1 without one)."""
+    return tdist.get_world_size() if tdist.is_initialized() else 1
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's picklable `obj`, in rank order, on every rank."""
+    if not (tdist.is_initialized() and tdist.get_world_size() > 1):
+        return [obj]
+    out: list[Any] = [None] * tdist.get_world_size()
+    tdist.all_gather_object(out, obj)
+    return out
 
 
 def all_reduce(values: list[float], op=tdist.ReduceOp.SUM) -> list[float]:

@@ -1,10 +1,10 @@
 """The rollout: B prompts × G completions with rewards and advantages, and how it is cut into micro-batches.
 
 `Rollout` keeps each prompt once (its token ids and its images' patches) and each completion once; a
-micro-batch of completion rows is assembled on demand as prompt+completion sequences with the pixel patches of
+`MicroBatch` of completion rows is assembled on demand as prompt+completion sequences with the pixel patches of
 the rows' prompts, ready for `PolicyLogprobs`. Rows g·G … g·G+G−1 form prompt g's group.
 
-`collect_rollout` makes one (sample under gathered ZeRO-3 parameters, then score with the verifiers);
+`collect_rollout` makes one (sample with the rollout engine, then score with the verifiers);
 `refill_zero_std_groups` is DAPO's dynamic sampling on top of it.
 """
 from __future__ import annotations
@@ -17,13 +17,49 @@ import torch
 import torch.distributed as tdist
 
 from . import ds
-from .algorithms import overlong_penalty
+from .algorithms import overlong_penalty, zero_std_groups
 from .config import Config
 from .data.record import Record
-from .sampling import Samples, sample_completions
+from .engines import RolloutEngine, SamplingSettings
+from .sampling import Samples
 from .verifiers.batch import score_batch
+from .verifiers.result import VerifierResult
 
 Tensor = torch.Tensor
+
+
+@dataclass
+class MicroBatch:
+    """Completion rows of a rollout as model inputs (prompt + completion sequences) plus what their loss needs."""
+
+    rows: list[int]
+    """The rollout rows in this micro-batch, in order."""
+    input_ids: Tensor
+    """(n, Lp' + Lc') prompt (left-padded, common padding trimmed) then completion tokens."""
+    attention_mask: Tensor
+    """(n, Lp' + Lc') 1 on real tokens."""
+    mm_token_type_ids: Tensor
+    """(n, Lp' + Lc') 0 text, 1 image, 2 video."""
+    n_completion: int
+    """Lc': completion positions kept (the longest completion among the rows)."""
+    pixel_values: Tensor | None
+    """(P, D) patches of the rows' images, in row order (a prompt's image repeated for each of its rows)."""
+    image_grid_thw: Tensor | None
+    """(n_images, 3) their patch grids."""
+    mask: Tensor
+    """(n, Lc') 1 on completion tokens."""
+    advantages: Tensor | None = None
+    """(n,) group advantages, once computed."""
+    old_logprobs: Tensor | None = None
+    """(n, Lc') π_old log-probs, when the rollout has them."""
+    ref_logprobs: Tensor | None = None
+    """(n, Lc') reference log-probs, when KL is on."""
+
+    def model_inputs(self) -> dict[str, Any]:
+        """Keyword arguments of `PolicyLogprobs.forward`."""
+        return dict(input_ids=self.input_ids, attention_mask=self.attention_mask,
+                    mm_token_type_ids=self.mm_token_type_ids, n_completion=self.n_completion,
+                    pixel_values=self.pixel_values, image_grid_thw=self.image_grid_thw)
 
 
 @dataclass
@@ -59,7 +95,7 @@ class Rollout:
     """(N, Lc) log-probs under the policy that generated (π_old)."""
     ref_logprobs: Tensor | None = None
     """(N, Lc) log-probs under the reference policy, when KL is on."""
-    scores: list[Any] = field(default_factory=list)
+    scores: list[VerifierResult] = field(default_factory=list)
     """(N) verifier results (score, reason, extracted)."""
 
     @property
@@ -141,7 +177,7 @@ class Rollout:
             rewards=torch.cat([p.rewards for p in parts]), scores=[x for p in parts for x in p.scores],
         )
 
-    def micro_batch(self, rows: Sequence[int], device: torch.device | str = "cpu") -> dict[str, Any]:
+    def micro_batch(self, rows: Sequence[int], device: torch.device | str = "cpu") -> MicroBatch:
         """Model inputs for completion rows `rows`: prompt+completion sequences with their images' patches.
 
         Common left padding of the selected prompts and common right padding of the completions are trimmed.
@@ -157,36 +193,33 @@ class Rollout:
         mm = torch.cat([self.prompt_mm_types[prompt, first:], torch.zeros_like(cm[:, :lc])], dim=1)
         pix = [self.pixel_values[p] for p in prompt.tolist() if self.pixel_values[p] is not None]
         grids = [self.image_grid_thw[p] for p in prompt.tolist() if self.image_grid_thw[p] is not None]
-        batch: dict[str, Any] = dict(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+        to = lambda t: t.to(device) if t is not None else None  # noqa: E731
+        return MicroBatch(
+            rows=rows_t.tolist(), input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
             mm_token_type_ids=mm.to(device), n_completion=lc,
             pixel_values=torch.cat(pix).to(device) if pix else None,
             image_grid_thw=torch.cat(grids).to(device) if grids else None,
+            mask=cm[:, :lc].to(device), advantages=to(self.advantages[rows_t]) if self.advantages.numel() else None,
+            old_logprobs=to(self.old_logprobs[rows_t, :lc]) if self.old_logprobs is not None else None,
+            ref_logprobs=to(self.ref_logprobs[rows_t, :lc]) if self.ref_logprobs is not None else None,
         )
-        extras = dict(mask=cm[:, :lc], advantages=self.advantages[rows_t] if self.advantages.numel() else None)
-        if self.old_logprobs is not None:
-            extras["old_logprobs"] = self.old_logprobs[rows_t, :lc]
-        if self.ref_logprobs is not None:
-            extras["ref_logprobs"] = self.ref_logprobs[rows_t, :lc]
-        batch["extras"] = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in extras.items()}
-        return batch
 
 
-def collect_rollout(engine, policy, processor, prompts: list, cfg: Config, generator) -> tuple[Rollout, float, int]:
-    """Sample G completions per prompt (parameters gathered under ZeRO-3) and score them with the verifiers.
+def sampling_settings(cfg: Config) -> SamplingSettings:
+    r = cfg.rollout
+    return SamplingSettings(group_size=r.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
+                            top_p=r.top_p, top_k=r.top_k)
+
+
+def collect_rollout(engine: RolloutEngine, prompts: list, cfg: Config, seed: int) -> tuple[Rollout, float, int]:
+    """Sample G completions per prompt with the rollout engine and score them with the verifiers.
 
     Returns the rollout with `scores` and `rewards` (verifier score, plus DAPO's overlong penalty when on), the
     seconds spent scoring and the number of scoring timeouts.
     """
     G = cfg.rollout.group_size
-    engine.eval()
-    with ds.gathered(engine):
-        samples = sample_completions(
-            policy, processor, [q.record.prompt for q in prompts], [q.images for q in prompts], group_size=G,
-            max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-            top_k=cfg.rollout.top_k, shared_prefill=cfg.rollout.shared_prefill, generator=generator,
-        )
-    engine.train()
+    samples = engine.generate([q.record.prompt for q in prompts], [q.images for q in prompts],
+                              sampling_settings(cfg), seed)
     rollout = Rollout.from_samples([q.record for q in prompts], samples)
     t = time.time()
     items = [(q.record.verifier, rollout.texts[i * G + g], q.record.answer, q.record.verifier_params)
@@ -201,18 +234,13 @@ def collect_rollout(engine, policy, processor, prompts: list, cfg: Config, gener
     return rollout, time.time() - t, scored.timeouts
 
 
-def zero_std_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """(n_groups,) bool: groups whose rewards are all equal."""
-    flat = rewards.view(-1, group_size)
-    return flat.max(-1).values == flat.min(-1).values
-
-
 def refill_zero_std_groups(rollout: Rollout, draw, *, rounds: int, pad_id: int) -> tuple[Rollout, int]:
     """DAPO dynamic sampling: replace zero-std groups by groups of fresh prompts that carry signal.
 
     `draw(n, round)` rolls out and scores `n` new prompts on this rank. Every rank draws the same number per round (the
-    largest need over ranks), so the global prompt stream stays aligned. Returns the rollout, in which the
-    remaining zero-std groups (if `rounds` ran out) come last, and the number of extra rollouts drawn.
+    largest need over ranks), so the global prompt stream stays aligned. Returns the rollout and the number of extra
+    rollouts drawn. Group order: each round keeps the groups that carry signal (in order), then the zero-std
+    groups it could not replace, and appends its refills after them.
     """
     G = rollout.group_size
     done = 0

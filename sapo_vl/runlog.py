@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,77 @@ def sparkline(values: list[float], lo: float = 0.0, hi: float = 1.0) -> str:
     bars = "▁▂▃▄▅▆▇█"
     span = (hi - lo) or 1.0
     return "".join(bars[min(len(bars) - 1, max(0, int((v - lo) / span * (len(bars) - 1) + 0.5)))] for v in values)
+
+
+# ---------------------------------------------------------------------------------------------------- step metrics
+@dataclass
+class StepTiming:
+    """Wall-clock marks of one step (seconds since the epoch) and the scoring seconds inside the rollout phase."""
+
+    start: float
+    rolled_out: float
+    """End of rollout + scoring."""
+    updated: float
+    """End of the update phase."""
+    score_s: float
+    """Seconds spent scoring, inside [start, rolled_out]."""
+
+
+def step_metrics(rollout, *, all_rewards, all_advantages, zero_std: float, update_stats: dict[str, float],
+                 entropy, timing: StepTiming, extra: dict[str, float]) -> dict[str, float]:
+    """One step's metrics, over all ranks: rank-local values are averaged (every rank holds the same number of
+    rows), per-verifier rewards are pooled over every rank's rows, and global tensors are used as they are.
+
+    rollout: this rank's `Rollout` (after the update); all_rewards / all_advantages: (N_global,) tensors;
+    entropy: (N, Lc) per-token entropies from the π_old pass, or None (then the update's own first-pass entropy
+    is used); extra: values that are already global (learning rate, grad norm, counters).
+    """
+    from . import ds
+
+    m = dict(update_stats)
+    if "entropy_update" in m:
+        m["entropy"] = m.pop("entropy_update")
+    cm = rollout.completion_mask
+    if entropy is not None:
+        m["entropy"] = float((entropy * cm).sum() / cm.sum().clamp(min=1))
+        gap = (rollout.old_logprobs - rollout.sample_logprobs)[cm.bool()]
+        m["rollout_logprob_gap"] = float(gap.abs().mean()) if gap.numel() else 0.0
+    correct = [float(r.score) for r in rollout.scores]
+    lengths = cm.sum(-1).float()
+    local = {
+        **m, "response_length_mean": float(lengths.mean()), "response_length_max": float(lengths.max()),
+        "truncation_rate": float(rollout.truncated.float().mean()),
+        "accuracy": sum(c >= 1 for c in correct) / max(len(correct), 1),
+        "score_timeouts": float(extra.pop("score_timeouts", 0.0)),
+    }
+    keys = sorted(local)
+    world = ds.world_size()
+    metrics = {k: v / world for k, v in zip(keys, ds.all_reduce([local[k] for k in keys]))}
+    G = rollout.group_size
+    per_verifier: dict[str, list[float]] = {}  # name → [sum of scores, rows]
+    for i, rec in enumerate(rollout.records):
+        acc = per_verifier.setdefault(rec.verifier, [0.0, 0.0])
+        acc[0] += sum(correct[i * G : (i + 1) * G])
+        acc[1] += G
+    pooled: dict[str, list[float]] = {}
+    for part in ds.all_gather_objects(per_verifier):
+        for name, (total, n) in part.items():
+            acc = pooled.setdefault(name, [0.0, 0.0])
+            acc[0] += total
+            acc[1] += n
+    for name in sorted(pooled):
+        metrics[f"reward/{name}"] = pooled[name][0] / max(pooled[name][1], 1.0)
+    gen_tokens = ds.all_reduce([float(lengths.sum())])[0]
+    rollout_s = timing.rolled_out - timing.score_s - timing.start
+    adv = all_advantages
+    metrics.update(
+        reward_mean=float(all_rewards.mean()), reward_std=float(all_rewards.std()) if all_rewards.numel() > 1 else 0.0,
+        advantage_mean=float(adv.mean()), advantage_std=float(adv.std()) if adv.numel() > 1 else 0.0,
+        advantage_max=float(adv.max()), advantage_min=float(adv.min()), zero_std_frac=zero_std,
+        lr=extra.pop("lr"), grad_norm=extra.pop("grad_norm"),
+        tokens_per_s=gen_tokens / max(rollout_s, 1e-9), rollout_s=rollout_s, score_s=timing.score_s,
+        update_s=timing.updated - timing.rolled_out, step_s=time.time() - timing.start,
+        skipped_steps=extra.pop("skipped_steps"), score_per_s=rollout.n / max(timing.score_s, 1e-9),
+        **extra,
+    )
+    return metrics

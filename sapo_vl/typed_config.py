@@ -368,3 +368,14 @@ def _emit(obj: Any, depth: int, doc: bool, lines: list[str]) -> None:
             flow = None if isinstance(value, (list, dict)) else False  # lists of scalars in flow style: [a, b]
             text = yaml.safe_dump({f.name: value}, sort_keys=False, default_flow_style=flow, allow_unicode=True, width=10**6)
             lines += [pad + line for line in text.rstrip("\n").splitlines()]
+
+
+def parse_with_overrides(parser, argv):
+    """parse_args, except that key=value overrides may also come after options (`train CFG --dry-run a=1`)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if isinstance(getattr(args, "overrides", None), list) and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides.extend(extra)
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args

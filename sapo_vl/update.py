@@ -13,14 +13,12 @@ import torch
 import torch.distributed as tdist
 
 from . import ds
+from .batch_plan import BatchPlan
+from .data.stream import PromptStream
+from .dist import Dist
 from .models.loading import encode_prompts
-from .prompts import PromptStream
 from .rollout import Rollout
 from .sampling import Samples
-
-
-def model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k != "extras"}
 
 
 def chunks(rows: list[int], size: int) -> list[list[int]]:
@@ -36,15 +34,15 @@ def rollout_logprobs(module, rollout: Rollout, rows: list[int], micro: int, devi
     ent = torch.zeros(rollout.n, lc)
     for chunk in chunks(rows, micro):
         batch = rollout.micro_batch(chunk, device)
-        lp, e = module(**model_inputs(batch), temperature=temperature, touch_vision=touch_vision)
-        n = batch["n_completion"]
+        lp, e = module(**batch.model_inputs(), temperature=temperature, touch_vision=touch_vision)
+        n = batch.n_completion
         logp[chunk, :n] = lp.float().cpu()
         ent[chunk, :n] = e.float().cpu()
     return logp, ent
 
 
-def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: dict, loss_fn, loss_kwargs: dict,
-                  mu: int, num_minibatches: int, temperature: float, dist: ds.Dist, seed: int,
+def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: BatchPlan, loss_fn, loss_kwargs: dict,
+                  mu: int, num_minibatches: int, temperature: float, dist: Dist, seed: int,
                   touch_vision: bool) -> tuple[dict[str, float], int]:
     """μ passes over the rollout, each `num_minibatches` optimizer steps; returns loss stats and skipped steps.
 
@@ -55,7 +53,7 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
     weight_sum, skipped = 0.0, 0
     ent_sum = ent_tokens = 0.0  # entropy of the first pass, when no π_old pass measured it
     gen = torch.Generator().manual_seed(seed)
-    n, mb_rows = rollout.n, plan["minibatch_rows"]
+    n, mb_rows = rollout.n, plan.minibatch_rows
     for epoch in range(mu):
         order = torch.randperm(n, generator=gen).tolist()
         for m in range(num_minibatches):
@@ -63,14 +61,14 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
             lm = loss_mask[mb]
             g_tok, g_seq = ds.all_reduce([float(lm.sum()), float((lm.sum(-1) > 0).sum())])
             bad = False
-            for chunk in chunks(mb, plan["micro"]):
+            for chunk in chunks(mb, plan.micro):
                 batch = rollout.micro_batch(chunk, dist.device)
-                ex = batch["extras"]
-                mask = loss_mask[chunk, : batch["n_completion"]].to(dist.device)
-                logp, ent = engine(**model_inputs(batch), temperature=temperature, touch_vision=touch_vision,
-                                   with_entropy=epoch == 0 and "old_logprobs" not in ex)
-                old = ex["old_logprobs"] if "old_logprobs" in ex else logp.detach()
-                loss, stats = loss_fn(logp, old, ex["advantages"], mask, ref_logprobs=ex.get("ref_logprobs"),
+                mask = loss_mask[chunk, : batch.n_completion].to(dist.device)
+                first_pass = epoch == 0 and batch.old_logprobs is None
+                logp, ent = engine(**batch.model_inputs(), temperature=temperature, touch_vision=touch_vision,
+                                   with_entropy=first_pass)
+                old = batch.old_logprobs if batch.old_logprobs is not None else logp.detach()
+                loss, stats = loss_fn(logp, old, batch.advantages, mask, ref_logprobs=batch.ref_logprobs,
                                       global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
                 if ds.all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
                     bad = True  # keep every rank's collectives in step: back-propagate an exact zero instead
@@ -78,7 +76,7 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
                 ds.backward(engine, loss, dist.world_size)
                 ds.optimizer_step(engine, skip=bad and engine.is_gradient_accumulation_boundary())
                 w = float(mask.sum())
-                if epoch == 0 and "old_logprobs" not in ex:
+                if first_pass:
                     ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
                 weight_sum += w
                 for k, v in stats.items():
@@ -90,7 +88,7 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: di
     return stats, skipped
 
 
-def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: dict, dist: ds.Dist,
+def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: BatchPlan, dist: Dist,
                   seed: int) -> list[float]:
     """Supervised steps on shuffled answers (see `train.format_warmup_steps`); returns the per-step losses.
 
@@ -102,7 +100,7 @@ def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: 
     stop = tok.convert_tokens_to_ids("<|im_end|>")
     losses = []
     for s in range(steps):
-        prompts = stream.next_batch(plan["minibatch_rows"] * dist.world_size)
+        prompts = stream.next_batch(plan.minibatch_rows * dist.world_size)
         answers = [q.record.answer for q in prompts]
         random.Random(f"{seed}/warmup/{s}/{dist.rank}").shuffle(answers)
         ids = [tok(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
@@ -117,10 +115,10 @@ def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: 
         ro = Rollout.from_samples([q.record for q in prompts], samples)
         n_tok = ds.all_reduce([float(ro.completion_mask.sum())])[0]
         total = 0.0
-        for chunk in chunks(list(range(ro.n)), plan["micro"]):
+        for chunk in chunks(list(range(ro.n)), plan.micro):
             batch = ro.micro_batch(chunk, dist.device)
-            logp, _ = engine(**model_inputs(batch), touch_vision=dist.world_size > 1, with_entropy=False)
-            mask = batch["extras"]["mask"].to(logp.dtype)
+            logp, _ = engine(**batch.model_inputs(), touch_vision=dist.world_size > 1, with_entropy=False)
+            mask = batch.mask.to(logp.dtype)
             loss = -(logp * mask).sum() / n_tok
             ds.backward(engine, loss, dist.world_size)
             engine.step()

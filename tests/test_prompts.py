@@ -3,7 +3,7 @@ import pytest
 
 from sapo_vl.config import load_config
 from sapo_vl.models.loading import load_processor
-from sapo_vl.prompts import PromptStream
+from sapo_vl.data.stream import PromptStream
 
 BAD_RECIPE = '''
 """Test recipe: every third record has a corrupt image, every fifth a very long question."""
@@ -84,7 +84,7 @@ def test_prompt_tokens_match_the_processor_for_images_it_resizes(processor, size
 
     from sapo_vl.data.record import user_prompt
     from sapo_vl.models.loading import encode_prompts
-    from sapo_vl.prompts import prompt_tokens
+    from sapo_vl.data.stream import prompt_tokens
 
     prompt, images = user_prompt("How many?", n_images=2), [Image.new("RGB", size), Image.new("RGB", (64, 32))]
     assert prompt_tokens(processor, prompt, images) == encode_prompts(processor, [prompt], [images])["input_ids"].shape[1]

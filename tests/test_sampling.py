@@ -7,7 +7,7 @@ from sapo_vl.data.record import Record, user_prompt
 from sapo_vl.logprobs import PolicyLogprobs, chunked_logprobs, naive_logprobs
 from sapo_vl.models.loading import load_policy, load_processor
 from sapo_vl.rollout import Rollout
-from sapo_vl.sampling import NEVER_SAMPLE, process_logits, sample_completions, token_ids
+from sapo_vl.sampling import NEVER_SAMPLE, RowCache, process_logits, rope_positions, sample_completions, token_ids
 
 
 @pytest.fixture(scope="module")
@@ -50,20 +50,19 @@ def test_sampled_logprobs_match_teacher_forced_forward(policy):
     ro = Rollout.from_samples(recs, s)
     mb = ro.micro_batch(range(ro.n))
     with torch.no_grad():
-        out = model(input_ids=mb["input_ids"], attention_mask=mb["attention_mask"],
-                    mm_token_type_ids=mb["mm_token_type_ids"], pixel_values=mb["pixel_values"],
-                    image_grid_thw=mb["image_grid_thw"])
-    lc = mb["n_completion"]
+        out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, mm_token_type_ids=mb.mm_token_type_ids,
+                    pixel_values=mb.pixel_values, image_grid_thw=mb.image_grid_thw)
+    lc = mb.n_completion
     banned = torch.tensor(token_ids(proc.tokenizer, NEVER_SAMPLE))
     logits = out.logits[:, -lc - 1 : -1]  # (N, Lc, V)
     ref = process_logits(logits.reshape(-1, logits.shape[-1]), temperature=1.0, top_k=0, top_p=1.0, banned=banned)
-    ref = ref.gather(-1, mb["input_ids"][:, -lc:].reshape(-1, 1)).view(ro.n, lc)
-    m = mb["extras"]["mask"].bool()
+    ref = ref.gather(-1, mb.input_ids[:, -lc:].reshape(-1, 1)).view(ro.n, lc)
+    m = mb.mask.bool()
     torch.testing.assert_close(ref[m], s.sample_logprobs[:, :lc][m], atol=2e-4, rtol=0)
     # and the training-side chunked log-probs agree with the naive full log-softmax
     with torch.no_grad():
-        lp, ent = PolicyLogprobs(model, chunk_size=7)(**{k: v for k, v in mb.items() if k != "extras"})
-    torch.testing.assert_close(lp[m], naive_logprobs(logits, mb["input_ids"][:, -lc:])[m], atol=1e-5, rtol=0)
+        lp, ent = PolicyLogprobs(model, chunk_size=7)(**mb.model_inputs())
+    torch.testing.assert_close(lp[m], naive_logprobs(logits, mb.input_ids[:, -lc:])[m], atol=1e-5, rtol=0)
     assert (ent[m] > 0).all()
 
 
@@ -125,3 +124,144 @@ def test_chunked_logprobs_gradient_matches_naive():
     (g2,) = torch.autograd.grad(ref.sum(), h2)
     torch.testing.assert_close(lp, ref)
     torch.testing.assert_close(g1, g2)
+
+
+# ---------------------------------------------------------------------------------------------------- issue 9 / 11
+def _text(words: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": words}]}]
+
+
+SHORT = _text("2+2?")
+LONG = _text("Read this long question carefully, it goes on and on about shapes and colors. " * 8 + "Answer?")
+
+
+def _teacher_forced(model, proc, recs, s, *, positions: bool):
+    """Log-probs of the sampled tokens under one full forward over prompt + completion, banned tokens masked as
+    the sampler masks them; with or without the sampler's positions (`rope_positions`)."""
+    ro = Rollout.from_samples(recs, s)
+    mb = ro.micro_batch(range(ro.n))
+    kw = dict(input_ids=mb.input_ids, attention_mask=mb.attention_mask, mm_token_type_ids=mb.mm_token_type_ids,
+              pixel_values=mb.pixel_values, image_grid_thw=mb.image_grid_thw)
+    if positions:
+        kw["position_ids"] = rope_positions(model, mb.input_ids, mb.mm_token_type_ids, mb.attention_mask,
+                                            mb.image_grid_thw)[0]
+    with torch.no_grad():
+        logits = model(**kw).logits
+    lc = mb.n_completion
+    banned = torch.tensor(token_ids(proc.tokenizer, NEVER_SAMPLE))
+    logits = logits[:, -lc - 1 : -1]  # (N, Lc, V)
+    ref = process_logits(logits.reshape(-1, logits.shape[-1]), temperature=1.0, top_k=0, top_p=1.0, banned=banned)
+    return ref.gather(-1, mb.input_ids[:, -lc:].reshape(-1, 1)).view(ro.n, lc), mb.mask.bool(), lc
+
+
+def test_text_only_batch_of_mixed_lengths_samples_at_the_teacher_forced_positions(policy):
+    """Issue 9.1: with no image in the batch, the short (left-padded) prompt's rows were decoded at positions that
+    did not continue its prefill (gap 2e-2..1e-1 on the padded rows, 0 on the others)."""
+    model, proc = policy
+    recs = [Record(id="s", prompt=SHORT, answer="4"), Record(id="l", prompt=LONG, answer="x")]
+    s = sample_completions(model, proc, [r.prompt for r in recs], [[], []], group_size=2, max_new_tokens=16,
+                           generator=torch.Generator().manual_seed(3))
+    pads = s.inputs["attention_mask"].eq(0).sum(-1)
+    assert pads[0] > 50 and pads[1] == 0  # the short prompt is heavily left-padded
+    for positions in (True, False):  # the sampler's positions, and the model's own numbering across the padding
+        ref, m, lc = _teacher_forced(model, proc, recs, s, positions=positions)
+        gap = (ref - s.sample_logprobs[:, :lc]).abs().masked_fill(~m, 0)
+        assert gap.max() <= 1e-5, (positions, gap.amax(-1))
+
+
+def _row_gens(ids: list[int]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(1000 + i) for i in ids]
+
+
+def test_a_rows_tokens_do_not_depend_on_its_batch_or_the_generation_chunks(policy):
+    model, proc = policy
+    G, kw = 2, dict(max_new_tokens=20, temperature=1.0)
+    alone = sample_completions(model, proc, [SHORT], [[]], group_size=G, generator=_row_gens([0, 1]), **kw)
+    recs, imgs = _batch()
+    batches = [  # the short text-only prompt first, then others of very different lengths, with and without images
+        ([SHORT, LONG], [[], []], 0),
+        ([SHORT, LONG, recs[1].prompt], [[], [], imgs[1]], 0),
+        ([SHORT, LONG, recs[1].prompt], [[], [], imgs[1]], 3),  # chunks of 3 rows: a group split between chunks
+    ]
+    for prompts, images, chunk in batches:
+        n = len(prompts) * G
+        s = sample_completions(model, proc, prompts, images, group_size=G, generation_batch_size=chunk,
+                               generator=_row_gens(list(range(n))), **kw)
+        lc = alone.completion_ids.shape[1]
+        assert torch.equal(s.completion_ids[:G, :lc], alone.completion_ids), (len(prompts), chunk)
+        assert not s.completion_mask[:G, lc:].any()
+        torch.testing.assert_close(s.sample_logprobs[:G, :lc], alone.sample_logprobs, atol=1e-5, rtol=0)
+
+
+def _legacy():
+    """The decode loop as it was before issue 11, vendored in the benchmark that compares against it."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_rollout.py"
+    spec = importlib.util.spec_from_file_location("bench_rollout", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.legacy_sample_completions
+
+
+def test_decode_path_reproduces_the_old_loop(policy):
+    """Pre-allocated cache, stop flags read every 16 tokens and finished rows dropped: same tokens and log-probs as
+    the old loop (DynamicCache, a sync per token, every row to the end) under the same seed."""
+    model, proc = policy
+    legacy = _legacy()
+    recs, imgs = _batch()  # an image batch with a text-only prompt: positions were right there before too
+    prompts = [r.prompt for r in recs]
+    kw = dict(group_size=4, max_new_tokens=150)
+    old = legacy(model, proc, prompts, imgs, generator=torch.Generator().manual_seed(11), **kw)
+    new = sample_completions(model, proc, prompts, imgs, generator=torch.Generator().manual_seed(11), **kw)
+    assert old.truncated.any() and not old.truncated.all()  # some rows stopped early and were dropped
+    assert torch.equal(new.completion_ids, old.completion_ids)
+    assert torch.equal(new.completion_mask, old.completion_mask) and torch.equal(new.truncated, old.truncated)
+    torch.testing.assert_close(new.sample_logprobs, old.sample_logprobs, atol=1e-6, rtol=0)
+    # per-row generators: the same rows again whatever the chunking
+    gens = lambda: _row_gens(list(range(12)))  # noqa: E731
+    old = legacy(model, proc, prompts, imgs, generator=gens(), **kw)
+    for chunk in (4, 5):
+        new = sample_completions(model, proc, prompts, imgs, generator=gens(), generation_batch_size=chunk, **kw)
+        assert torch.equal(new.completion_ids, old.completion_ids), chunk
+        torch.testing.assert_close(new.sample_logprobs, old.sample_logprobs, atol=1e-6, rtol=0)
+
+
+def test_chunks_bound_the_cache_and_finished_rows_leave_it(policy, monkeypatch):
+    model, proc = policy
+    seen = []  # (rows in the cache, address of layer 0's key buffer) at every decode forward
+
+    def record(mod, args, kwargs):
+        cache = kwargs.get("cache")
+        if isinstance(cache, RowCache) and cache.get_seq_length() > 0:
+            layer = cache.layers[0]
+            seen.append((layer.keys.shape[0], layer.keys.data_ptr()))
+
+    handle = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        recs, imgs = _batch()
+        s = sample_completions(model, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=150,
+                               generation_batch_size=4, generator=torch.Generator().manual_seed(11))
+    finally:
+        handle.remove()
+    assert max(rows for rows, _ in seen) == 4  # never more than one chunk's rows (and never 12)
+    assert min(rows for rows, _ in seen) < 4  # finished rows left the batch before the chunk ended
+    assert len({ptr for _, ptr in seen}) < len(seen) // 8  # buffers re-allocated only when rows leave
+    assert s.completion_ids.shape[0] == 12
+
+
+def test_row_cache_writes_in_place_and_selects_rows():
+    cache = RowCache(num_layers=1, capacity=6)
+    k = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 1, 3, 4)  # (B=2, H=1, 3 positions, D=4)
+    keys, _ = cache.update(k, -k, 0)
+    ptr = cache.layers[0].keys.data_ptr()
+    keys, values = cache.update(k[:, :, :1] + 100, -k[:, :, :1], 0)
+    assert keys.shape == (2, 1, 4, 4) and cache.get_seq_length() == 4
+    assert cache.layers[0].keys.data_ptr() == ptr  # written in place
+    torch.testing.assert_close(keys[:, :, :3], k)
+    cache.select_rows(torch.tensor([1, 1, 0]), capacity=8)
+    assert cache.layers[0].keys.shape == (3, 1, 8, 4)
+    torch.testing.assert_close(cache.layers[0].keys[:, :, :4], torch.cat([keys[1:], keys[1:], keys[:1]]))
+    with pytest.raises(RuntimeError, match="capacity"):
+        cache.update(torch.zeros(3, 1, 5, 4), torch.zeros(3, 1, 5, 4), 0)

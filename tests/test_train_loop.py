@@ -13,7 +13,7 @@ from sapo_vl.logprobs import PolicyLogprobs
 from sapo_vl.models.loading import load_policy, load_processor
 from sapo_vl.rollout import Rollout
 from sapo_vl.sampling import sample_completions
-from sapo_vl.train import loss_kwargs, plan
+from sapo_vl.batch_plan import batch_plan as plan
 from sapo_vl.update import rollout_logprobs, update_policy
 
 
@@ -28,7 +28,7 @@ def _setup(tiny_dense, algo, **over):
     torch.manual_seed(0)
     policy = load_policy(str(tiny_dense))
     module = PolicyLogprobs(policy)
-    engine = ds.create_engine(module, cfg, micro_batch=p["micro"], grad_accum=p["grad_accum"], dist=dist,
+    engine = ds.create_engine(module, cfg, micro_batch=p.micro, grad_accum=p.grad_accum, dist=dist,
                               total_optimizer_steps=100)
     proc = load_processor(str(tiny_dense))
     from PIL import Image
@@ -46,14 +46,14 @@ def test_updates_on_a_fixed_rollout_move_logprobs_the_right_way(tiny_dense, algo
     rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
     ro.advantages, _ = group_advantages(rewards, 4)
     rows = list(range(ro.n))
-    before, _ = rollout_logprobs(engine, ro, rows, p["micro"], dist.device, 1.0, False)
+    before, _ = rollout_logprobs(engine, ro, rows, p.micro, dist.device, 1.0, False)
     ro.old_logprobs = before
     for _ in range(4):  # several off-policy updates on the same rollout (π_old fixed)
         stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES[algo].fn,
-                                       loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
+                                       loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens), mu=1, num_minibatches=1, temperature=1.0,
                                        dist=dist, seed=0, touch_vision=False)
         assert skipped == 0
-    after, _ = rollout_logprobs(engine, ro, rows, p["micro"], dist.device, 1.0, False)
+    after, _ = rollout_logprobs(engine, ro, rows, p.micro, dist.device, 1.0, False)
     delta = ((after - before) * ro.completion_mask).sum(-1)  # (N,) change of the sequence log-prob
     pos, neg = rewards > 0, rewards == 0
     assert (delta[pos] > 0).all(), (algo, delta)
@@ -66,7 +66,7 @@ def test_nan_loss_skips_the_step_and_leaves_weights_untouched(tiny_dense):
     ro.advantages = torch.tensor([1.0, -1.0, float("nan"), 0.5, 0.0, 1.0, -1.0, 0.0])
     before = copy.deepcopy({k: v.detach().clone() for k, v in engine.module.state_dict().items()})
     stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES["sapo"].fn,
-                                   loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
+                                   loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens), mu=1, num_minibatches=1, temperature=1.0,
                                    dist=dist, seed=0, touch_vision=False)
     assert skipped == 1
     after = engine.module.state_dict()
@@ -74,7 +74,7 @@ def test_nan_loss_skips_the_step_and_leaves_weights_untouched(tiny_dense):
     # the next, finite step does update
     ro.advantages = torch.tensor([1.0, -1.0, 0.3, 0.5, 0.0, 1.0, -1.0, 0.0])
     _, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES["sapo"].fn,
-                               loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1, temperature=1.0,
+                               loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens), mu=1, num_minibatches=1, temperature=1.0,
                                dist=dist, seed=0, touch_vision=False)
     assert skipped == 0
     assert not all(torch.equal(before[k], engine.module.state_dict()[k]) for k in before)
@@ -85,8 +85,8 @@ def test_plan_arithmetic_and_errors():
                              "deepspeed.micro_batch_size=6", "algorithm.updates_per_rollout=2", "train.steps=10"])
     p = plan(cfg, 2)
     # 8 prompts / 2 ranks × G=8 = 32 rows per rank; 2 minibatches of 16; micro 6 → 3 micro-batches
-    assert (p["rows_per_rank"], p["minibatch_rows"], p["micro"], p["grad_accum"]) == (32, 16, 6, 3)
-    assert p["total_optimizer_steps"] == 10 * 2 * 2
+    assert (p.rows_per_rank, p.minibatch_rows, p.micro, p.grad_accum) == (32, 16, 6, 3)
+    assert p.total_optimizer_steps == 10 * 2 * 2
     with pytest.raises(ConfigError, match="prompts_per_step=8 must be a multiple of the number of ranks"):
         plan(cfg, 3)
     bad = load_config(None, ["rollout.prompts_per_step=2", "rollout.group_size=3", "algorithm.num_minibatches=4"])
@@ -130,7 +130,7 @@ def test_lr_schedule():
 
 def test_lora_policy_trains_only_adapters_and_frozen_vision_stays(tiny_dense):
     pytest.importorskip("peft")
-    from sapo_vl.train import build_policy
+    from sapo_vl.run import build_policy
 
     cfg = load_config(None, ["model.name_or_path=" + str(tiny_dense), "model.lora.r=4", "model.freeze_vision=true"])
     policy = build_policy(cfg, torch.device("cpu"))
@@ -146,7 +146,7 @@ def test_lora_policy_trains_only_adapters_and_frozen_vision_stays(tiny_dense):
                            max_new_tokens=3, generator=torch.Generator().manual_seed(0))
     ro = Rollout.from_samples([rec], s)
     batch = ro.micro_batch([0, 1])
-    logp, _ = module(**{k: v for k, v in batch.items() if k != "extras"})
+    logp, _ = module(**batch.model_inputs())
     logp.sum().backward()
     assert all(p.grad is not None for n, p in policy.named_parameters() if p.requires_grad)
 
@@ -163,7 +163,7 @@ def test_compare_report_writes_plot_and_tables(tmp_path, capsys):
 
 
 def test_format_warmup_lowers_the_answer_loss_through_the_engine(tiny_dense):
-    from sapo_vl.prompts import PromptStream
+    from sapo_vl.data.stream import PromptStream
     from sapo_vl.update import format_warmup
 
     cfg, dist, p, engine, _ = _setup(tiny_dense, "sapo", **{"optimizer.lr": "3e-3"})
@@ -188,7 +188,8 @@ def test_periodic_eval_metrics_land_in_the_training_log(tmp_path, tiny_dense):
 def test_dynamic_sampling_refills_zero_std_groups(tiny_dense):
     from types import SimpleNamespace
 
-    from sapo_vl.rollout import refill_zero_std_groups, zero_std_groups
+    from sapo_vl.algorithms import zero_std_groups
+    from sapo_vl.rollout import refill_zero_std_groups
 
     _, dist, _, _, ro = _setup(tiny_dense, "sapo")  # 2 prompts × G=4
     ro.rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])  # group 0 zero-std, group 1 has signal
@@ -229,9 +230,9 @@ def test_rollout_concat_repads_parts_of_different_widths(tiny_dense):
     assert (out.completion_mask.diff(dim=1) <= 0).all()
     got, want = out.micro_batch(range(8)), ro.micro_batch(range(8))
     for row in range(8):  # every row keeps exactly its prompt and completion tokens, and its images
-        assert torch.equal(got["input_ids"][row][got["attention_mask"][row].bool()],
-                           want["input_ids"][row][want["attention_mask"][row].bool()])
-    assert torch.equal(got["pixel_values"], want["pixel_values"])
+        assert torch.equal(got.input_ids[row][got.attention_mask[row].bool()],
+                           want.input_ids[row][want.attention_mask[row].bool()])
+    assert torch.equal(got.pixel_values, want.pixel_values)
 
 
 def test_training_with_dynamic_sampling_runs(tmp_path, tiny_dense):

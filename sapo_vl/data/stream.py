@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from .config import DataConfig, ModelConfig
-from .data.images import BadImage, ImageConfig, load_image
-from .data.record import Record
+from ..config import DataConfig, ModelConfig
+from .images import BadImage, ImageConfig, load_image
+from .record import Record
 
 
 @dataclass
@@ -59,10 +59,10 @@ def prompt_tokens(processor, prompt: list[dict], images: list[Image.Image]) -> i
 def load_pool(data: DataConfig, seed: int) -> list[tuple[str, float, list[Record]]]:
     """(name, weight, records) per source; every record is materialised once (image bytes or paths)."""
     if data.built:
-        from .data.build import load_built
+        from .build import load_built
 
         return [(f"built:{data.built}", 1.0, load_built(data.built))]
-    from .data.recipe import get_recipe
+    from .recipe import get_recipe
 
     pool = []
     for spec in data.recipes:

@@ -6,11 +6,12 @@ test never share a stream.
 """
 from __future__ import annotations
 
-import io
 import random
 from functools import lru_cache
 
 from PIL import Image, ImageFont
+
+from .images import encode_png as png  # noqa: F401  (recipes draw images and store them with the one PNG encoder)
 
 SPLIT_SIZES = {"train": 1000, "test": 200}
 """Default number of records per split for the synthetic recipes (their `size` option overrides it)."""
@@ -49,8 +50,3 @@ def font(size: int = 14) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def png(img: Image.Image) -> bytes:
-    """PNG bytes of a drawn image (fast compression; deterministic for the same pixels)."""
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()

@@ -17,11 +17,13 @@ from .base import SamplingSettings
 class HFEngine:
     name = "hf"
 
-    def __init__(self, ds_engine, policy, processor, *, shared_prefill: bool = True, device: torch.device | None = None):
+    def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None):
+        """ds_engine: the DeepSpeed engine training `policy` (the `transformers` model, possibly PEFT-wrapped);
+        cfg: the run's `Config` (`rollout.shared_prefill`)."""
         self.ds_engine = ds_engine
         self.policy = policy
         self.processor = processor
-        self.shared_prefill = shared_prefill
+        self.shared_prefill = cfg.rollout.shared_prefill
         self.device = device if device is not None else next(policy.parameters()).device
 
     def generate(self, prompts: Sequence[list[dict]], images: Sequence[Sequence[Any]], settings: SamplingSettings,

@@ -8,61 +8,35 @@ GPUs or a gloo group on CPUs. A plain run, or a trainer that already opened a gr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as tdist
 
-
-@dataclass(frozen=True)
-class Ranks:
-    rank: int
-    world: int
-    device: torch.device
-    """This rank's device: cuda:LOCAL_RANK when CUDA is available, else cpu."""
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+from ..dist import Dist, current
 
 
-def _device() -> torch.device:
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")
-
-
-def join() -> Ranks:
+def join() -> Dist:
     """Join the launcher's process group when WORLD_SIZE > 1 (idempotent); otherwise rank 0 of 1."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not tdist.is_initialized():
         tdist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return current()
 
 
-def current() -> Ranks:
-    """The ranks of an already open group (a trainer's), or rank 0 of 1."""
-    if tdist.is_available() and tdist.is_initialized():
-        return Ranks(tdist.get_rank(), tdist.get_world_size(), _device())
-    return Ranks(0, 1, _device())
-
-
-def broadcast(obj: Any, ranks: Ranks) -> Any:
+def broadcast(obj: Any, ranks: Dist) -> Any:
     """Rank 0's `obj` on every rank."""
-    if ranks.world == 1:
+    if ranks.world_size == 1:
         return obj
     box = [obj]
     tdist.broadcast_object_list(box, src=0)
     return box[0]
 
 
-def gather(obj: Any, ranks: Ranks) -> list[Any] | None:
+def gather(obj: Any, ranks: Dist) -> list[Any] | None:
     """Every rank's `obj`, in rank order, on rank 0; None elsewhere."""
-    if ranks.world == 1:
+    if ranks.world_size == 1:
         return [obj]
-    out = [None] * ranks.world if ranks.is_main else None
+    out = [None] * ranks.world_size if ranks.is_main else None
     tdist.gather_object(obj, out, dst=0)
     return out
 

@@ -197,7 +197,7 @@ def run_batch(model, processor, task: Task, records: list[Record], todo: set[tup
 
 # ------------------------------------------------------------------------------------------------ the run
 def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settings = Settings(), *,
-             model_name: str = "policy", data_root: str | None = None, ranks: dist.Ranks | None = None,
+             model_name: str = "policy", data_root: str | None = None, ranks: dist.Dist | None = None,
              loaded: tuple[list[Record], list[tuple[str, str]]] | None = None) -> dict:
     """Evaluate `task` and return its summary (on every rank). See the module docstring. `loaded` is
     `task.load(limit=settings.limit, seed=settings.seed, root=data_root)` when the caller has it already."""
@@ -235,7 +235,7 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
     bar = _progress(settings.progress and ranks.is_main, total=len(records) * K, initial=plan["done"], task=task.name)
     start, generated = time.perf_counter(), 0
     try:
-        for first in range(0, len(todo), ranks.world):
+        for first in range(0, len(todo), ranks.world_size):
             mine = todo[first + ranks.rank] if first + ranks.rank < len(todo) else None
             lines = [] if mine is None else run_batch(
                 model, processor, task, batches[mine[0]], {tuple(x) for x in mine[1]}, settings, max_new_tokens,
@@ -259,7 +259,7 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
                                 max_new_tokens, data_root)
         summary["timing"] = {"seconds": round(seconds, 3), "samples_generated": generated,
                              "samples_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
-                             "world_size": ranks.world, "device": str(ranks.device)}
+                             "world_size": ranks.world_size, "device": str(ranks.device)}
         _write_json(out_dir / SUMMARY, summary)
     return dist.broadcast(summary, ranks)
 

@@ -1,0 +1,119 @@
+"""Setting up a training run: everything the loop needs, built once and held in one typed `Run`.
+
+`setup_run(cfg)` joins the process group, checks the batch plan, loads the processor, the prompt stream, the
+policy (LoRA, freezing and checkpointing applied), the DeepSpeed engine, the rollout engine, the reference model
+(when KL is on) and the run log, and restores a checkpoint when resuming. `sapo_vl.train` then only loops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import ds
+from .batch_plan import BatchPlan, batch_plan
+from .config import Config, config_to_dict, dump_yaml
+from .data.stream import PromptStream
+from .dist import Dist
+from .engines import RolloutEngine, engine_class
+from .logprobs import PolicyLogprobs
+from .losses import LOSSES
+from .models.loading import load_policy, load_processor
+from .runlog import RunLog
+
+
+@dataclass
+class Run:
+    cfg: Config
+    dist: Dist
+    plan: BatchPlan
+    run_dir: Path
+    processor: Any
+    """The Qwen-VL processor (tokenizer + image processor), left-padding."""
+    stream: PromptStream
+    """The training prompts, sharded by rank; its state is checkpointed."""
+    policy: torch.nn.Module
+    """The `transformers` model (PEFT-wrapped with LoRA); saved as the `hf/` folder of each checkpoint."""
+    engine: Any
+    """The DeepSpeed engine training `PolicyLogprobs(policy)`."""
+    rollout_engine: RolloutEngine
+    """What samples the completions (`rollout.engine`)."""
+    ref: PolicyLogprobs | None
+    """The frozen reference policy when `algorithm.kl_beta` > 0."""
+    log: RunLog
+    loss_fn: Callable
+    """The configured policy loss (`sapo_vl.losses.LOSSES`)."""
+    loss_kwargs: dict[str, Any]
+    """Its keyword arguments (its config section, aggregation, KL)."""
+    start_step: int = 0
+    """The first step to run (> 0 after a resume)."""
+    skipped_steps: int = 0
+    """Optimizer steps skipped for a non-finite loss so far."""
+
+    def say(self, *args: Any) -> None:
+        """print on the main rank only."""
+        if self.dist.is_main:
+            print(*args, flush=True)
+
+
+def build_policy(cfg: Config, device: torch.device):
+    """The `transformers` policy with the config's freezing, LoRA and gradient checkpointing applied."""
+    policy = load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=device,
+                         attn_implementation=cfg.model.attn_implementation,
+                         trust_remote_code=cfg.model.trust_remote_code)
+    if cfg.model.freeze_vision:
+        policy.model.visual.requires_grad_(False)
+    if cfg.model.gradient_checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.model.lora.r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        lc = cfg.model.lora
+        policy = get_peft_model(policy, LoraConfig(
+            r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+            target_modules=rf"^model\.language_model\..*\.({'|'.join(lc.target_modules)})$",
+        ))
+    return policy
+
+
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.logging.out_dir) / (cfg.logging.run_name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+
+
+def setup_run(cfg: Config) -> Run:
+    """Build everything a training run needs; resume from a checkpoint when `train.resume` says so."""
+    dist = ds.init_distributed()
+    plan = batch_plan(cfg, dist.world_size)
+    run_dir = run_dir_of(cfg)
+    torch.manual_seed(cfg.train.seed)
+    processor = load_processor(cfg.model.name_or_path, min_pixels=cfg.model.min_pixels,
+                               max_pixels=cfg.model.max_pixels, trust_remote_code=cfg.model.trust_remote_code)
+    stream = PromptStream(cfg.data, cfg.model, processor, seed=cfg.train.seed, rank=dist.rank, world=dist.world_size)
+    policy = build_policy(cfg, dist.device)
+    ref = None
+    if cfg.algorithm.kl_beta > 0:
+        ref = PolicyLogprobs(load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=dist.device)).eval()
+        ref.requires_grad_(False)
+    engine = ds.create_engine(PolicyLogprobs(policy), cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum,
+                              dist=dist, total_optimizer_steps=plan.total_optimizer_steps)
+    rollout_engine = engine_class(cfg.rollout.engine)(engine, policy, processor, cfg)
+    log = RunLog(run_dir, is_main=dist.is_main, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                 wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg))
+    if dist.is_main:
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    run = Run(cfg=cfg, dist=dist, plan=plan, run_dir=run_dir, processor=processor, stream=stream, policy=policy,
+              engine=engine, rollout_engine=rollout_engine, ref=ref, log=log, loss_fn=LOSSES[cfg.algorithm.name].fn,
+              loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens))
+    if cfg.train.resume:
+        ckpt = ds.latest_checkpoint(run_dir) if cfg.train.resume == "auto" else Path(cfg.train.resume)
+        if ckpt is not None:
+            client = ds.load_checkpoint(engine, ckpt)
+            stream.load_state_dict(client["stream"])
+            run.start_step = int(client["step"])
+            log.truncate_after(run.start_step)
+            rollout_engine.update_weights()
+            run.say(f"resumed from {ckpt} at step {run.start_step}")
+    return run
