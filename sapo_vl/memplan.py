@@ -162,9 +162,9 @@ class MemoryPlan:
     def render(self) -> str:
         s = self.settings
         head = [
-            f"memory plan: {self.model} on {self.world_size} rank(s) ({self.gpus_per_node}/node), {self.device}, "
-            f"{self.gpu_gib:g} GiB each",
-            f"  parameters {self.params / 1e9:.3f} B, trainable {self.trainable / 1e9:.3f} B; weights "
+            f"memory plan: {self.model} on {self.world_size} rank(s) ({min(self.world_size, self.gpus_per_node)}/node), "
+            f"{self.device}, {self.gpu_gib:g} GiB each",
+            f"  parameters {_count(self.params)}, trainable {_count(self.trainable)}; weights "
             f"{s['weight_bytes']} B/param; ZeRO-{s['zero_stage']}"
             + (", optimizer offload" if s["offload_optimizer"] else "") + (", parameter offload" if s["offload_params"] else ""),
             f"  rollout: {s['rows_per_rank']} rows/rank, {s['rows_at_once']} decoded at once, {s['prompt_tokens']} + "
@@ -186,6 +186,14 @@ def _fmt(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
+def _count(n: float) -> str:
+    """A parameter count as people write it: 251.7 k, 24.8 M, 8.77 B."""
+    for div, unit, digits in ((1e9, "B", 2), (1e6, "M", 1), (1e3, "k", 1)):
+        if n >= div:
+            return f"{n / div:.{digits}f} {unit}"
+    return f"{n:.0f}"
+
+
 # ------------------------------------------------------------------------------------------------ arithmetic
 def batch_shape(cfg: Config, world_size: int) -> dict[str, int]:
     """Rows per rank and per micro-batch, as the training loop cuts them (`sapo_vl.train.plan`'s rules)."""
@@ -203,12 +211,15 @@ def _bytes(dtype: str, device: str) -> int:
     return DTYPE_BYTES[dtype]
 
 
+def _precision(cfg: Config, device: str) -> str:
+    """DeepSpeed's precision: "auto" = bf16 on GPUs, fp32 on the CPU (as `sapo_vl.ds.precision`)."""
+    p = cfg.deepspeed.precision
+    return ("bf16" if device == "cuda" else "fp32") if p == "auto" else p
+
+
 def _train_bytes(cfg: Config, device: str) -> int:
     """Bytes per weight in the DeepSpeed engine: bf16/fp16 precision casts the module, fp32 leaves model.dtype."""
-    p = cfg.deepspeed.precision
-    if p == "auto":
-        p = "bf16" if device == "cuda" else "fp32"
-    return 2 if p in ("bf16", "fp16") else _bytes(cfg.model.dtype, device)
+    return 2 if _precision(cfg, device) in ("bf16", "fp16") else _bytes(cfg.model.dtype, device)
 
 
 def _lora_params(arch: Arch, cfg: Config) -> int:
@@ -282,8 +293,7 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
     shape = batch_shape(cfg, N)
     w = _train_bytes(cfg, device)  # weights, activations, KV cache
     w_ref = _bytes(m.dtype, device)
-    mixed = w == 2 and _bytes(m.dtype, device) != 4 or ds.precision in ("bf16", "fp16") or (
-        ds.precision == "auto" and device == "cuda")
+    mixed = _precision(cfg, device) != "fp32"  # an fp32 master copy in the optimizer
     P, T = arch.param_count(), trainable_params(arch, cfg)
     stage = ds.zero_stage
     offload_opt = ds.offload_optimizer and stage >= 1
@@ -294,11 +304,11 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
     # ---- persistent: parameters, optimizer state, the reference model, runtime
     par = 0.0 if offload_par else P * w / (N if stage == 3 else 1)
     items.append(Item("parameters", G(par), G(par), "host (offload)" if offload_par else
-                      f"{P / 1e9:.2f} B × {w} B" + (f" / {N} (ZeRO-3)" if stage == 3 else "")))
+                      f"{_count(P)} × {w} B" + (f" / {N} (ZeRO-3)" if stage == 3 else "")))
     opt_per = 12 if (mixed or stage >= 1) else 8  # fp32 master + m + v; plain fp32 ZeRO-0: m + v only
     opt = 0.0 if offload_opt else T * opt_per / (N if stage >= 1 else 1)
     items.append(Item("optimizer state", G(opt), G(opt), "host (offload)" if offload_opt else
-                      f"{T / 1e9:.2f} B trainable × {opt_per} B" + (f" / {N} (ZeRO-{stage})" if stage >= 1 else "")))
+                      f"{_count(T)} trainable × {opt_per} B" + (f" / {N} (ZeRO-{stage})" if stage >= 1 else "")))
 
     # ---- gradients (update), ZeRO-3's persistent gradient partition (both)
     g_lp = T * w / (N if stage >= 2 else 1)
@@ -350,7 +360,7 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
     # ---- generation
     engine = ro.engine
     rows_rank = shape["rows_per_rank"]
-    gbs = int(getattr(ro, "generation_batch_size", 0) or 0)
+    gbs = ro.generation_batch_size
     rows_at_once = min(gbs, rows_rank) if gbs > 0 else rows_rank
     lp = cfg.data.max_prompt_tokens
     kv_tok = arch.num_layers * 2 * arch.num_kv_heads * arch.head_dim * w  # bytes per cached position
@@ -380,8 +390,6 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
         if device == "cuda" and need / GIB > share:
             notes.append(f"does not fit: vLLM's share ({share:.1f} GiB) is smaller than its weights "
                          f"({need / GIB:.1f} GiB): raise rollout.vllm.gpu_memory_utilization or tensor_parallel_size")
-        if stage == 3:  # weights are gathered one parameter at a time to feed the engine
-            items.append(Item("gathered weights for the vLLM update", 0.0, 0.0, "one parameter at a time"))
 
     # ---- the KL reference model
     if cfg.algorithm.kl_beta > 0:
@@ -497,14 +505,15 @@ def _find_knobs(plan: MemoryPlan, cfg: Config, world_size: int, **kw) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ dry run
-def dry_run_report(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, gpus_per_node: int = 8) -> str:
+def dry_run_report(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, gpus_per_node: int = 8,
+                   device: str = "cuda") -> str:
     """The plan of `cfg` on `world_size` GPUs of `gpu_gib` GiB as text, offline: no processor, data or weights.
 
     The architecture comes from the table of published sizes, a local checkpoint's config.json, or the embedded
     tiny model's settings (`sapo_vl.models.archs.arch_for`). The batch lines follow `sapo_vl.train.plan`'s rules.
     """
     b = batch_shape(cfg, world_size)
-    plan = plan_memory(cfg, world_size, gpu_gib=gpu_gib, gpus_per_node=gpus_per_node)
+    plan = plan_memory(cfg, world_size, gpu_gib=gpu_gib, gpus_per_node=gpus_per_node, device=device)
     B, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
     lines = [
         f"dry run: {cfg.algorithm.name} on {cfg.model.name_or_path}, {world_size} rank(s); per step {B} prompts × "
