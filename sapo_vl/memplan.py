@@ -53,6 +53,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .batch_plan import batch_plan
 from .config import Config
 from .models.archs import Arch, arch_for
 
@@ -195,16 +196,6 @@ def _count(n: float) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ arithmetic
-def batch_shape(cfg: Config, world_size: int) -> dict[str, int]:
-    """Rows per rank and per micro-batch, as the training loop cuts them (`sapo_vl.train.plan`'s rules)."""
-    B, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
-    prompts = max(1, B // world_size)
-    rows = prompts * G
-    mb_rows = max(1, rows // cfg.algorithm.num_minibatches)
-    return dict(prompts_per_rank=prompts, rows_per_rank=rows, minibatch_rows=mb_rows,
-                micro=min(cfg.deepspeed.micro_batch_size, mb_rows))
-
-
 def _bytes(dtype: str, device: str) -> int:
     if dtype == "auto":
         return 2 if device == "cuda" else 4
@@ -290,7 +281,7 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
     arch = arch or arch_for(cfg.model.name_or_path)
     N = world_size
     ds, ro, m = cfg.deepspeed, cfg.rollout, cfg.model
-    shape = batch_shape(cfg, N)
+    shape = batch_plan(cfg, N)  # rows per rank and per micro-batch, as the training loop cuts them
     w = _train_bytes(cfg, device)  # weights, activations, KV cache
     w_ref = _bytes(m.dtype, device)
     mixed = _precision(cfg, device) != "fp32"  # an fp32 master copy in the optimizer
@@ -323,7 +314,7 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
 
     # ---- update activations and the log-prob head
     seq = cfg.data.max_prompt_tokens + ro.max_new_tokens
-    micro = shape["micro"]
+    micro = shape.micro
     tokens = micro * seq
     per_layer = layer_activation_bytes(arch, w, seq, lora=m.lora.r > 0)
     if m.gradient_checkpointing:
@@ -359,7 +350,7 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
 
     # ---- generation
     engine = ro.engine
-    rows_rank = shape["rows_per_rank"]
+    rows_rank = shape.rows_per_rank
     gbs = ro.generation_batch_size
     rows_at_once = min(gbs, rows_rank) if gbs > 0 else rows_rank
     lp = cfg.data.max_prompt_tokens
@@ -510,16 +501,16 @@ def dry_run_report(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, gpus_
     """The plan of `cfg` on `world_size` GPUs of `gpu_gib` GiB as text, offline: no processor, data or weights.
 
     The architecture comes from the table of published sizes, a local checkpoint's config.json, or the embedded
-    tiny model's settings (`sapo_vl.models.archs.arch_for`). The batch lines follow `sapo_vl.train.plan`'s rules.
+    tiny model's settings (`sapo_vl.models.archs.arch_for`); the batch arithmetic is the loop's (`batch_plan`).
     """
-    b = batch_shape(cfg, world_size)
+    b = batch_plan(cfg, world_size)
     plan = plan_memory(cfg, world_size, gpu_gib=gpu_gib, gpus_per_node=gpus_per_node, device=device)
     B, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
     lines = [
         f"dry run: {cfg.algorithm.name} on {cfg.model.name_or_path}, {world_size} rank(s); per step {B} prompts × "
-        f"G={G} = {B * G} completions ({b['rows_per_rank']}/rank), {cfg.algorithm.updates_per_rollout} × "
-        f"{cfg.algorithm.num_minibatches} optimizer steps of {b['minibatch_rows']} rows/rank in micro-batches of "
-        f"{b['micro']}",
+        f"G={G} = {B * G} completions ({b.rows_per_rank}/rank), {cfg.algorithm.updates_per_rollout} × "
+        f"{cfg.algorithm.num_minibatches} optimizer steps of {b.minibatch_rows} rows/rank in micro-batches of "
+        f"{b.micro}",
         plan.render(),
     ]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ import torch
 
 from sapo_vl.config import load_config
 from sapo_vl.memplan import (
-    GIB, batch_shape, dry_run_report, layer_activation_bytes, plan_memory,
+    GIB, dry_run_report, layer_activation_bytes, plan_memory,
 )
 from sapo_vl.models.archs import (
     KNOWN_HUB_IDS, Arch, ArchError, VisionArch, arch_for, arch_from_config_json, known_arch, tiny_arch,
@@ -161,15 +161,11 @@ def test_vllm_share_and_kl_reference():
     assert not any(i.name.startswith("KL") for i in p.items)
 
 
-def test_batch_shape_follows_the_training_loop():
-    from sapo_vl.train import plan
+def test_batch_arithmetic_errors_name_the_key():
+    from sapo_vl.config import ConfigError
 
-    for path in SHIPPED + [REPO / "configs/demo.yaml"]:
-        cfg = load_config(path)
-        for world in (1, 8):
-            ours, loop = batch_shape(cfg, world), plan(cfg, world)
-            assert {k: ours[k] for k in ("rows_per_rank", "minibatch_rows", "micro")} == \
-                {k: loop[k] for k in ("rows_per_rank", "minibatch_rows", "micro")}
+    with pytest.raises(ConfigError, match="rollout.prompts_per_step=12 must be a multiple of the number of ranks"):
+        dry_run_report(load_config(REPO / "configs/qwen3vl_8b.yaml", ["rollout.prompts_per_step=12"]), 8)
 
 
 # ------------------------------------------------------------------------------------------------ activations
