@@ -20,7 +20,9 @@ Sources of the numbers (the released config.json files, as quoted in public code
   [8, 16, 24]: huggingface.co/Steinate/Cortex config.json (a Qwen3-VL-8B fine-tune, unchanged shapes) and a
   loader test's "official checkpoint config" / Cosmos-Reason2-8B backbone (the same Qwen3-VL-8B tower).
 - 32B: text 64 × 5120, MLP 25600, 64 / 8 heads, head dim 128, untied; vision 27 × 1152, MLP 4304, deepstack
-  [8, 16, 24]: the "shipped config" of Qwen3-VL-32B quoted in a Rust crate's config test.
+  [8, 16, 24]: the "shipped config" of Qwen3-VL-32B quoted in a Rust crate's config test; the same crate notes a
+  top-level `lm_head.weight` (untied) and 66,714,912,872 bytes of bf16 shards, i.e. 33.357 B parameters, which is
+  what `param_count` gives (the test holds it).
 - 30B-A3B (MoE): text 48 × 2048, 32 / 4 heads, head dim 128, 128 experts, 8 active, expert MLP 768, every
   layer sparse (decoder_sparse_step 1, no mlp_only_layers), untied; vision 27 × 1152, MLP 4304, deepstack
   [8, 16, 24]: "an inline copy of the REAL Qwen/Qwen3-VL-30B-A3B-Instruct/config.json" in a Rust port's tests.
