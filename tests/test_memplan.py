@@ -257,6 +257,23 @@ def test_a_plan_that_does_not_fit_names_the_knob_that_makes_it_fit():
     ]), 8).fits
 
 
+def test_knobs_turned_together_when_no_single_one_fits():
+    # 30B-A3B with its optimizer state on the GPU and all 128 rows at once: rows alone cannot make room
+    cfg = load_config(REPO / "configs/qwen3vl_30b_a3b.yaml", ["deepspeed.offload_optimizer=false",
+                                                             "rollout.generation_batch_size=0"])
+    plan = plan_memory(cfg, 8)
+    knobs = dict(plan.knobs)
+    assert not plan.fits and len(knobs) >= 2 and knobs.get("deepspeed.offload_optimizer") is True
+    fixed = plan_memory(load_config(REPO / "configs/qwen3vl_30b_a3b.yaml", [
+        "deepspeed.offload_optimizer=false", "rollout.generation_batch_size=0", *[f"{k}={v}" for k, v in plan.knobs]
+    ]), 8)
+    assert fixed.fits
+    for key in knobs:  # each knob is needed: without any one of them the plan does not fit
+        rest = [f"{k}={v}" for k, v in plan.knobs if k != key and k != "deepspeed.zero_stage"]
+        assert not plan_memory(load_config(REPO / "configs/qwen3vl_30b_a3b.yaml", [
+            "deepspeed.offload_optimizer=false", "rollout.generation_batch_size=0", *rest]), 8).fits
+
+
 def test_hub_id_offline_fails_at_once_in_one_line(no_network):
     from sapo_vl.models.loading import ModelLoadError, load_processor
 

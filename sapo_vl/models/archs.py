@@ -18,7 +18,8 @@ Sources of the numbers (the released config.json files, as quoted in public code
   [5, 11, 17]: "an inline copy of the released Qwen3-VL-4B-Instruct config.json" in a Rust port's tests.
 - 8B: text 36 × 4096, MLP 12288, 32 / 8 heads, head dim 128, untied; vision 27 × 1152, MLP 4304, deepstack
   [8, 16, 24]: huggingface.co/Steinate/Cortex config.json (a Qwen3-VL-8B fine-tune, unchanged shapes) and a
-  loader test's "official checkpoint config" / Cosmos-Reason2-8B backbone (the same Qwen3-VL-8B tower).
+  loader test's "official checkpoint config" / Cosmos-Reason2-8B backbone (the same Qwen3-VL-8B tower); model
+  hubs list 8.77 B parameters, what `param_count` gives.
 - 32B: text 64 × 5120, MLP 25600, 64 / 8 heads, head dim 128, untied; vision 27 × 1152, MLP 4304, deepstack
   [8, 16, 24]: the "shipped config" of Qwen3-VL-32B quoted in a Rust crate's config test; the same crate notes a
   top-level `lm_head.weight` (untied) and 66,714,912,872 bytes of bf16 shards, i.e. 33.357 B parameters, which is
