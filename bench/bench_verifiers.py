@@ -104,6 +104,7 @@ JUNK_UNITS = {  # a short piece, repeated to the wanted size
     "answer tags": "<answer>",
     "backslashes": "\\\\",
     "letters and marks": "(A) B. option C ",
+    "space runs": "答案 answer C {" + " " * 1000 + "^ }",
 }
 JUNK_PARAMS = {"combined": {"accuracy": "math"}, "choice": {}, "format": {}}
 JUNK_GOLD = {"choice": "B", "exact": "seven", "format": ""}

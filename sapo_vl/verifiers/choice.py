@@ -44,7 +44,7 @@ from typing import Sequence
 from .extract import anchor_regions, fold_width, last_answer_tag, last_boxed, parse_value, strip_latex, strip_think
 from .result import VerifierConfigError, VerifierResult, hit, miss
 
-_MARK_WORDS = r"(?i:(?:the\s+)?(?:option|choice|letter|answer)\s*[:=]?\s*)?"
+_MARK_WORDS = r"(?i:(?:the\s+)?(?:option|choice|letter|answer)\s*(?:[:=]\s*)?)?"
 _END = r"(?=[ \t]*(?:[.,;:!?)\]]|\n|$)|\s+(?i:because|since)\b)"  # what may follow a letter named in a phrase
 _VERBS = (r"(?i:choose|chose|choosing|pick|picked|picking|select|selected|selecting|go\s+with|going\s+with|"
           r"went\s+with|opt\s+for|answer\s+with)")
@@ -57,9 +57,11 @@ def _canon(text: str) -> str:
     text = strip_latex(fold_width(text))
     text = re.sub(r"\\(?:left|right|displaystyle)(?![A-Za-z])", "", text)
     text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    text = re.sub(r"\{[ \t]+", "{", re.sub(r"[ \t]+\}", "}", text))  # "{ 2 }" -> "{2}"
+    # each pattern starts at a brace, a command or where a run of spaces starts (the lookbehinds), so a long run
+    # of spaces is scanned once, not once per space
+    text = re.sub(r"(?<![ \t])[ \t]+(?=\})|(?<=\{)[ \t]+", "", text)  # "{ 2 }" -> "{2}"
     text = re.sub(r"(\\[A-Za-z]+|\})[ \t]+(?=\{)", r"\1", text)  # "\\frac {2} {3}" -> "\\frac{2}{3}"
-    return re.sub(r"[ \t]*\^[ \t]*", "^", text)
+    return re.sub(r"(?<![ \t])[ \t]*\^[ \t]*", "^", text)
 
 
 def _letters(choices: Sequence[str] | None, num_options: int) -> str:
@@ -91,10 +93,16 @@ def _phrase_marks(text: str, letters: str) -> list[tuple[int, str]]:
         rf"(?<![A-Za-z])(?i:it|this|that|which)(?:\s+(?i:is|must\s+be|should\s+be|would\s+be|will\s+be)|['’]s)\s+"
         rf"{_OPTION_WORD}[(\[]?([{L}])[)\]]?{_END}",
         rf"(?<![A-Za-z])[(\[]?([{L}])[)\]]?\s+(?i:is|seems|looks)\s+(?i:(?:the\s+)?(?:correct|right|true|best|answer))\b",
-        rf"(?:答案|选项|故选|应选|选择|选)\s*(?:是|为|应为|应该是|应选)?\s*[:：]?\s*[(\[]?([{L}])(?![A-Za-z])",
-        rf"(?:^|(?<=[\s:,]))[(\[]?([{L.replace('I', '')}])[)\]]?[ \t]*[.!]?\s*$" if L.replace("I", "") else None,
+        rf"(?:答案|选项|故选|应选|选择|选)\s*(?:(?:是|为|应为|应该是|应选)\s*)?(?:[:：]\s*)?[(\[]?([{L}])(?![A-Za-z])",
     ]
-    return [(m.end(), m.group(1)) for p in patterns if p for m in re.finditer(p, text)]
+    marks = [(m.end(), m.group(1)) for p in patterns for m in re.finditer(p, text)]
+    ending = L.replace("I", "")  # "…than I." is the pronoun
+    if ending:  # a letter ending the text; searched in its last characters only, so the scan stays linear
+        text = text.rstrip()
+        m = re.compile(rf"(?<![^\s:,])[(\[]?([{ending}])[)\]]?[ \t]*[.!]?\Z").search(text, max(0, len(text) - 12))
+        if m:
+            marks.append((m.end(), m.group(1)))
+    return marks
 
 
 def _option_hits(text: str, choices: Sequence[str]) -> list[tuple[int, int, int]]:

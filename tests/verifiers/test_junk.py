@@ -36,6 +36,7 @@ JUNK = {
     "letter phrases": "It is " * 10_000,
     "full-width forms": "\uff08\uff21\uff09\u3000" * 5000,
     "powers of ten": "1.2 × 10^" * 5000,
+    "space runs": "答案" + " " * 50_000 + "x C" + "\t" * 50_000 + "y answer" + " " * 50_000 + "z{" + " " * 50_000 + "} ^",
 }
 PARAMS = {name: {} for name in VERIFIERS} | {"combined": {"accuracy": "math"}}
 GOLD = {name: "7" for name in VERIFIERS} | {"choice": "B", "exact": "seven", "format": ""}
