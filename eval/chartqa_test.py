@@ -22,7 +22,7 @@ keeps the sign; `numeric` with `percent="fraction"` reproduces the published rea
 from sapo_vl.evaluation.task import Task
 
 TASK = Task(
-    name="chartqa_test", domain="charts", recipe="chartqa", metric="relaxed accuracy", split="test", size=2500,
+    name="chartqa_test", domain="chart", recipe="chartqa", metric="relaxed accuracy", split="test", size=2500,
     description="ChartQA test: questions on real charts, relaxed accuracy (5% for numbers, exact for text).",
     verifier="numeric", verifier_params={"tolerance": 0.05},
     scoring="rule", rule="ChartQA relaxed accuracy: numbers within 5% relative error, text exact (case-insensitive)",

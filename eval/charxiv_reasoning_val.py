@@ -73,7 +73,7 @@ def records(split: str = "validation", *, seed: int = 0, limit: int | None = Non
 
 
 TASK = Task(
-    name="charxiv_reasoning_val", domain="charts", loader=records, dataset=SOURCE, split="validation", size=1000,
+    name="charxiv_reasoning_val", domain="chart", loader=records, dataset=SOURCE, split="validation", size=1000,
     description="CharXiv reasoning (validation): questions on arXiv charts; numeric (exact value) or exact text.",
     row_verifiers=("numeric", "exact"),
     scoring="judge", rule="GPT-4o grading replaced by our verifiers (numbers equal in value, text exact)",

@@ -8,7 +8,7 @@ numeric answers by `numeric` (ChartQA's 5% relative tolerance), labels (a fruit,
 from sapo_vl.evaluation.task import Task
 
 TASK = Task(
-    name="synthetic_chart", domain="charts", recipe="synthetic_chart", split="test", size=200,
+    name="synthetic_chart", domain="chart", recipe="synthetic_chart", split="test", size=200,
     metric="relaxed accuracy",
     description="Synthetic bar / line / pie charts: read a value, find the extreme, take a difference.",
     row_verifiers=("numeric", "exact"), format_style=None, max_new_tokens=256,

@@ -90,10 +90,10 @@ class Recipe:
 
 
 def recipes_dir() -> Path:
-    """The folder of shipped recipes (the `data_recipes` package)."""
-    import data_recipes
+    """The folder of shipped recipes: `data_recipes/` in the repository, installed as `sapo_vl.recipes`."""
+    from .. import recipes
 
-    return Path(data_recipes.__file__).resolve().parent
+    return Path(recipes.__file__).resolve().parent
 
 
 def recipe_names() -> list[str]:
@@ -145,7 +145,7 @@ def get_recipe(name: str) -> Recipe:
     if name not in names:
         raise RecipeError(f"unknown recipe {name!r}{did_you_mean(name, names)}; "
                           f"known: {', '.join(names)} (or pass a path to a recipe file)")
-    module = importlib.import_module(f"data_recipes.{name}")
+    module = importlib.import_module(f"sapo_vl.recipes.{name}")
     recipe = from_module(module, Path(module.__file__))
     if recipe.name != name:
         raise RecipeError(f"{recipe.path}: NAME {recipe.name!r} must equal the file name {name!r}")

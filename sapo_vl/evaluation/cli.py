@@ -2,7 +2,7 @@
 
     sapo-vl eval --task TASK --model PATH_OR_HUB_ID --out DIR [--n-samples K] [--temperature T]
                  [--max-new-tokens N] [--batch-size B] [--limit N] [--seed S] [--data-path PATH] [-o key=value]
-    sapo-vl eval --suite math|charts|reasoning|all --models M1,M2,M3 --out DIR [same options]
+    sapo-vl eval --suite math|chart|reasoning|all --models M1,M2,M3 --out DIR [same options]
     sapo-vl eval --list [--suite S]
     torchrun --nproc_per_node N -m sapo_vl.evaluation --task TASK --model M --out DIR     (data parallel)
 
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     what = p.add_argument_group("what to evaluate")
     what.add_argument("--task", help="a task name (see --list)")
-    what.add_argument("--suite", help="math | charts | reasoning | all, or TASK1,TASK2,...: every task of the suite")
+    what.add_argument("--suite", help="math | chart | reasoning | all, or TASK1,TASK2,...: every task of the suite")
     what.add_argument("--model", help="model: hub id, local checkpoint folder, or sapo-vl/tiny-qwen3-vl")
     what.add_argument("--models", help="comma-separated models, for --suite")
     what.add_argument("--list", action="store_true", help="list the tasks (with --suite: that suite's) and exit")

@@ -15,10 +15,10 @@ SUITES = (*DOMAINS, "all")
 
 
 def tasks_dir() -> Path:
-    """The folder of shipped task files (the `eval` package)."""
-    import eval as eval_package
+    """The folder of shipped task files: `eval/` in the repository, installed as `sapo_vl.eval_tasks`."""
+    from .. import eval_tasks
 
-    return Path(eval_package.__file__).resolve().parent
+    return Path(eval_tasks.__file__).resolve().parent
 
 
 def _discover() -> dict[str, Task]:
@@ -26,7 +26,7 @@ def _discover() -> dict[str, Task]:
     for path in sorted(tasks_dir().glob("*.py")):
         if path.stem.startswith("_"):
             continue
-        module = importlib.import_module(f"eval.{path.stem}")
+        module = importlib.import_module(f"sapo_vl.eval_tasks.{path.stem}")
         task = getattr(module, "TASK", None)
         if not isinstance(task, Task):
             raise TaskError(f"{path}: no `TASK = Task(...)` in the task file")

@@ -17,10 +17,9 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
-from sapo_vl.data.record import Record
+from sapo_vl.data.record import DOMAINS, Record  # noqa: F401  (one set of domains for recipes and eval suites)
 from sapo_vl.suggest import did_you_mean
 
-DOMAINS = ("math", "charts", "reasoning")
 """Task domains; each is also a suite (`sapo-vl eval --suite math`)."""
 SCORING_KINDS = ("rule", "judge", "ours")
 """rule: reproduces a published rule-based scorer; judge: the published harness uses an LLM judge or LLM

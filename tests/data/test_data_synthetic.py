@@ -146,7 +146,7 @@ def test_clevr_objects_are_drawn_and_answers_recomputed_from_the_question():
 
 
 def test_chart_answers_agree_with_bar_heights_and_slice_areas():
-    from data_recipes.synthetic_chart import BOTTOM, H, TOP
+    from sapo_vl.recipes.synthetic_chart import BOTTOM, H, TOP
 
     kinds = Counter()
     for x in get_recipe("synthetic_chart").records("train", limit=40, kinds="bar,pie"):

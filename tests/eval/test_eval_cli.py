@@ -26,7 +26,7 @@ def test_list_shows_every_task_with_its_dataset_split_size_verifier_and_metric(c
     assert "numeric(tolerance=0.05)" in rows["chartqa_test"] and "relaxed accuracy" in rows["chartqa_test"]
     assert "published rule" in rows["chartqa_test"]
     assert "replaces LLM judge" in rows["mathvista_testmini"] and "per row: choice|math|exact" in rows["mathvista_testmini"]
-    main(["--list", "--suite", "charts"])
+    main(["--list", "--suite", "chart"])
     assert len(capsys.readouterr().out.splitlines()) == 1 + 3
 
 
@@ -110,7 +110,7 @@ BAD = {  # case: (argv builder, message on stderr)
                             "is a 'bert' model, not Qwen-VL"),
     "not a Qwen-VL processor": (lambda t, d: ["--task", "synthetic_color", "--model", str(_clip_processor_folder(t, d))],
                                 "not a Qwen-VL processor"),
-    "unknown suite": (lambda t, d: ["--suite", "chart", "--models", TINY], "did you mean 'charts'"),
+    "unknown suite": (lambda t, d: ["--suite", "charts", "--models", TINY], "did you mean 'chart'"),
     "bad option": (lambda t, d: ["--task", "synthetic_count", "--model", TINY, "-o", "colours=3"],
                    "has no option 'colours' (did you mean 'colors'?)"),
     "no model": (lambda t, d: ["--task", "synthetic_color"], "--task needs --model"),

@@ -17,7 +17,7 @@ departure documented in eval/mathvista_testmini.py.
 """
 import pytest
 
-from data_recipes.mathvista import scoring
+from sapo_vl.recipes.mathvista import scoring
 from eval_helpers import task_score
 from parity_rules import mathvista_score
 

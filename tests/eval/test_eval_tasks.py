@@ -30,7 +30,7 @@ def test_every_task_is_tested_here():
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_every_task_is_declared_and_documented(name):
     task = TASKS[name]
-    module = importlib.import_module(f"eval.{name}")
+    module = importlib.import_module(f"sapo_vl.eval_tasks.{name}")
     doc = inspect.getdoc(module)
     assert doc.startswith(f"{name}:") and f"sapo-vl eval --task {name}" in doc, "docstring: name, then the command"
     assert task.description and task.rule and task.source and task.split
@@ -100,7 +100,7 @@ def test_suites_partition_the_tasks_by_domain():
     parts = [set(t.name for t in suite(s)) for s in SUITES if s != "all"]
     assert set().union(*parts) == set(TASKS) == {t.name for t in suite("all")}
     assert sum(map(len, parts)) == len(TASKS)
-    assert {"chartqa_test", "charxiv_reasoning_val", "synthetic_chart"} == {t.name for t in suite("charts")}
+    assert {"chartqa_test", "charxiv_reasoning_val", "synthetic_chart"} == {t.name for t in suite("chart")}
     assert [t.name for t in suite("synthetic_count,synthetic_color")] == ["synthetic_count", "synthetic_color"]
 
 
@@ -113,8 +113,8 @@ def test_unknown_task_names_the_closest(typo, closest):
 
 
 def test_unknown_suite_names_the_closest():
-    with pytest.raises(TaskError, match="did you mean 'charts'"):
-        suite("chart")
+    with pytest.raises(TaskError, match="did you mean 'chart'"):
+        suite("charts")
 
 
 def test_prompt_override_replaces_the_recipe_instruction():
@@ -133,7 +133,7 @@ def test_prompt_override_replaces_the_recipe_instruction():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (dict(domain="chart"), "domain"), (dict(scoring="llm"), "scoring"), (dict(recipe=None), "exactly one"),
+    (dict(domain="charts"), "domain"), (dict(scoring="llm"), "scoring"), (dict(recipe=None), "exactly one"),
     (dict(verifier=None), "row_verifiers"), (dict(prompt="no placeholder"), "question"),
 ])
 def test_bad_task_declarations_are_refused(bad, match):

@@ -1,0 +1,109 @@
+"""The package's shape: no import circles, eval/ and data_recipes/ installed inside the sapo_vl namespace."""
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LIB = REPO / "sapo_vl"
+
+
+def _module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the sapo_vl modules it imports, at the top or inside functions alike."""
+    modules = {_module_name(p): p for p in LIB.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                for a in node.names:  # `from pkg import module` imports the module
+                    deps.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_finder_finds_a_planted_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circles_in_the_library():
+    graph = import_graph()
+    assert "sapo_vl.train" in graph and "sapo_vl.run" in graph["sapo_vl.train"]  # the scan sees real edges
+    assert cycles(graph) == []
+
+
+def test_library_never_imports_eval_or_data_recipes_by_their_folder_names():
+    for path in LIB.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            for n in names:
+                assert n.split(".")[0] not in ("eval", "data_recipes"), f"{path}: imports {n}"
+
+
+def test_pyproject_lists_every_package_folder():
+    import tomllib
+
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {_module_name(p.parent / "__init__.py") for p in LIB.rglob("__init__.py")}
+    assert set(conf["packages"]) == folders | {"sapo_vl.eval_tasks", "sapo_vl.recipes"}
+    assert conf["package-dir"] == {"sapo_vl.eval_tasks": "eval", "sapo_vl.recipes": "data_recipes"}
+
+
+@pytest.mark.slow
+def test_wheel_carries_tasks_and_recipes_inside_the_namespace(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                          str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (wheel,) = tmp_path.glob("sapo_vl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "sapo_vl/eval_tasks/mathvista_testmini.py" in names
+    assert "sapo_vl/recipes/synthetic_color.py" in names and "sapo_vl/recipes/_template.py" in names
+    assert not [n for n in names if n.split("/")[0] in ("eval", "data_recipes")]
