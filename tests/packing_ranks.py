@@ -48,7 +48,7 @@ def main(model_dir: str, out_path: str) -> None:
     # the row path: one micro-batch of prompt+completion rows
     engine.set_gradient_accumulation_boundary(True)
     mb = ro.micro_batch(rows)
-    lp, _ = engine(**{k: v for k, v in mb.items() if k != "extras"}, touch_vision=True)
+    lp, _ = engine(**mb.model_inputs(), touch_vision=True)
     want = torch.zeros(ro.completion_ids.shape)
     want[:, : lp.shape[1]] = lp.detach()
     ds.backward(engine, (lp * mask[:, : lp.shape[1]] * weights[:, : lp.shape[1]]).sum(), dist.world_size)

@@ -130,8 +130,8 @@ def row_path(module, ro: Rollout, weights: torch.Tensor):
     """Today's path: all rows as prompt+completion sequences; returns (N, Lc) log-probs and the gradients."""
     module.policy.zero_grad()
     mb = ro.micro_batch(range(ro.n))
-    lp, _ = module(**{k: v for k, v in mb.items() if k != "extras"})
-    (lp * mb["extras"]["mask"] * weights[:, : lp.shape[1]]).sum().backward()
+    lp, _ = module(**mb.model_inputs())
+    (lp * mb.mask * weights[:, : lp.shape[1]]).sum().backward()
     return lp.detach(), _grads(module.policy)
 
 
@@ -215,9 +215,9 @@ def test_flash_attention_is_refused_with_the_key_to_change(tiny_dense):
 def test_packed_update_equals_row_update_on_the_engine(tiny_dense):
     """One rank, ZeRO-0: the same losses and statistics from both update loops, and the same weights after."""
     from sapo_vl import ds
-    from sapo_vl.algorithms import POLICY_LOSSES, group_advantages
+    from sapo_vl.algorithms import group_advantages, sapo_loss
     from sapo_vl.config import load_config
-    from sapo_vl.train import loss_kwargs, plan
+    from sapo_vl.batch_plan import batch_plan
     from sapo_vl.update import update_policy
 
     # AdamW with eps = 1 and lr = 1: its first step is −g/(|g| + 1) ≈ −g, linear in the gradient, so the weight
@@ -227,16 +227,16 @@ def test_packed_update_equals_row_update_on_the_engine(tiny_dense):
                              "rollout.group_size=3", "rollout.prompts_per_step=3", "algorithm.num_minibatches=1",
                              "deepspeed.micro_batch_size=9", "model.name_or_path=" + str(tiny_dense)])
     dist = ds.init_distributed()
-    p = plan(cfg, dist.world_size)
+    p = batch_plan(cfg, dist.world_size)
     proc = load_processor(str(tiny_dense))
     ro = make_rollout(proc, "mixed")
     ro.advantages, _ = group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 0, 1]), G)
     results = []
     for packed in (False, True):
         torch.manual_seed(0)
-        engine = ds.create_engine(packing.PackedPolicyLogprobs(load_policy(str(tiny_dense))), cfg, micro_batch=p["micro"],
-                                  grad_accum=p["grad_accum"], dist=dist, total_optimizer_steps=10)
-        kw = dict(loss_fn=POLICY_LOSSES["sapo"], loss_kwargs=loss_kwargs(cfg), mu=1, num_minibatches=1,
+        engine = ds.create_engine(packing.PackedPolicyLogprobs(load_policy(str(tiny_dense))), cfg, micro_batch=p.micro,
+                                  grad_accum=p.grad_accum, dist=dist, total_optimizer_steps=10)
+        kw = dict(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=1,
                   temperature=1.0, seed=0, touch_vision=False)
         if packed:
             table = packing.prompt_table(ro, engine.module.policy)

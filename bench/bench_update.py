@@ -1,0 +1,192 @@
+"""One update phase at a vision-language rollout shape: today's row path vs packed micro-batches (issue 13).
+
+    .venv/bin/python bench/bench_update.py [--prompts 4] [--group 8] [--image-tokens 1024] [--text-tokens 80]
+                                           [--min-len 64] [--max-len 256] [--micro 4] [--budget 0]
+
+The update phase = the π_old pass + μ × `num_minibatches` optimizer steps (μ = 1, 2 minibatches, as the demo),
+on the DeepSpeed engine (ZeRO-0, fp32, CPU or one GPU), of a random-weight Qwen3-VL built here (~17M parameters:
+text 6 layers × 384, vocabulary 16,384, vision tower 2 blocks × 128 with deepstack). Its vocabulary projection
+costs 0.6× its trunk per token; in a real Qwen3-VL-8B it is ~0.1× (a tiny model's huge relative vocabulary would
+make the projection, identical in both paths, most of the work). The rollout is B prompts of
+one image (`--image-tokens` merged tokens = 4× as many vision patches) plus text, G completions each of
+uniformly random length in [min-len, max-len].
+
+- row path (`update.rollout_logprobs` + `update.update_policy`): one prompt+completion row per completion,
+  `--micro` rows per micro-batch, the image re-encoded in every row;
+- packed path (`packing`): group-aware minibatches, one row per group [prompt, completion 1 … G] with the
+  shared-prefix mask, each image encoded once per micro-batch, micro-batches bounded by `--budget` padded tokens
+  (0 = the row path's padded micro-batch size: micro × (prompt + longest completion)).
+
+Each path runs in its own process from the same weights and rollout; the figures are its process CPU time (the
+headline: on a shared machine it does not count other people's load; `--threads 1` by default) and wall time, the growth of
+peak resident memory over the process's baseline once model and rollout exist (CPU) or max_memory_allocated (GPU),
+and the vision-tower patches encoded. The last line is `update speedup: X.XX×` with the patch counts old → new.
+Target: ≥ 3×, one encode per prompt per pass, peak memory not higher.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+VOCAB = 16_384
+IMAGE, VSTART, VEND = VOCAB - 3, VOCAB - 2, VOCAB - 1
+
+
+def build_model(seed: int = 0):
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    text = dict(vocab_size=VOCAB, hidden_size=384, intermediate_size=1152, num_hidden_layers=6,
+                num_attention_heads=6, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
+                rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [12, 10, 10],
+                                 "mrope_interleaved": True}, tie_word_embeddings=True, pad_token_id=0)
+    vision = dict(depth=2, hidden_size=128, intermediate_size=512, num_heads=2, in_channels=3, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=384, num_position_embeddings=2304,
+                  deepstack_visual_indexes=[1])
+    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=IMAGE, video_token_id=VOCAB - 4,
+                        vision_start_token_id=VSTART, vision_end_token_id=VEND, tie_word_embeddings=True)
+    cfg._attn_implementation = "sdpa"
+    cfg.get_text_config()._attn_implementation = "sdpa"
+    cfg.vision_config._attn_implementation = "sdpa"
+    torch.manual_seed(seed)
+    return Qwen3VLForConditionalGeneration(cfg).float()
+
+
+def build_rollout(args):
+    """B prompts [text, <vision_start>, image tokens, <vision_end>, text] × G random completions, with advantages."""
+    import torch
+
+    from sapo_vl.rollout import Rollout
+
+    gen = torch.Generator().manual_seed(1)
+    side = int(round(args.image_tokens**0.5))  # merged tokens per side; patches per side = 2 × side
+    grid = torch.tensor([[1, 2 * side, 2 * side]])
+    patch_dim = 3 * 2 * 16 * 16
+    ids, mm, pixels, grids = [], [], [], []
+    for b in range(args.prompts):
+        before = args.text_tokens // 2 + b  # prompts differ a little in length
+        after = args.text_tokens - args.text_tokens // 2
+        t1 = torch.randint(1, VOCAB - 8, (before,), generator=gen)
+        t2 = torch.randint(1, VOCAB - 8, (after,), generator=gen)
+        x = torch.cat([t1, torch.tensor([VSTART]), torch.full((side * side,), IMAGE), torch.tensor([VEND]), t2])
+        ids.append(x)
+        mm.append((x == IMAGE).long())
+        pixels.append(torch.randn(int(grid.prod()), patch_dim, generator=gen))
+        grids.append(grid.clone())
+    lp = max(len(x) for x in ids)
+    left = lambda t: torch.nn.functional.pad(t, (lp - len(t), 0))  # noqa: E731
+    n = args.prompts * args.group
+    lengths = torch.randint(args.min_len, args.max_len + 1, (n,), generator=gen)
+    lc = int(lengths.max())
+    cmask = (torch.arange(lc)[None] < lengths[:, None]).long()
+    ro = Rollout(
+        records=[None] * args.prompts, prompt_ids=torch.stack([left(x) for x in ids]),
+        prompt_mask=torch.stack([left(torch.ones_like(x)) for x in ids]), prompt_mm_types=torch.stack([left(x) for x in mm]),
+        pixel_values=pixels, image_grid_thw=grids,
+        completion_ids=torch.randint(1, VOCAB - 8, (n, lc), generator=gen) * cmask, completion_mask=cmask,
+        truncated=torch.zeros(n, dtype=torch.bool), texts=[""] * n, group_size=args.group,
+    )
+    ro.advantages = torch.randn(n, generator=gen)
+    return ro
+
+
+def _peak() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(path: str, args) -> dict:
+    import torch
+
+    from sapo_vl import ds, packing
+    from sapo_vl.algorithms import sapo_loss
+    from sapo_vl.batch_plan import batch_plan
+    from sapo_vl.config import load_config
+    from sapo_vl.update import rollout_logprobs, update_policy
+
+    torch.set_num_threads(args.threads)
+    dist = ds.init_distributed()
+    cfg = load_config(None, ["deepspeed.zero_stage=0", "deepspeed.precision=fp32", "optimizer.lr=1e-5",
+                             "algorithm.updates_per_rollout=1", "algorithm.num_minibatches=2",
+                             f"rollout.prompts_per_step={args.prompts}", f"rollout.group_size={args.group}",
+                             f"deepspeed.micro_batch_size={args.micro}"])
+    plan = batch_plan(cfg, 1)
+    ro = build_rollout(args)
+    rows = list(range(ro.n))
+    model = build_model().to(dist.device)
+    engine = ds.create_engine(packing.PackedPolicyLogprobs(model), cfg, micro_batch=plan.micro,
+                              grad_accum=plan.grad_accum, dist=dist, total_optimizer_steps=10)
+    patches = [0]
+    model.model.visual.register_forward_pre_hook(lambda m, a: patches.__setitem__(0, patches[0] + int(a[0].shape[0])))
+    kw = dict(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=2, temperature=1.0,
+              seed=0, touch_vision=False)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    base = _peak()
+    t0, c0 = time.perf_counter(), time.process_time()
+    if path == "row":
+        ro.old_logprobs, _ = rollout_logprobs(engine, ro, rows, plan.micro, dist.device, 1.0, False)
+        stats, _ = update_policy(engine, ro, ro.completion_mask, plan=plan, dist=dist, **kw)
+    else:
+        lp_max = int(ro.prompt_mask.sum(-1).max())
+        budget = args.budget or plan.micro * (lp_max + int(ro.completion_mask.sum(-1).max()))
+        limits = {"token_budget": budget}
+        table = packing.prompt_table(ro, model)
+        old, _, _ = packing.packed_rollout_logprobs(engine, table, rows, limits=limits, device=dist.device,
+                                                    temperature=1.0, touch_vision=False)
+        stats, _ = packing.packed_update_policy(engine, table, ro.advantages, ro.completion_mask, old_logprobs=old,
+                                                ref_logprobs=None, limits=limits, world_size=1, device=dist.device,
+                                                **kw)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"path": path, "seconds": seconds, "cpu_s": cpu, "peak_mb": _peak() - base, "patches": patches[0],
+            "params": sum(p.numel() for p in model.parameters()), "padding_frac": stats.get("padding_frac"),
+            "micro_batches": stats.get("micro_batches"), "device": str(dist.device)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--image-tokens", type=int, default=1024, help="merged image tokens per prompt (a square)")
+    ap.add_argument("--text-tokens", type=int, default=80, help="text tokens per prompt around the image")
+    ap.add_argument("--min-len", type=int, default=64)
+    ap.add_argument("--max-len", type=int, default=256)
+    ap.add_argument("--micro", type=int, default=4, help="row path: completion rows per micro-batch")
+    ap.add_argument("--budget", type=int, default=0, help="packed path: padded tokens per micro-batch (0: see doc)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per path (process time is the figure)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args)))
+        return
+    flags = list(sys.argv[1:])
+    out = {}
+    for path in ("row", "packed"):
+        res = subprocess.run([sys.executable, __file__, *flags, "--child", path], capture_output=True, text=True)
+        if res.returncode:
+            sys.exit(f"{path} path failed:\n{res.stderr[-4000:]}")
+        out[path] = json.loads(res.stdout.strip().splitlines()[-1])
+    r, p = out["row"], out["packed"]
+    print(f"{args.prompts} prompts × G={args.group}, ~{args.image_tokens + args.text_tokens} prompt tokens "
+          f"({args.image_tokens} image), completions {args.min_len}-{args.max_len}; {r['params'] / 1e6:.1f}M "
+          f"parameters on {r['device']}; π_old pass + 2 minibatch steps")
+    print(f"  row path    : {r['cpu_s']:7.1f} s CPU ({r['seconds']:6.1f} s wall)  peak +{r['peak_mb']:7.0f} MiB  vision patches {r['patches']:>8,}  "
+          f"({args.micro} rows per micro-batch)")
+    print(f"  packed path : {p['cpu_s']:7.1f} s CPU ({p['seconds']:6.1f} s wall)  peak +{p['peak_mb']:7.0f} MiB  vision patches {p['patches']:>8,}  "
+          f"({p['micro_batches']:.0f} micro-batches, padding {p['padding_frac']:.1%})")
+    print(f"update speedup: {r['cpu_s'] / p['cpu_s']:.2f}× (CPU time; wall {r['seconds'] / p['seconds']:.2f}×; vision-tower patches per rollout "
+          f"{r['patches']:,} → {p['patches']:,})")
+
+
+if __name__ == "__main__":
+    main()
