@@ -1,12 +1,15 @@
 """Settings and helpers for the tests marked `vllm` (run in `.venv-vllm` by `make test-vllm`).
 
 vLLM runs in the test process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`: 3-4 s to start instead of 20-40 s), with a
-1 GiB CPU KV cache and no thread pinning, on tiny checkpoints whose text heads vLLM's CPU attention accepts
+1 GiB CPU KV cache and no thread pinning; DeepSpeed builds its CPU ops into this venv's own folder; on tiny checkpoints whose text heads vLLM's CPU attention accepts
 (`VLLM_TEXT_HEADS`: head_dim 32, M-RoPE sections [6, 5, 5]).
 """
 import os
+import sys
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+# DeepSpeed's JIT-built CPU ops for this venv's torch, apart from the main venv's (same cache name, other torch)
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(sys.prefix, "torch_extensions"))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
