@@ -139,6 +139,13 @@ def padding_counts(batches: list[list[PackedRow]], prompt_len, completion_len) -
     return real, padded
 
 
+def update_limits(table: "PromptTable", micro: int, micro_tokens: int) -> dict:
+    """`plan_micro_batches` limits from the config: `micro_tokens` padded tokens per micro-batch, or (0) what a
+    row-path micro-batch of `micro` rows may hold, `micro` × (longest prompt + longest completion)."""
+    budget = micro_tokens or micro * (max(table.prompt_len) + max(table.completion_len))
+    return {"token_budget": budget}
+
+
 def micro_batches_in_step(rows: Sequence[int], table: "PromptTable", **limits) -> list[list[PackedRow]]:
     """`plan_micro_batches` on this rank, re-planned so that every rank runs the same number of micro-batches."""
     local = plan_micro_batches(rows, table.group_size, table.prompt_len, table.completion_len, **limits)

@@ -22,6 +22,7 @@ from .engines import RolloutEngine, engine_class
 from .logprobs import PolicyLogprobs
 from .losses import LOSSES
 from .models.loading import load_policy, load_processor
+from .packing import PackedPolicyLogprobs
 from .runlog import RunLog
 
 
@@ -38,7 +39,7 @@ class Run:
     policy: torch.nn.Module
     """The `transformers` model (PEFT-wrapped with LoRA); saved as the `hf/` folder of each checkpoint."""
     engine: Any
-    """The DeepSpeed engine training `PolicyLogprobs(policy)`."""
+    """The DeepSpeed engine training `PackedPolicyLogprobs(policy)` (row or packed micro-batches)."""
     rollout_engine: RolloutEngine
     """What samples the completions (`rollout.engine`)."""
     ref: PolicyLogprobs | None
@@ -97,7 +98,7 @@ def setup_run(cfg: Config) -> Run:
     if cfg.algorithm.kl_beta > 0:
         ref = PolicyLogprobs(load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=dist.device)).eval()
         ref.requires_grad_(False)
-    engine = ds.create_engine(PolicyLogprobs(policy), cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum,
+    engine = ds.create_engine(PackedPolicyLogprobs(policy), cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum,
                               dist=dist, total_optimizer_steps=plan.total_optimizer_steps)
     rollout_engine = engine_class(cfg.rollout.engine)(engine, policy, processor, cfg)
     log = RunLog(run_dir, is_main=dist.is_main, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,

@@ -100,7 +100,8 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
         run.engine, rollout, loss_mask, plan=run.plan, loss_fn=run.loss_fn, loss_kwargs=run.loss_kwargs,
         mu=cfg.algorithm.updates_per_rollout, num_minibatches=cfg.algorithm.num_minibatches,
         temperature=cfg.rollout.temperature, dist=dist, seed=cfg.train.seed * 31 + step,
-        touch_vision=dist.world_size > 1)
+        touch_vision=dist.world_size > 1, shared_prefix=cfg.algorithm.shared_prefix,
+        micro_tokens=cfg.deepspeed.micro_batch_tokens)
     run.rollout_engine.update_weights()
     run.skipped_steps += bad_steps
     if bad_steps:
@@ -144,12 +145,13 @@ def old_and_ref_logprobs(run: Run, rollout: Rollout) -> torch.Tensor | None:
     KL is on); returns the per-token entropies of the π_old pass, or None when it was skipped."""
     a, T, micro, device = run.cfg.algorithm, run.cfg.rollout.temperature, run.plan.micro, run.dist.device
     rows = list(range(rollout.n))
+    packed = dict(shared_prefix=a.shared_prefix, micro_tokens=run.cfg.deepspeed.micro_batch_tokens)
     entropy = None
     if a.updates_per_rollout > 1 or a.num_minibatches > 1:
         rollout.old_logprobs, entropy = rollout_logprobs(run.engine, rollout, rows, micro, device, T,
-                                                         run.dist.world_size > 1)
+                                                         run.dist.world_size > 1, **packed)
     if run.ref is not None:
-        rollout.ref_logprobs, _ = rollout_logprobs(run.ref, rollout, rows, micro, device, T, False)
+        rollout.ref_logprobs, _ = rollout_logprobs(run.ref, rollout, rows, micro, device, T, False, **packed)
     return entropy
 
 

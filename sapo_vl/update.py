@@ -12,7 +12,7 @@ from collections import defaultdict
 import torch
 import torch.distributed as tdist
 
-from . import ds
+from . import ds, packing
 from .batch_plan import BatchPlan
 from .data.stream import PromptStream
 from .dist import Dist
@@ -27,8 +27,18 @@ def chunks(rows: list[int], size: int) -> list[list[int]]:
 
 @torch.no_grad()
 def rollout_logprobs(module, rollout: Rollout, rows: list[int], micro: int, device, temperature: float,
-                     touch_vision: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, Lc) log-probs and entropies of all completion rows under `module`, micro-batch by micro-batch."""
+                     touch_vision: bool, *, shared_prefix: bool = False,
+                     micro_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, Lc) log-probs and entropies of all completion rows under `module`, micro-batch by micro-batch.
+
+    shared_prefix: on packed micro-batches of at most `micro_tokens` padded tokens (`sapo_vl.packing`).
+    """
+    if shared_prefix:
+        table = packing.prompt_table(rollout, getattr(module, "module", module).policy)
+        logp, ent, _ = packing.packed_rollout_logprobs(
+            module, table, rows, limits=packing.update_limits(table, micro, micro_tokens), device=device,
+            temperature=temperature, touch_vision=touch_vision)
+        return logp, ent
     lc = rollout.completion_ids.shape[1]
     logp = torch.zeros(rollout.n, lc)
     ent = torch.zeros(rollout.n, lc)
@@ -43,12 +53,24 @@ def rollout_logprobs(module, rollout: Rollout, rows: list[int], micro: int, devi
 
 def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: BatchPlan, loss_fn, loss_kwargs: dict,
                   mu: int, num_minibatches: int, temperature: float, dist: Dist, seed: int,
-                  touch_vision: bool) -> tuple[dict[str, float], int]:
+                  touch_vision: bool, shared_prefix: bool = False,
+                  micro_tokens: int = 0) -> tuple[dict[str, float], int]:
     """μ passes over the rollout, each `num_minibatches` optimizer steps; returns loss stats and skipped steps.
 
     π_old is `rollout.old_logprobs` when set, else the current log-probs detached (μ = 1, one minibatch).
     Each micro-batch's loss is normalised by the token / sequence counts of its whole minibatch over all ranks.
+    shared_prefix: minibatches of whole groups on packed micro-batches (`packing.packed_update_policy`, which
+    adds `padding_frac`, `vision_patches` and `micro_batches` to the stats); else rows shuffled one by one,
+    `plan.micro` rows per micro-batch.
     """
+    if shared_prefix:
+        table = packing.prompt_table(rollout, engine.module.policy)
+        return packing.packed_update_policy(
+            engine, table, rollout.advantages, loss_mask, old_logprobs=rollout.old_logprobs,
+            ref_logprobs=rollout.ref_logprobs, loss_fn=loss_fn, loss_kwargs=loss_kwargs,
+            limits=packing.update_limits(table, plan.micro, micro_tokens), mu=mu, num_minibatches=num_minibatches,
+            temperature=temperature, world_size=dist.world_size, device=dist.device, seed=seed,
+            touch_vision=touch_vision)
     agg: dict[str, float] = defaultdict(float)
     weight_sum, skipped = 0.0, 0
     ent_sum = ent_tokens = 0.0  # entropy of the first pass, when no π_old pass measured it

@@ -284,3 +284,23 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_config_keys_are_validated_with_their_names():
+    from sapo_vl.config import ConfigError, load_config
+
+    cfg = load_config(None, [])
+    assert cfg.algorithm.shared_prefix and cfg.deepspeed.micro_batch_tokens == 0
+    with pytest.raises(ConfigError, match="algorithm.shared_prefix.*attn_implementation"):
+        load_config(None, ["model.attn_implementation=flash_attention_2"])
+    load_config(None, ["model.attn_implementation=flash_attention_2", "algorithm.shared_prefix=false"])
+    with pytest.raises(ConfigError, match="deepspeed.micro_batch_tokens"):
+        load_config(None, ["deepspeed.micro_batch_tokens=-1"])
+
+
+def test_default_budget_is_what_a_row_path_micro_batch_holds(tiny_dense):
+    ro = make_rollout(load_processor(str(tiny_dense)), "mixed")
+    table = packing.prompt_table(ro, load_policy(str(tiny_dense)))
+    longest = max(table.prompt_len) + max(table.completion_len)
+    assert packing.update_limits(table, 4, 0) == {"token_budget": 4 * longest}
+    assert packing.update_limits(table, 4, 500) == {"token_budget": 500}
