@@ -4,7 +4,7 @@
                                            [--min-len 64] [--max-len 256] [--micro 4] [--budget 0]
 
 The update phase = the π_old pass + μ × `num_minibatches` optimizer steps (μ = 1, 2 minibatches, as the demo),
-on the DeepSpeed engine (ZeRO-0, fp32, CPU or one GPU), of a random-weight Qwen3-VL built here (~17M parameters:
+on the DeepSpeed engine (ZeRO-0, fp32, CPU or one GPU), of a random-weight Qwen3-VL built here (~18M parameters:
 text 6 layers × 384, vocabulary 16,384, vision tower 2 blocks × 128 with deepstack). Its vocabulary projection
 costs 0.6× its trunk per token; in a real Qwen3-VL-8B it is ~0.1× (a tiny model's huge relative vocabulary would
 make the projection, identical in both paths, most of the work). The rollout is B prompts of
