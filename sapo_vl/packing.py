@@ -391,6 +391,7 @@ def packed_update_policy(engine, table: PromptTable, advantages: Tensor, loss_ma
                          touch_vision: bool) -> tuple[dict[str, float], int]:
     """`update.update_policy` on group-aware minibatches and packed micro-batches; same losses, same normalisers.
 
+    advantages: (N,), or (N, Lc) when importance weights scale them per token (`Rollout.token_advantages`).
     Each micro-batch's loss is normalised by the token / sequence counts of its whole minibatch over all ranks, so
     the micro-batch gradients sum to the minibatch gradient however the minibatch is packed. The number of
     micro-batches varies, so the accumulation boundary is set on the engine before each micro-batch.
@@ -419,7 +420,8 @@ def packed_update_policy(engine, table: PromptTable, advantages: Tensor, loss_ma
                                      with_entropy=first_pass)
                 old = old_logprobs[rows, :lc].to(device) if old_logprobs is not None else logp.detach()
                 ref = ref_logprobs[rows, :lc].to(device) if ref_logprobs is not None else None
-                loss, stats = loss_fn(logp, old, advantages[rows].to(device), mask, ref_logprobs=ref,
+                adv = advantages[rows, :lc] if advantages.dim() == 2 else advantages[rows]  # (n,) or token (n, lc)
+                loss, stats = loss_fn(logp, old, adv.to(device), mask, ref_logprobs=ref,
                                       global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
                 if ds.all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
                     bad = True  # keep every rank's collectives in step: back-propagate an exact zero instead

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as tdist
 
 from . import ds
-from .algorithms import overlong_penalty, zero_std_groups
+from .algorithms import corrected_advantages, overlong_penalty, zero_std_groups
 from .config import Config
 from .data.record import Record
 from .engines import RolloutEngine, SamplingSettings
@@ -49,7 +49,7 @@ class MicroBatch:
     mask: Tensor
     """(n, Lc') 1 on completion tokens."""
     advantages: Tensor | None = None
-    """(n,) group advantages, once computed."""
+    """(n,) group advantages, once computed; (n, Lc') when importance weights scale them per token."""
     old_logprobs: Tensor | None = None
     """(n, Lc') π_old log-probs, when the rollout has them."""
     ref_logprobs: Tensor | None = None
@@ -95,6 +95,9 @@ class Rollout:
     """(N, Lc) log-probs under the policy that generated (π_old)."""
     ref_logprobs: Tensor | None = None
     """(N, Lc) log-probs under the reference policy, when KL is on."""
+    is_weights: Tensor | None = None
+    """(N, Lc) importance weights π_old/π_sample of `algorithm.rollout_correction` (tis, mis), or None; they
+    multiply each token's advantage (`algorithms.corrected_advantages`)."""
     scores: list[VerifierResult] = field(default_factory=list)
     """(N) verifier results (score, reason, extracted)."""
 
@@ -177,6 +180,13 @@ class Rollout:
             rewards=torch.cat([p.rewards for p in parts]), scores=[x for p in parts for x in p.scores],
         )
 
+    def token_advantages(self, rows: Tensor | Sequence[int], lc: int) -> Tensor:
+        """Advantages of `rows`: (n,), or (n, lc) weighted token by token when `is_weights` is set."""
+        adv = self.advantages[torch.as_tensor(rows, dtype=torch.long)]
+        if self.is_weights is None:
+            return adv
+        return corrected_advantages(adv, self.is_weights[torch.as_tensor(rows, dtype=torch.long), :lc])  # (n, lc)
+
     def micro_batch(self, rows: Sequence[int], device: torch.device | str = "cpu") -> MicroBatch:
         """Model inputs for completion rows `rows`: prompt+completion sequences with their images' patches.
 
@@ -199,7 +209,8 @@ class Rollout:
             mm_token_type_ids=mm.to(device), n_completion=lc,
             pixel_values=torch.cat(pix).to(device) if pix else None,
             image_grid_thw=torch.cat(grids).to(device) if grids else None,
-            mask=cm[:, :lc].to(device), advantages=to(self.advantages[rows_t]) if self.advantages.numel() else None,
+            mask=cm[:, :lc].to(device),
+            advantages=to(self.token_advantages(rows_t, lc)) if self.advantages.numel() else None,
             old_logprobs=to(self.old_logprobs[rows_t, :lc]) if self.old_logprobs is not None else None,
             ref_logprobs=to(self.ref_logprobs[rows_t, :lc]) if self.ref_logprobs is not None else None,
         )

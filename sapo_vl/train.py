@@ -11,7 +11,10 @@ rewards (parallel, time-limited) → group advantages (over the global batch) �
 Departures from the paper, all deliberate:
 - π_old log-probs are recomputed by a no-grad forward of the generating policy rather than taken from the
   sampler (same weights, so the same values up to kernel differences; `rollout_logprob_gap` logs the gap). When
-  μ = 1 and there is one minibatch, the current log-probs (detached) serve as π_old and that pass is skipped.
+  μ = 1 and there is one minibatch, the current log-probs (detached) serve as π_old and that pass is skipped,
+  unless a separate sampler drew the rollout (`rollout.engine` vllm) or `algorithm.rollout_correction` is on:
+  then π_old is always recomputed, the sampler/trainer mismatch is logged (`mismatch_kl`, `is_*`) and TIS/MIS
+  weights scale each token's advantage and mask (`algorithms.rollout_correction`).
 - A non-finite loss on any rank turns that micro-batch into a zero-gradient one and the optimizer step runs at
   learning rate 0 (weights untouched; AdamW's moments still decay); it is counted in `skipped_steps`.
 - `algorithm.dynamic_sampling` replaces zero-std groups by groups of fresh prompts for at most
@@ -29,7 +32,7 @@ import time
 import torch
 
 from . import ds
-from .algorithms import group_advantages, zero_std_groups
+from .algorithms import group_advantages, rollout_correction, zero_std_groups
 from .batch_plan import batch_plan
 from .config import Config, ConfigError, load_config
 from .data.stream import PromptStream
@@ -94,8 +97,15 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
     if cfg.algorithm.dynamic_sampling:  # what the refill could not replace stays out of the loss
         loss_mask[zero_std_groups(rollout.rewards, G).repeat_interleave(G)] = 0
 
-    # ---- π_old (and π_ref) log-probs, then μ passes × num_minibatches optimizer steps
+    # ---- π_old (and π_ref) log-probs; the sampler/trainer mismatch correction; μ passes × num_minibatches steps
     entropy = old_and_ref_logprobs(run, rollout)
+    correction = {}
+    if rollout.old_logprobs is not None and needs_mismatch_pass(cfg):
+        rc = cfg.algorithm.rollout_correction
+        weights, loss_mask, correction = rollout_correction(
+            rollout.old_logprobs, rollout.sample_logprobs, loss_mask, mode=rc.mode, level=rc.level,
+            threshold=rc.threshold)
+        rollout.is_weights = weights if rc.mode != "none" else None
     stats, bad_steps = update_policy(
         run.engine, rollout, loss_mask, plan=run.plan, loss_fn=run.loss_fn, loss_kwargs=run.loss_kwargs,
         mu=cfg.algorithm.updates_per_rollout, num_minibatches=cfg.algorithm.num_minibatches,
@@ -103,6 +113,7 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
         touch_vision=dist.world_size > 1, shared_prefix=cfg.algorithm.shared_prefix,
         micro_tokens=cfg.deepspeed.micro_batch_tokens)
     run.rollout_engine.update_weights()
+    stats.update(correction)
     run.skipped_steps += bad_steps
     if bad_steps:
         run.say(f"step {step}: non-finite loss in {bad_steps} minibatch(es); those optimizer steps were skipped")
@@ -140,6 +151,12 @@ def rollout_and_score(run: Run, step: int) -> tuple[Rollout, float, dict[str, fl
                                   prompts_skipped=float(sum(run.stream.stats.skipped.values())))
 
 
+def needs_mismatch_pass(cfg: Config) -> bool:
+    """π_old is recomputed for the mismatch correction and its diagnostics: with a correction on, or whenever a
+    separate sampler (vLLM) drew the rollout."""
+    return cfg.algorithm.rollout_correction.mode != "none" or cfg.rollout.engine != "hf"
+
+
 def old_and_ref_logprobs(run: Run, rollout: Rollout) -> torch.Tensor | None:
     """Fill `rollout.old_logprobs` (when more than one optimizer step uses the rollout) and `ref_logprobs` (when
     KL is on); returns the per-token entropies of the π_old pass, or None when it was skipped."""
@@ -147,7 +164,7 @@ def old_and_ref_logprobs(run: Run, rollout: Rollout) -> torch.Tensor | None:
     rows = list(range(rollout.n))
     packed = dict(shared_prefix=a.shared_prefix, micro_tokens=run.cfg.deepspeed.micro_batch_tokens)
     entropy = None
-    if a.updates_per_rollout > 1 or a.num_minibatches > 1:
+    if a.updates_per_rollout > 1 or a.num_minibatches > 1 or needs_mismatch_pass(run.cfg):
         rollout.old_logprobs, entropy = rollout_logprobs(run.engine, rollout, rows, micro, device, T,
                                                          run.dist.world_size > 1, **packed)
     if run.ref is not None:

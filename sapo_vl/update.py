@@ -66,7 +66,8 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: Ba
     if shared_prefix:
         table = packing.prompt_table(rollout, engine.module.policy)
         return packing.packed_update_policy(
-            engine, table, rollout.advantages, loss_mask, old_logprobs=rollout.old_logprobs,
+            engine, table, rollout.token_advantages(list(range(rollout.n)), rollout.completion_ids.shape[1]), loss_mask,
+            old_logprobs=rollout.old_logprobs,
             ref_logprobs=rollout.ref_logprobs, loss_fn=loss_fn, loss_kwargs=loss_kwargs,
             limits=packing.update_limits(table, plan.micro, micro_tokens), mu=mu, num_minibatches=num_minibatches,
             temperature=temperature, world_size=dist.world_size, device=dist.device, seed=seed,

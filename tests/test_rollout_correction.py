@@ -171,3 +171,48 @@ def test_mis_mask_removes_tokens_from_the_loss():
     # dropped tokens get no gradient; kept ones −w/4 (token-mean over the 4 kept tokens, r = 1 so no clip)
     assert torch.allclose(logp.grad, -w / 4)
     assert (logp.grad[m == 0] == 0).all()
+
+
+# ---------------------------------------------------------------------------------------------------- in the update
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_update_phase_weights_each_tokens_loss(tiny_dense, shared_prefix):
+    """`Rollout.is_weights` reaches the loss on the row path and the packed path: weights 2 double the pg loss."""
+    from PIL import Image
+
+    from sapo_vl import ds
+    from sapo_vl.batch_plan import batch_plan
+    from sapo_vl.config import load_config
+    from sapo_vl.data.record import Record, user_prompt
+    from sapo_vl.logprobs import PolicyLogprobs
+    from sapo_vl.models.loading import load_policy, load_processor
+    from sapo_vl.packing import PackedPolicyLogprobs
+    from sapo_vl.rollout import Rollout
+    from sapo_vl.sampling import sample_completions
+    from sapo_vl.update import rollout_logprobs, update_policy
+
+    cfg = load_config(None, ["deepspeed.zero_stage=0", "optimizer.lr=1e-12", "optimizer.warmup_steps=0",
+                             "rollout.group_size=4", "rollout.prompts_per_step=2", "deepspeed.micro_batch_size=4",
+                             "algorithm.updates_per_rollout=1", "model.name_or_path=" + str(tiny_dense)])
+    dist = ds.init_distributed()
+    plan = batch_plan(cfg, dist.world_size)
+    policy = load_policy(str(tiny_dense))
+    module = PackedPolicyLogprobs(policy) if shared_prefix else PolicyLogprobs(policy)
+    engine = ds.create_engine(module, cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum, dist=dist,
+                              total_optimizer_steps=10)
+    proc = load_processor(str(tiny_dense))
+    recs = [Record(id=str(i), prompt=user_prompt("Dominant color?"), answer="red", images=[b"-"]) for i in range(2)]
+    imgs = [[Image.new("RGB", (64, 64), c)] for c in ((200, 10, 10), (10, 10, 200))]
+    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=5,
+                           generator=torch.Generator().manual_seed(3))
+    ro = Rollout.from_samples(recs, s)
+    ro.advantages = torch.tensor([1.0, 0.3, 0.5, -0.2, 1.0, 0.7, -1.0, 0.4])  # Σ ≠ 0
+    ro.old_logprobs, _ = rollout_logprobs(engine, ro, list(range(ro.n)), plan.micro, dist.device, 1.0, False,
+                                          shared_prefix=shared_prefix, micro_tokens=0)
+    kw = dict(plan=plan, loss_fn=LOSSES["grpo"].fn, loss_kwargs={"agg": "token-mean"}, mu=1, num_minibatches=1,
+              temperature=1.0, dist=dist, seed=0, touch_vision=False, shared_prefix=shared_prefix)
+    plain, _ = update_policy(engine, ro, ro.completion_mask, **kw)
+    ro.is_weights = 2.0 * ro.completion_mask.float()
+    weighted, _ = update_policy(engine, ro, ro.completion_mask, **kw)
+    # on policy (r = 1), token-mean GRPO: pg = −Σ w·Â / N_tokens, so weights 2 give twice the plain value
+    assert plain["pg_loss"] != 0.0
+    assert weighted["pg_loss"] == pytest.approx(2.0 * plain["pg_loss"], rel=1e-5)
