@@ -1,6 +1,6 @@
 """The update phase on packed micro-batches: whole groups, each image encoded once, each prompt computed once.
 
-Three pieces, used by the π_old / reference passes and the optimizer steps alike:
+The pieces, used by the π_old / reference passes and the optimizer steps alike:
 
 - `group_minibatches`: a rollout's rows shuffled *by group* and cut into minibatches, so a group's G rows meet in
   the same minibatch (whole groups whenever the groups per rank divide by the number of minibatches).
@@ -14,7 +14,10 @@ Three pieces, used by the π_old / reference passes and the optimizer steps alik
   `next_pos + 0 .. len_j − 1` on all three axes, where `next_pos` is the prompt's largest position + 1 — exactly
   where the completion sits when it is the only one after its prompt. The images of the distinct prompts of a
   micro-batch go through the vision tower once; their pooled and deepstack features are indexed for every packed
-  row of their prompt (gradients flow back to the tower through every use).
+  row of their prompt (gradients flow back to the tower through every use). `PackedPolicyLogprobs` is the
+  trained module that takes either a row micro-batch or `packed=PackedBatch`.
+- `packed_rollout_logprobs` / `packed_update_policy`: the π_old (or reference) pass and the optimizer steps on
+  these micro-batches; `update.py` calls them when `algorithm.shared_prefix` is on.
 
 Log-probabilities and gradients equal those of the one-row-per-completion path (`Rollout.micro_batch` +
 `PolicyLogprobs`) to float32 rounding: `tests/test_packing.py` measures the gap for one image, several images,
