@@ -109,9 +109,10 @@ class DataConfig:
 @dataclass
 class VllmConfig:
     gpu_memory_utilization: float = 0.35
-    """Share of the device's memory the colocated vLLM engine may take for weights and KV cache, in (0, 1)."""
+    """Share of the device's memory the colocated vLLM engine may take for weights and KV cache, in (0, 1) (on
+    CPU, vLLM reads it as a share of host memory; its KV cache size there is VLLM_CPU_KVCACHE_SPACE, in GiB)."""
     tensor_parallel_size: int = 1
-    """GPUs one vLLM engine spans (1 = one engine per training rank)."""
+    """GPUs one vLLM engine spans; only 1 (one engine per training rank) is supported for now."""
     max_model_len: int | None = None
     """Longest prompt + completion the engine accepts; null = data.max_prompt_tokens + rollout.max_new_tokens."""
     max_num_seqs: int = 256
@@ -121,7 +122,8 @@ class VllmConfig:
     enable_sleep_mode: bool = True
     """On GPU: put the engine to sleep during the update phase so training gets its memory back."""
     seed_stride: int = 1_000_003
-    """Distance between per-request seeds: vLLM's seeded requests are correlated when seeds are adjacent."""
+    """Distance between per-request seeds (>= group_size): vLLM seeds sample j of a request with seed + j, so
+    requests with adjacent seeds repeat each other's samples."""
 
 
 @dataclass
@@ -169,8 +171,9 @@ class OverlongPenaltyConfig:
 class RolloutCorrectionConfig:
     mode: CorrectionMode = "none"
     """Correction for the sampler/trainer mismatch (π_sample ≠ π_old): "none"; "tis" = truncated importance
-    sampling, weight min(π_old/π_sample, threshold); "mis" = masked importance sampling, drop what leaves
-    [1/threshold, threshold]."""
+    sampling, weight min(π_old/π_sample, threshold); "mis" = masked importance sampling, weight π_old/π_sample
+    inside [1/threshold, threshold], drop what leaves it. The weights scale each token's advantage. Off by
+    default; with rollout.engine=vllm in bf16 (and for MoE) use "tis" (see README, "vLLM rollouts")."""
     level: CorrectionLevel = "token"
     """"token": a weight (or mask) per token; "sequence": one per completion, from its summed log-ratio."""
     threshold: float = 2.0
