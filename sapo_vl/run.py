@@ -22,6 +22,7 @@ from .engines import RolloutEngine, engine_class
 from .logprobs import PolicyLogprobs
 from .losses import LOSSES
 from .models.loading import load_policy, load_processor
+from .models.zero3 import load_policy_zero3, load_reference_zero3, zero3_enabled
 from .packing import PackedPolicyLogprobs
 from .runlog import RunLog
 
@@ -42,8 +43,9 @@ class Run:
     """The DeepSpeed engine training `PackedPolicyLogprobs(policy)` (row or packed micro-batches)."""
     rollout_engine: RolloutEngine
     """What samples the completions (`rollout.engine`)."""
-    ref: PolicyLogprobs | None
-    """The frozen reference policy when `algorithm.kl_beta` > 0."""
+    ref: Any
+    """The frozen reference policy when `algorithm.kl_beta` > 0 (`PolicyLogprobs`; under ZeRO-3 partitioned, in
+    an optimizer-less DeepSpeed engine, so every rank must run its forwards together)."""
     log: RunLog
     loss_fn: Callable
     """The configured policy loss (`sapo_vl.losses.LOSSES`)."""
@@ -60,11 +62,19 @@ class Run:
             print(*args, flush=True)
 
 
-def build_policy(cfg: Config, device: torch.device):
-    """The `transformers` policy with the config's freezing, LoRA and gradient checkpointing applied."""
-    policy = load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=device,
-                         attn_implementation=cfg.model.attn_implementation,
-                         trust_remote_code=cfg.model.trust_remote_code)
+def build_policy(cfg: Config, device: torch.device, ds_conf: dict | None = None):
+    """The `transformers` policy with the config's freezing, LoRA and gradient checkpointing applied.
+
+    Under ZeRO-3 (`ds_conf` of stage 3) its parameters are partitioned as they are created (`models.zero3`).
+    """
+    if ds_conf is not None and zero3_enabled(ds_conf):
+        policy = load_policy_zero3(cfg.model.name_or_path, ds_conf, dtype=cfg.model.dtype,
+                                   attn_implementation=cfg.model.attn_implementation,
+                                   trust_remote_code=cfg.model.trust_remote_code)
+    else:
+        policy = load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=device,
+                             attn_implementation=cfg.model.attn_implementation,
+                             trust_remote_code=cfg.model.trust_remote_code)
     if cfg.model.freeze_vision:
         policy.model.visual.requires_grad_(False)
     if cfg.model.gradient_checkpointing:
@@ -93,9 +103,13 @@ def setup_run(cfg: Config) -> Run:
     processor = load_processor(cfg.model.name_or_path, min_pixels=cfg.model.min_pixels,
                                max_pixels=cfg.model.max_pixels, trust_remote_code=cfg.model.trust_remote_code)
     stream = PromptStream(cfg.data, cfg.model, processor, seed=cfg.train.seed, rank=dist.rank, world=dist.world_size)
-    policy = build_policy(cfg, dist.device)
+    ds_conf = ds.ds_config(cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum, world_size=dist.world_size,
+                           device=dist.device)
+    policy = build_policy(cfg, dist.device, ds_conf)
     ref = None
-    if cfg.algorithm.kl_beta > 0:
+    if cfg.algorithm.kl_beta > 0 and zero3_enabled(ds_conf):  # partitioned too, in an optimizer-less engine
+        ref = load_reference_zero3(cfg.model.name_or_path, ds_conf, dtype=cfg.model.dtype, wrap=PackedPolicyLogprobs)
+    elif cfg.algorithm.kl_beta > 0:
         ref = PolicyLogprobs(load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=dist.device)).eval()
         ref.requires_grad_(False)
     engine = ds.create_engine(PackedPolicyLogprobs(policy), cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum,

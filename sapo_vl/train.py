@@ -119,7 +119,7 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
         run.say(f"step {step}: non-finite loss in {bad_steps} minibatch(es); those optimizer steps were skipped")
     timing = StepTiming(start=t0, rolled_out=t_rolled, updated=time.time(), score_s=score_s)
     extra.update(lr=float(run.engine.optimizer.param_groups[0]["lr"]),
-                 grad_norm=float(run.engine.get_global_grad_norm() or 0.0), skipped_steps=run.skipped_steps)
+                 grad_norm=ds.grad_norm(run.engine), skipped_steps=run.skipped_steps)
     metrics = step_metrics(rollout, all_rewards=all_rewards, all_advantages=adv_all, zero_std=zero_std,
                            update_stats=stats, entropy=entropy, timing=timing, extra=extra)
     return metrics, rollout
@@ -168,7 +168,8 @@ def old_and_ref_logprobs(run: Run, rollout: Rollout) -> torch.Tensor | None:
         rollout.old_logprobs, entropy = rollout_logprobs(run.engine, rollout, rows, micro, device, T,
                                                          run.dist.world_size > 1, **packed)
     if run.ref is not None:
-        rollout.ref_logprobs, _ = rollout_logprobs(run.ref, rollout, rows, micro, device, T, False, **packed)
+        rollout.ref_logprobs, _ = rollout_logprobs(run.ref, rollout, rows, micro, device, T,
+                                                   run.dist.world_size > 1, **packed)  # (ZeRO-3: ranks in step)
     return entropy
 
 

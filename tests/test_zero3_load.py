@@ -8,6 +8,7 @@ resident memory. Each rank then scores a fixed image + text batch; the parent sc
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -157,3 +158,18 @@ def test_zero3_load_is_partitioned_on_two_ranks_and_scores_like_a_plain_load(tmp
 if __name__ == "__main__":  # one rank of the launched test
     sys.path.insert(0, str(REPO))
     worker(Path(sys.argv[1]), Path(sys.argv[2]))
+
+
+@pytest.mark.slow
+def test_zero3_run_with_kl_uses_a_partitioned_reference(tmp_path, tiny_dense):
+    """2 ranks, ZeRO-3, KL on: policy and reference both loaded partitioned; the run trains and logs the KL."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_helpers import launch, metrics, small_overrides
+
+    ov = small_overrides(tmp_path, "kl", **{"deepspeed.zero_stage": 3, "algorithm.kl_beta": 0.05})
+    res = launch(ov, timeout=500)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
+    rows = metrics(tmp_path / "kl")
+    assert [r["step"] for r in rows] == [0, 1]
+    assert all(math.isfinite(r["kl"]) for r in rows)  # the reference engine scored every rank's rows
+    assert rows[1]["kl"] != 0.0  # after one update the policy has moved away from the reference

@@ -19,11 +19,12 @@ class HFEngine:
 
     def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None):
         """ds_engine: the DeepSpeed engine training `policy` (the `transformers` model, possibly PEFT-wrapped);
-        cfg: the run's `Config` (`rollout.shared_prefill`)."""
+        cfg: the run's `Config` (`rollout.shared_prefill`, `rollout.generation_batch_size`)."""
         self.ds_engine = ds_engine
         self.policy = policy
         self.processor = processor
         self.shared_prefill = cfg.rollout.shared_prefill
+        self.generation_batch_size = cfg.rollout.generation_batch_size
         self.device = device if device is not None else next(policy.parameters()).device
 
     def generate(self, prompts: Sequence[list[dict]], images: Sequence[Sequence[Any]], settings: SamplingSettings,
@@ -36,6 +37,7 @@ class HFEngine:
                     self.policy, self.processor, prompts, images, group_size=settings.group_size,
                     max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
                     top_k=settings.top_k, shared_prefill=self.shared_prefill, generator=gen,
+                    generation_batch_size=self.generation_batch_size,
                 )
         finally:
             self.ds_engine.train()
@@ -44,7 +46,8 @@ class HFEngine:
         """Nothing to do: the sampler runs on the trained weights themselves."""
 
     def release_memory(self) -> None:
-        """Nothing to do: the KV cache of a rollout is freed when `generate` returns."""
+        """Nothing to do: the KV cache of a rollout (one chunk of `rollout.generation_batch_size` rows at a time)
+        is freed when `generate` returns."""
 
     def reclaim_memory(self) -> None:
         """Nothing to do (see `release_memory`)."""

@@ -130,24 +130,26 @@ def load_policy_zero3(
     return model
 
 
-def load_reference_zero3(name_or_path: str, ds_config: dict, *, dtype: str = "auto", chunk_size: int = 256,
+def load_reference_zero3(name_or_path: str, ds_config: dict, *, dtype: str = "auto", wrap=None,
                          attn_implementation: str | None = "sdpa", trust_remote_code: bool = False):
-    """The frozen reference policy, partitioned: a DeepSpeed engine (no optimizer) around `PolicyLogprobs`.
+    """The frozen reference policy, partitioned: a DeepSpeed engine (no optimizer) around `wrap(model)`
+    (default `PolicyLogprobs`; the trainer passes the class its policy engine wraps).
 
     Call it like the module (`ref(**micro_batch_inputs)`) under `torch.no_grad()`, on every rank at once.
     """
     model = load_policy_zero3(name_or_path, ds_config, dtype=dtype, attn_implementation=attn_implementation,
                               trust_remote_code=trust_remote_code)
-    return reference_engine(model, ds_config, chunk_size=chunk_size)
+    return reference_engine(model, ds_config, wrap=wrap)
 
 
-def reference_engine(model, ds_config: dict, *, chunk_size: int = 256):
-    """A partitioned `transformers` model as a frozen `PolicyLogprobs` in an optimizer-less DeepSpeed engine."""
+def reference_engine(model, ds_config: dict, *, wrap=None):
+    """A partitioned `transformers` model, frozen, as `wrap(model)` (default `PolicyLogprobs`) in an
+    optimizer-less DeepSpeed engine."""
     import deepspeed
 
     from ..logprobs import PolicyLogprobs
 
-    module = PolicyLogprobs(model, chunk_size=chunk_size).eval()
+    module = (wrap or PolicyLogprobs)(model).eval()
     module.requires_grad_(False)
     conf = {k: v for k, v in ds_config.items() if k not in ("optimizer", "scheduler")}
     engine, *_ = deepspeed.initialize(model=module, config=conf, dist_init_required=False)
