@@ -377,11 +377,6 @@ def group_advantages(
     return adv.reshape(-1), float(zero_std.float().mean())
 
 
-def masked_entropy_mean(entropy: Tensor, mask: Tensor) -> float:
-    """Mean per-token entropy over response tokens (entropy is (B, T), computed from the logits elsewhere)."""
-    return _masked_mean_float(entropy, mask)
-
-
 def overlong_penalty(lengths: Tensor, max_len: int, buffer: int, penalty: float = 1.0) -> Tensor:
     """DAPO's soft overlong punishment, (B,): 0 up to max_len − buffer, then falls linearly to −penalty at max_len."""
     if buffer <= 0:
@@ -498,6 +493,6 @@ def corrected_advantages(advantages: Tensor, weights: Tensor) -> Tensor:
 __all__ = [
     "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "aggregate", "kl_penalty",
     "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "zero_std_groups", "group_advantages", "ratio_stats",
-    "masked_entropy_mean", "overlong_penalty", "CORRECTION_MODES", "CORRECTION_LEVELS",
+    "overlong_penalty", "CORRECTION_MODES", "CORRECTION_LEVELS",
     "rollout_correction", "mismatch_stats", "corrected_advantages",
 ]

@@ -176,10 +176,29 @@ def backward(engine, loss: torch.Tensor, world_size: int) -> None:
 
 
 def optimizer_step(engine, skip: bool) -> None:
-    """The boundary `engine.step()`; with `skip`, the step runs at learning rate 0 so no weight changes."""
-    if not skip:
-        engine.step()
-        return
+    """`engine.step()`, which at a gradient-accumulation boundary is the optimizer step.
+
+    A step that must not happen (`skip`: a non-finite loss on some rank) reaches the boundary with non-finite
+    gradients (see `poisoned`); under ZeRO 1-3 DeepSpeed then drops the whole step (no weight, no optimizer
+    state changes). Under ZeRO-0 nothing checks, so here the gradients are zeroed and the step taken at learning
+    rate 0, also when they are non-finite without a non-finite loss; the pre-clip gradient norm is recorded (see
+    `grad_norm`).
+    """
+    if engine.zero_optimization_stage() == 0 and engine.is_gradient_accumulation_boundary():
+        grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) \
+            if grads else torch.zeros(())
+        engine.sapo_grad_norm = float(norm)
+        if skip or not math.isfinite(engine.sapo_grad_norm):
+            for g in grads:
+                g.zero_()
+            _step_at_lr_zero(engine)  # zero gradients at learning rate 0: every weight stays bit-identical
+            return
+    engine.step()
+
+
+def _step_at_lr_zero(engine) -> None:
+    """The boundary step with every learning rate at 0 (AdamW's moments still decay by β; weights do not move)."""
     groups = engine.optimizer.param_groups
     saved = [g["lr"] for g in groups]
     for g in groups:
@@ -187,6 +206,20 @@ def optimizer_step(engine, skip: bool) -> None:
     engine.step()
     for g, lr in zip(groups, saved):
         g["lr"] = lr
+
+
+def poisoned(loss: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
+    """A loss whose gradient is NaN everywhere `logp` reaches: a bad micro-batch still runs its backward (every
+    rank's collectives stay in step) and makes the optimizer step it belongs to skip (see `optimizer_step`)."""
+    return logp.sum() * float("nan") + 0.0 * loss.detach().nan_to_num()
+
+
+def grad_norm(engine) -> float:
+    """The last optimizer step's global gradient norm before clipping (ZeRO 1-3: DeepSpeed's; ZeRO-0: ours)."""
+    norm = engine.get_global_grad_norm()
+    if norm is None:
+        norm = getattr(engine, "sapo_grad_norm", 0.0)
+    return float(norm)
 
 
 # ---------------------------------------------------------------------------------------------------- collectives

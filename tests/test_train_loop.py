@@ -61,23 +61,33 @@ def test_updates_on_a_fixed_rollout_move_logprobs_the_right_way(tiny_dense, algo
     assert stats["ratio_mean"] != 1.0  # the later updates were off-policy
 
 
-def test_nan_loss_skips_the_step_and_leaves_weights_untouched(tiny_dense):
-    cfg, dist, p, engine, ro = _setup(tiny_dense, "sapo")
-    ro.advantages = torch.tensor([1.0, -1.0, float("nan"), 0.5, 0.0, 1.0, -1.0, 0.0])
+@pytest.mark.parametrize("stage", [0, 2])
+@pytest.mark.parametrize("poison", ["advantage", "pixel"])
+def test_non_finite_loss_or_forward_skips_the_step_and_leaves_weights_bit_identical(tiny_dense, stage, poison):
+    """A NaN advantage (non-finite loss) or one NaN pixel (non-finite forward: every activation after the vision
+    tower) must leave every weight bit-identical and count the step as skipped; the next finite step updates."""
+    cfg, dist, p, engine, ro = _setup(tiny_dense, "sapo", **{"deepspeed.zero_stage": stage, "model.freeze_vision": False})
+    ro.advantages = torch.tensor([1.0, -1.0, 0.3, 0.5, 0.0, 1.0, -1.0, 0.0])
+    clean = ro.pixel_values[0].clone()
+    if poison == "advantage":
+        ro.advantages[2] = float("nan")
+    else:
+        ro.pixel_values[0][3, 5] = float("nan")
     before = copy.deepcopy({k: v.detach().clone() for k, v in engine.module.state_dict().items()})
-    stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES["sapo"].fn,
-                                   loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens), mu=1, num_minibatches=1, temperature=1.0,
-                                   dist=dist, seed=0, touch_vision=False)
+    kw = dict(plan=p, loss_fn=LOSSES["sapo"].fn, loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens),
+              mu=1, num_minibatches=1, temperature=1.0, dist=dist, seed=0, touch_vision=False)
+    stats, skipped = update_policy(engine, ro, ro.completion_mask, **kw)
     assert skipped == 1
     after = engine.module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    # the next, finite step does update
-    ro.advantages = torch.tensor([1.0, -1.0, 0.3, 0.5, 0.0, 1.0, -1.0, 0.0])
-    _, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES["sapo"].fn,
-                               loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens), mu=1, num_minibatches=1, temperature=1.0,
-                               dist=dist, seed=0, touch_vision=False)
+    # the next, finite step does update, and nothing non-finite was left behind in the optimizer
+    ro.advantages[2] = 0.3
+    ro.pixel_values[0] = clean
+    _, skipped = update_policy(engine, ro, ro.completion_mask, **kw)
     assert skipped == 0
-    assert not all(torch.equal(before[k], engine.module.state_dict()[k]) for k in before)
+    now = engine.module.state_dict()
+    assert not all(torch.equal(before[k], now[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in now.values())
 
 
 def test_plan_arithmetic_and_errors():

@@ -65,3 +65,39 @@ def test_two_ranks_dynamic_sampling_keeps_ranks_in_step(tmp_path, tiny_dense):
                                               "train.steps": 3})
     rows = _check_run(launch(ov, timeout=400), tmp_path / "dyn", "sapo", steps=3)
     assert all(r["dynamic_sampling_rounds"] >= 0 for r in rows)
+
+
+def _step_on(ranks: int, out, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from train_helpers import REPO, _port
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", DS_ACCELERATOR="cpu")
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    overrides = [f"logging.out_dir={tmp_path}", f"logging.run_name=r{ranks}", "logging.tensorboard=false",
+                 "logging.progress=false", "rollout.prompts_per_step=4", "rollout.group_size=4",
+                 "algorithm.updates_per_rollout=2", "algorithm.num_minibatches=1", "deepspeed.micro_batch_size=4",
+                 "deepspeed.zero_stage=2", "optimizer.lr=1e-2", "train.format_warmup_steps=0"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port",
+           str(_port()), str(REPO / "tests" / "step_ranks.py"), str(out), *overrides]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    import json
+
+    return json.loads((out / "metrics.json").read_text()), torch.load(out / "weights.pt")
+
+
+def test_a_training_step_on_two_ranks_equals_the_same_step_on_one(tmp_path, tiny_dense):
+    """μ = 2 passes over one rollout (the second off-policy), ZeRO-2: the weights after the step and every logged
+    number except timings are the same whether the rollout's 4 groups sit on one rank or two."""
+    one, w1 = _step_on(1, tmp_path / "one", tmp_path)
+    two, w2 = _step_on(2, tmp_path / "two", tmp_path)
+    timing = {"rollout_s", "score_s", "update_s", "step_s", "tokens_per_s", "score_per_s"}
+    assert set(one) == set(two)
+    assert one["ratio_mean"] != 1.0 and one["loss"] != 0.0  # the second pass was off-policy and the loss live
+    for k in sorted(set(one) - timing):
+        assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6), k
+    assert torch.allclose(w1, w2, rtol=1e-5, atol=1e-6), float((w1 - w2).abs().max())
