@@ -273,6 +273,24 @@ def _chunk_size() -> int:
     return int(inspect.signature(PolicyLogprobs.__init__).parameters["chunk_size"].default)
 
 
+def update_rows(cfg: Config, micro: int, minibatch_rows: int) -> tuple[int, int]:
+    """(rows, padded row length) of the largest update micro-batch, every prompt and completion at full length.
+
+    Row path (`algorithm.shared_prefix` false): `micro` rows of prompt + completion. Packed path: rows of one
+    prompt followed by as many of its completions as fit `deepspeed.micro_batch_tokens` (0 = micro × (prompt +
+    completion), as `sapo_vl.packing.update_limits`), and as many such rows as fit the budget (first-fit on equal
+    lengths); the attention mask of a packed row spans its whole length.
+    """
+    lp, new, G = cfg.data.max_prompt_tokens, cfg.rollout.max_new_tokens, cfg.rollout.group_size
+    if not cfg.algorithm.shared_prefix:
+        return micro, lp + new
+    budget = cfg.deepspeed.micro_batch_tokens or micro * (lp + new)
+    per_row = max(1, min(G, minibatch_rows, (budget - lp) // new))  # completions after the prompt in one row
+    row_len = lp + per_row * new
+    rows = max(1, min(budget // row_len, math.ceil(minibatch_rows / per_row)))
+    return rows, row_len
+
+
 def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Arch | None = None,
                 device: str = "cuda", gpus_per_node: int = 8, search_knobs: bool = True) -> MemoryPlan:
     """The per-rank memory plan of `cfg` on `world_size` ranks of `gpu_gib` GiB (see the module docstring).
@@ -315,24 +333,28 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
                       f"{w} B/param" + (f" / {N}" if stage >= 2 else "") + (" + fp32 partition" if g_fp32 else "")))
 
     # ---- update activations and the log-prob head
-    seq = cfg.data.max_prompt_tokens + ro.max_new_tokens
+    lp, new = cfg.data.max_prompt_tokens, ro.max_new_tokens
+    seq = lp + new
     micro = shape.micro
-    tokens = micro * seq
-    per_layer = layer_activation_bytes(arch, w, seq, lora=m.lora.r > 0)
+    rows, row_len = update_rows(cfg, micro, shape.minibatch_rows)
+    tokens = rows * row_len  # padded tokens of one update micro-batch
+    per_layer = layer_activation_bytes(arch, w, row_len, lora=m.lora.r > 0)
     if m.gradient_checkpointing:
         act = tokens * (arch.num_layers * w * arch.hidden_size + 2 * per_layer)
     else:
         act = tokens * (arch.num_layers + 1) * per_layer
     act += tokens * (3 * w + 4) * arch.hidden_size  # final norm, the completion slice, embeddings
     vis_note = ""
-    if not m.freeze_vision and m.lora.r == 0:
-        patches = micro * _visual_tokens(cfg, arch) * arch.vision.spatial_merge_size ** 2
+    if not m.freeze_vision and m.lora.r == 0:  # one image per row (the packed path encodes each prompt's once)
+        patches = rows * _visual_tokens(cfg, arch) * arch.vision.spatial_merge_size ** 2
         blk = vision_block_bytes(arch, w)
         depth = arch.vision.depth
         act += patches * (depth * w * arch.vision.hidden_size + 2 * blk if m.gradient_checkpointing else (depth + 1) * blk)
         vis_note = f" + vision tower on {patches} patches"
+    layout = (f"{rows} packed row(s) × {row_len} tokens" if cfg.algorithm.shared_prefix
+              else f"{rows} rows × {row_len} tokens")
     items.append(Item("activations (update micro-batch)", 0.0, G(act),
-                      f"{micro} rows × {seq} tokens, {arch.num_layers} layers, checkpointing "
+                      f"{layout}, {arch.num_layers} layers, checkpointing "
                       f"{'on' if m.gradient_checkpointing else 'off'}{vis_note}"))
     chunk = min(_chunk_size(), micro * ro.max_new_tokens)
     head = chunk * arch.vocab_size * (w + 16)
@@ -355,7 +377,6 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
     rows_rank = shape.rows_per_rank
     gbs = ro.generation_batch_size
     rows_at_once = min(gbs, rows_rank) if gbs > 0 else rows_rank
-    lp = cfg.data.max_prompt_tokens
     kv_tok = arch.num_layers * 2 * arch.num_kv_heads * arch.head_dim * w  # bytes per cached position
     notes: list[str] = []
     if engine == "hf":

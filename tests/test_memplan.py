@@ -296,8 +296,9 @@ def from_pretrained(cls, *a, **k):  # the baseline: processor, data and librarie
     mark.setdefault("rss", rss())
     return _load(cls, *a, **k)
 AutoModelForImageTextToText.from_pretrained = classmethod(from_pretrained)
-from sapo_vl import ds
+from sapo_vl import ds, sampling
 ds.save_checkpoint = lambda *a, **k: None  # measure the step, not the checkpoint writer
+sampling.STOP_TOKENS = ("<|no stop token|>",)  # every completion runs to max_new_tokens: the plan's worst case
 from sapo_vl.config import load_config
 from sapo_vl.train import train
 train(load_config(sys.argv[1], sys.argv[2:]))
@@ -306,7 +307,10 @@ print("PROBE " + json.dumps({"baseline": mark["rss"], "peak": resource.getrusage
 
 
 def _measure(overrides: list[str], tmp_path: Path) -> float:
-    """Peak RSS growth (bytes) of one `sapo_vl.train.train` step, from just before the weights load."""
+    """Peak RSS growth (bytes) of one `sapo_vl.train.train` step, from just before the weights load.
+
+    Completions never stop early (no stop token), so every row has the length the plan assumes; a random model
+    would otherwise stop at random and leave the packed update shorter than the worst case."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
                # large blocks go back to the OS when freed, so RSS follows live memory, not glibc's retained heap
                MALLOC_MMAP_THRESHOLD_="65536")
