@@ -13,8 +13,10 @@ models). Per rank, for a step of this config:
   has no master copy: 8), 1/N of them from ZeRO-1 on, on the host with optimizer offload;
 - gradients: trainable parameters in the training dtype (1/N from ZeRO-2 on), plus ZeRO's fp32 gradient partition
   (ZeRO >= 1: counted through the whole update, conservative: it only exists at the optimizer step);
-- activations of one update micro-batch: `deepspeed.micro_batch_size` rows of the longest sequence the config
-  allows (`data.max_prompt_tokens` + `rollout.max_new_tokens`). Per token and text layer the autograd graph keeps
+- activations of one update micro-batch (`update_rows`): `deepspeed.micro_batch_size` rows of the longest
+  sequence the config allows (`data.max_prompt_tokens` + `rollout.max_new_tokens`), or with
+  `algorithm.shared_prefix` packed rows of a prompt and as many of its completions as fit
+  `deepspeed.micro_batch_tokens` (the padded tokens are the same; the attention mask spans a longer row). Per token and text layer the autograd graph keeps
   about w·(4H + 3Q + KV + 2·KV_sdpa + 4I + T) + 4·(2H + Q + KV) bytes (H hidden, Q = heads·head_dim,
   KV = kv_heads·head_dim, KV_sdpa = Q when grouped-query attention copies K/V for SDPA, I the MLP width, or
   k·(2H + 4I_expert) for a MoE layer routed to k experts, T the padded length; the 4-byte terms are RMSNorm's
@@ -39,8 +41,9 @@ models). Per rank, for a step of this config:
 
 The per-rank peak is the larger of the two phases; it fits when it stays under 95% of the GPU (the rest is
 left to allocator fragmentation). Host memory per node (`gpus_per_node` ranks) is reported beside it: offloaded
-optimizer state and parameters, vLLM's sleeping weights, and the load (each rank reads the whole checkpoint
-before DeepSpeed partitions it, unless ZeRO-3 loads partitioned). When the plan does not fit, `knobs` names the
+optimizer state and parameters, vLLM's sleeping weights, and the load (below ZeRO-3 each rank reads the whole
+checkpoint; under ZeRO-3 `sapo_vl.models.zero3` partitions parameters as they are created and rank 0 memory-maps
+the checkpoint once). When the plan does not fit, `knobs` names the
 config keys to turn and values that make this plan fit (least intrusive first: rows decoded at once,
 micro-batch, checkpointing, ZeRO-3, offload).
 
@@ -68,8 +71,6 @@ REDUCE_BUCKET = 5e8
 """DeepSpeed's default `reduce_bucket_size` (elements): the gradient bucket reduced at once."""
 PREFETCH_BUCKET = 5e7
 """DeepSpeed's default `stage3_prefetch_bucket_size` (elements): ZeRO-3 parameters fetched ahead."""
-HOST_SHARD_GIB = 5.0
-"""Host memory a rank holds while it reads one checkpoint shard (ZeRO-3 partitioned loading)."""
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
@@ -422,7 +423,7 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
     if engine == "vllm" and ro.vllm.enable_sleep_mode:
         host.append(("vLLM sleeping weights", G(P * w * rpn / max(1, ro.vllm.tensor_parallel_size))))
     if stage == 3:
-        host.append(("loading (ZeRO-3 partitioned: a shard per rank)", rpn * (G(P * w_ref / N) + HOST_SHARD_GIB)))
+        host.append(("loading (ZeRO-3 partitioned: rank 0 memory-maps the checkpoint)", G(P * w_ref)))
     else:
         host.append(("loading (every rank reads the whole checkpoint)", G(P * w_ref * rpn)))
 
