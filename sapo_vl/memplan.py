@@ -330,8 +330,9 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
     if mixed and stage == 0:
         g_fp32 = T * 4  # the bf16 optimizer's fp32 gradient accumulators
     g_roll = g_lp if (stage == 3 and not offload_opt) else 0.0
-    items.append(Item("gradients", G(g_roll), G(g_lp + g_fp32),
-                      f"{w} B/param" + (f" / {N}" if stage >= 2 else "") + (" + fp32 partition" if g_fp32 else "")))
+    g_note = ("host (offload): each reduced bucket goes to the fp32 partition" if offload_opt and stage >= 2 else
+              f"{w} B/param" + (f" / {N}" if stage >= 2 else "") + (" + fp32 partition" if g_fp32 else ""))
+    items.append(Item("gradients", G(g_roll), G(g_lp + g_fp32), g_note))
 
     # ---- update activations and the log-prob head
     lp, new = cfg.data.max_prompt_tokens, ro.max_new_tokens
