@@ -83,6 +83,11 @@ def test_tiny_and_local_folders_read_the_built_checkpoint(moe, tiny_dense, tiny_
     assert arch_from_config_json(folder / "config.json").param_count() == sum(p.numel() for p in model.parameters())
 
 
+def test_lora_adapter_folder_plans_with_its_base_model(tmp_path):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "Qwen/Qwen3-VL-8B-Instruct"}))
+    assert arch_for(str(tmp_path)).param_count() == known_arch("Qwen/Qwen3-VL-8B-Instruct").param_count()
+
+
 def test_unknown_models_and_other_architectures_are_named(tmp_path):
     with pytest.raises(ArchError, match="'org/SomeModel-7B'.*config.json.*Qwen3-VL-8B"):
         arch_for("org/SomeModel-7B")

@@ -8,7 +8,8 @@ against a model built on the meta device).
 
 `arch_for(name_or_path)` finds the numbers without loading anything: a known hub id (the table below, Instruct
 and Thinking share them), an embedded tiny name (`sapo-vl/tiny-qwen3-vl`, read from `sapo_vl.models.tiny`'s
-settings), or a local checkpoint folder (its config.json, `arch_from_config_json`).
+settings), or a local checkpoint folder (its config.json, `arch_from_config_json`; a LoRA adapter folder: its base
+model's).
 
 Sources of the numbers (the released config.json files, as quoted in public code that ships or checks them):
 - 2B: text 28 layers × 2048, MLP 6144, 16 heads / 8 KV heads, head dim 128, tied embeddings; vision depth 24 ×
@@ -261,6 +262,12 @@ def arch_for(name_or_path: str) -> Arch:
     if name_or_path in EMBEDDED:
         return tiny_arch(moe=EMBEDDED[name_or_path])
     p = Path(name_or_path).expanduser()
+    adapter = p / "adapter_config.json"
+    if p.is_dir() and not (p / "config.json").is_file() and adapter.is_file():  # a LoRA checkpoint: its base model
+        base = json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        if not base:
+            raise ArchError(f"{name_or_path}: adapter_config.json names no base_model_name_or_path")
+        return arch_for(base)
     if p.exists():
         return arch_from_config_json(p)
     found = known_arch(name_or_path)
