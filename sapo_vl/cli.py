@@ -6,6 +6,7 @@
     sapo-vl eval --task T --model M --out DIR       evaluate (also --suite, --list)
     sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed -m sapo_vl.train` for more)
     sapo-vl compare CONFIG --algorithms sapo,gspo,grpo   same seed and data under each algorithm, one plot
+    sapo-vl export HF_DIR OUT_DIR [--merge]         a checkpoint as a standalone transformers folder (LoRA merged)
     sapo-vl demo                                    the embedded default job (what `make demo` runs)
 
 Each subcommand's module registers its own parser; this file only wires them together.
@@ -73,6 +74,16 @@ def _add_compare(sub) -> None:
     p.set_defaults(func=compare.run)
 
 
+def _add_export(sub) -> None:
+    from . import export
+
+    p = sub.add_parser("export", help="write a checkpoint (a LoRA adapter merged into its base with --merge) as a "
+                       "standalone transformers checkpoint", description=export.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_arguments(p)
+    p.set_defaults(func=export.main)
+
+
 def _optional(register: Callable[[], None]) -> None:
     """Register a command group whose module may not exist yet in this build."""
     try:
@@ -93,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_train(sub)
     _add_compare(sub)
+    _add_export(sub)
 
     def _config():
         from .config_cli import add_config_commands

@@ -46,8 +46,9 @@ class LoraConfig:
     """LoRA rank on the language model (needs `peft`); 0 = off, train the full weights."""
     alpha: int = 16
     """LoRA scaling numerator: the update is scaled by alpha / r."""
-    dropout: float = 0.05
-    """Dropout on the LoRA input, in [0, 1)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input: must stay 0. RL needs every forward of the policy to be deterministic (π_old,
+    the loss and the sampler must compute the same function; with dropout the on-policy ratio is not 1)."""
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
@@ -138,9 +139,9 @@ class RolloutConfig:
     temperature: float = 1.0
     """Sampling temperature (> 0); 1.0 samples from the policy itself, as the importance ratios assume."""
     top_p: float = 1.0
-    """Nucleus sampling mass in (0, 1]; 1.0 = off."""
+    """Nucleus sampling mass; must stay 1.0 (off) for training: the trainer's ratios assume the full distribution."""
     top_k: int = 0
-    """Sample among the k most likely tokens; 0 = off."""
+    """Top-k sampling; must stay 0 (off) for training, for the same reason as `top_p`."""
     max_new_tokens: int = 32
     """Longest completion; longer ones are cut and counted as truncated."""
     shared_prefill: bool = True
@@ -326,7 +327,7 @@ class TrainConfig:
     resume: str | None = None
     """Resume from a checkpoint: "auto" = the newest one in the run directory, or a checkpoint path; null = fresh."""
     dry_run: bool = False
-    """Resolve the config, build the data pipeline and print the plan, without loading weights or training."""
+    """Print the per-rank memory plan offline (`sapo-vl train CONFIG --dry-run`), without loading or training."""
     format_warmup_steps: int = 0
     """Supervised steps before RL on *shuffled* answers (each prompt paired with another prompt's answer): a
     random-weight policy learns the answer format and the answer marginal, i.e. chance-level answers, but
@@ -411,7 +412,8 @@ def problems(cfg: Config) -> list[str]:
     need(m.max_pixels >= m.min_pixels, "model.max_pixels", "must be >= model.min_pixels")
     need(m.lora.r >= 0, "model.lora.r", "must be >= 0 (0 = off)")
     need(m.lora.alpha > 0, "model.lora.alpha", "must be > 0")
-    need(0 <= m.lora.dropout < 1, "model.lora.dropout", "must be in [0, 1)")
+    need(m.lora.dropout == 0, "model.lora.dropout", "must be 0: with dropout two forwards of the same weights differ, so "
+         "the on-policy importance ratio is not 1 (every dropout of the policy is off in sapo_vl)")
     need(m.lora.r == 0 or bool(m.lora.target_modules), "model.lora.target_modules", "must not be empty when LoRA is on")
 
     need(bool(d.recipes) or d.built is not None, "data.recipes", "must list at least one recipe (or set data.built)")
@@ -425,8 +427,11 @@ def problems(cfg: Config) -> list[str]:
     need(r.group_size >= 2, "rollout.group_size", "must be >= 2: advantages compare completions within a group")
     need(r.prompts_per_step >= 1, "rollout.prompts_per_step", "must be >= 1")
     need(r.temperature > 0, "rollout.temperature", "must be > 0")
-    need(0 < r.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
-    need(r.top_k >= 0, "rollout.top_k", "must be >= 0 (0 = off)")
+    need(r.top_p == 1.0, "rollout.top_p", "must be 1.0 for training: the importance ratios and π_old are of the "
+         "full (temperature-scaled) distribution, which a nucleus-truncated sampler does not draw from (eval keeps "
+         "its own --top-p)")
+    need(r.top_k == 0, "rollout.top_k", "must be 0 for training: a top-k-truncated sampler does not draw from the "
+         "distribution the trainer's log-probs and ratios are computed under (eval keeps its own settings)")
     need(r.max_new_tokens >= 1, "rollout.max_new_tokens", "must be >= 1")
     need(r.generation_batch_size >= 0, "rollout.generation_batch_size", "must be >= 0 rows (0 = all rows at once)")
     need(r.score_workers >= 0, "rollout.score_workers", "must be >= 0")

@@ -282,7 +282,10 @@ def save_checkpoint(engine, run_dir: Path, step: int, client_state: dict, *, pol
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     tdist.barrier()
-    engine.save_checkpoint(str(tmp), tag="ds", client_state=client_state)
+    # frozen parameters (a LoRA run's base model, a frozen vision tower) are not saved: a resume reloads them from
+    # the base checkpoint, as the run started
+    with _trainable_state_only(engine.module):
+        engine.save_checkpoint(str(tmp), tag="ds", client_state=client_state, exclude_frozen_parameters=True)
     with gathered(engine):  # ZeRO-3: full weights for the transformers folder (LoRA: PEFT writes the adapter)
         if dist.is_main:
             policy.save_pretrained(tmp / "hf", safe_serialization=True)
@@ -304,6 +307,23 @@ def save_checkpoint(engine, run_dir: Path, step: int, client_state: dict, *, pol
     return final
 
 
+@contextlib.contextmanager
+def _trainable_state_only(module: torch.nn.Module) -> Iterator[None]:
+    """`module.state_dict()` without frozen tensors for the duration: DeepSpeed's `exclude_frozen_parameters`
+    misses a frozen tensor saved under a second name (a tied `lm_head.weight`), this hook does not."""
+    trainable = {p.data_ptr() for p in module.parameters() if p.requires_grad}
+
+    def drop_frozen(_module, state, prefix, _meta):
+        for key in [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.data_ptr() not in trainable]:
+            del state[key]
+
+    handle = module._register_state_dict_hook(drop_frozen)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint `latest` points at if it is complete, else the newest complete one, else None."""
     root = run_dir / "checkpoints"
@@ -318,7 +338,8 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(engine, path: Path) -> dict:
     """Restore engine, optimizer and scheduler state; returns the client state saved with it."""
-    _, client = engine.load_checkpoint(str(path), tag="ds", load_optimizer_states=True, load_lr_scheduler_states=True)
+    _, client = engine.load_checkpoint(str(path), tag="ds", load_optimizer_states=True, load_lr_scheduler_states=True,
+                                       load_module_strict=False)  # frozen parameters were not saved
     if client is None:
         raise RuntimeError(f"could not load the DeepSpeed checkpoint in {path}")
     return client

@@ -7,7 +7,10 @@ each next-token distribution). The trunk runs once; the vocabulary projection an
 in the forward and in the backward. At Qwen's 151,936-token vocabulary this is what keeps the update's memory
 flat; `bench/bench_logprobs.py` measures it against the naive full log-softmax.
 
-Log-probabilities are of the temperature-scaled distribution (logits / T), the one the rollout sampled from.
+Log-probabilities are of the distribution the rollout sampled from: logits / T with the never-sampled tokens
+(`sapo_vl.sampling.NEVER_SAMPLE`: `<|image_pad|>`, `<|vision_start|>`, ...) removed from the softmax, exactly as
+the sampler removes them (`banned_ids`). Top-k / top-p sampling is refused for training (config validation), so
+no other truncation exists to mirror.
 """
 from __future__ import annotations
 
@@ -20,29 +23,44 @@ from .models.loading import hf_model
 Tensor = torch.Tensor
 
 
-def _chunk_logprobs(h: Tensor, targets: Tensor, lm_head: nn.Module, temperature: float, with_entropy: bool):
+def _logits(h: Tensor, lm_head: nn.Module, temperature: float, banned: Tensor | None) -> Tensor:
+    """(n, H) → (n, V) float32 logits / T, with the banned vocabulary entries at −inf."""
+    logits = lm_head(h).float() / temperature  # (n, V)
+    if banned is not None and banned.numel():
+        logits = logits.index_fill(-1, banned, float("-inf"))
+    return logits
+
+
+def _entropy(logits: Tensor, lse: Tensor) -> Tensor:
+    """(n, V) logits (−inf allowed), (n,) logsumexp → (n,) entropy H = lse − Σ p·logit (0·(−inf) taken as 0)."""
+    p = torch.exp(logits - lse[:, None])  # (n, V)
+    return lse - (p * logits.masked_fill(torch.isinf(logits), 0.0)).sum(-1)
+
+
+def _chunk_logprobs(h: Tensor, targets: Tensor, lm_head: nn.Module, temperature: float, with_entropy: bool,
+                    banned: Tensor | None = None):
     """(n, H) hidden, (n,) targets → (n,) log-probs and (n,) entropies (no gradient; zeros unless asked).
 
     `lm_head` is called as a module (not through its weight) so that ZeRO-3's hooks gather it, also when
     activation checkpointing recomputes the chunk in the backward pass.
     """
-    logits = lm_head(h).float() / temperature  # (n, V)
+    logits = _logits(h, lm_head, temperature, banned)  # (n, V)
     lse = torch.logsumexp(logits, dim=-1)  # (n,)
     logp = logits.gather(-1, targets[:, None])[:, 0] - lse  # (n,)
     if not with_entropy:
         return logp, torch.zeros_like(lse)
     with torch.no_grad():
-        p = torch.softmax(logits, dim=-1)  # (n, V)
-        entropy = lse - torch.bmm(p[:, None, :], logits[:, :, None])[:, 0, 0]  # (n,): H = lse − Σ p·logit
+        entropy = _entropy(logits, lse)  # (n,)
     return logp, entropy
 
 
 def chunked_logprobs(
     hidden: Tensor, lm_head: nn.Module, targets: Tensor, *, temperature: float = 1.0, chunk_size: int = 256,
-    with_entropy: bool = True,
+    with_entropy: bool = True, banned: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """hidden (N, T, H), targets (N, T) → log π(target) (N, T) and entropy (N, T), chunk by chunk.
 
+    banned: (k,) vocabulary ids left out of the softmax (the sampler's never-sampled tokens).
     Entropies are computed only when asked and never when the chunk is recomputed for the backward pass.
     """
     N, T, H = hidden.shape
@@ -52,20 +70,19 @@ def chunked_logprobs(
     for s in range(0, N * T, chunk_size):
         h, t = flat_h[s : s + chunk_size], flat_t[s : s + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
-            lp, _ = checkpoint(_chunk_logprobs, h, t, lm_head, temperature, False, use_reentrant=False)
-            ent = _chunk_entropy(h.detach(), lm_head, temperature) if with_entropy else torch.zeros_like(lp)
+            lp, _ = checkpoint(_chunk_logprobs, h, t, lm_head, temperature, False, banned, use_reentrant=False)
+            ent = _chunk_entropy(h.detach(), lm_head, temperature, banned) if with_entropy else torch.zeros_like(lp)
         else:
-            lp, ent = _chunk_logprobs(h, t, lm_head, temperature, with_entropy)
+            lp, ent = _chunk_logprobs(h, t, lm_head, temperature, with_entropy, banned)
         logps.append(lp)
         ents.append(ent)
     return torch.cat(logps).view(N, T), torch.cat(ents).view(N, T)
 
 
 @torch.no_grad()
-def _chunk_entropy(h: Tensor, lm_head: nn.Module, temperature: float) -> Tensor:
-    logits = lm_head(h).float() / temperature  # (n, V)
-    lse = torch.logsumexp(logits, dim=-1)  # (n,)
-    return lse - torch.bmm(torch.softmax(logits, dim=-1)[:, None, :], logits[:, :, None])[:, 0, 0]
+def _chunk_entropy(h: Tensor, lm_head: nn.Module, temperature: float, banned: Tensor | None = None) -> Tensor:
+    logits = _logits(h, lm_head, temperature, banned)  # (n, V)
+    return _entropy(logits, torch.logsumexp(logits, dim=-1))
 
 
 def naive_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:
@@ -77,12 +94,15 @@ class PolicyLogprobs(nn.Module):
     """The trained module: Qwen3-VL trunk + chunked vocabulary projection → completion log-probs.
 
     `self.policy` is the `transformers` model (possibly PEFT-wrapped); save it with `save_pretrained`.
+    banned_ids: vocabulary ids the sampler never samples (`sapo_vl.sampling.never_sample_ids(tokenizer)`); they are
+    left out of the softmax here too, so that π_old equals the sampling distribution.
     """
 
-    def __init__(self, policy: nn.Module, chunk_size: int = 256):
+    def __init__(self, policy: nn.Module, chunk_size: int = 256, banned_ids: list[int] | None = None):
         super().__init__()
         self.policy = policy
         self.chunk_size = chunk_size
+        self.register_buffer("banned", torch.tensor(banned_ids or [], dtype=torch.long), persistent=False)
 
     def forward(
         self,
@@ -117,7 +137,7 @@ class PolicyLogprobs(nn.Module):
         targets = input_ids[:, -n_completion:]  # (N, Lc)
         logp, entropy = chunked_logprobs(
             hidden, model.get_output_embeddings(), targets, temperature=temperature, chunk_size=self.chunk_size,
-            with_entropy=with_entropy,
+            with_entropy=with_entropy, banned=self.banned.to(input_ids.device),
         )
         if dummy is not None:
             logp = logp + 0.0 * dummy

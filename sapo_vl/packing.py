@@ -335,7 +335,8 @@ def packed_logprobs(
     h = out.last_hidden_state  # (R, L, H)
     hidden = h.reshape(-1, h.shape[-1])[batch.pred_index]  # (n, Lc, H)
     logp, entropy = chunked_logprobs(hidden, model.get_output_embeddings(), batch.targets, temperature=temperature,
-                                     chunk_size=module.chunk_size, with_entropy=with_entropy)
+                                     chunk_size=module.chunk_size, with_entropy=with_entropy,
+                                     banned=module.banned.to(hidden.device))
     if dummy is not None:
         logp = logp + 0.0 * dummy
     return logp, entropy

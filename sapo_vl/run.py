@@ -7,6 +7,7 @@ policy (LoRA, freezing and checkpointing applied), the DeepSpeed engine, the rol
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from .data.stream import PromptStream
 from .dist import Dist
 from .engines import RolloutEngine, engine_class
 from .logprobs import PolicyLogprobs
+from .sampling import NEVER_SAMPLE, token_ids
 from .losses import LOSSES
 from .models.loading import load_policy, load_processor
 from .models.zero3 import load_policy_zero3, load_reference_zero3, zero3_enabled
@@ -84,10 +86,23 @@ def build_policy(cfg: Config, device: torch.device, ds_conf: dict | None = None)
 
         lc = cfg.model.lora
         policy = get_peft_model(policy, LoraConfig(
-            r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+            r=lc.r, lora_alpha=lc.alpha, lora_dropout=0.0,
             target_modules=rf"^model\.language_model\..*\.({'|'.join(lc.target_modules)})$",
         ))
-    return policy
+        policy.peft_config["default"].base_model_name_or_path = cfg.model.name_or_path  # the name, not a cache path
+    return without_dropout(policy)
+
+
+def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Every dropout of `model` set to 0, so that each forward of the policy is deterministic: π_old passes,
+    the loss and the sampler then see the same function (the first minibatch's ratio is exactly 1)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    for conf in (getattr(model.config, "text_config", None), getattr(model.config, "vision_config", None), model.config):
+        if conf is not None and getattr(conf, "attention_dropout", 0.0):
+            conf.attention_dropout = 0.0
+    return model
 
 
 def run_dir_of(cfg: Config) -> Path:
@@ -106,13 +121,16 @@ def setup_run(cfg: Config) -> Run:
     ds_conf = ds.ds_config(cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum, world_size=dist.world_size,
                            device=dist.device)
     policy = build_policy(cfg, dist.device, ds_conf)
+    banned = token_ids(processor.tokenizer, NEVER_SAMPLE)  # out of the trainer's softmax too, as in the sampler
     ref = None
     if cfg.algorithm.kl_beta > 0 and zero3_enabled(ds_conf):  # partitioned too, in an optimizer-less engine
-        ref = load_reference_zero3(cfg.model.name_or_path, ds_conf, dtype=cfg.model.dtype, wrap=PackedPolicyLogprobs)
+        ref = load_reference_zero3(cfg.model.name_or_path, ds_conf, dtype=cfg.model.dtype,
+                                   wrap=partial(PackedPolicyLogprobs, banned_ids=banned))
     elif cfg.algorithm.kl_beta > 0:
-        ref = PolicyLogprobs(load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=dist.device)).eval()
+        ref = PolicyLogprobs(load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=dist.device),
+                             banned_ids=banned).eval()
         ref.requires_grad_(False)
-    engine = ds.create_engine(PackedPolicyLogprobs(policy), cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum,
+    engine = ds.create_engine(PackedPolicyLogprobs(policy, banned_ids=banned), cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum,
                               dist=dist, total_optimizer_steps=plan.total_optimizer_steps)
     rollout_engine = engine_class(cfg.rollout.engine)(engine, policy, processor, cfg)
     log = RunLog(run_dir, is_main=dist.is_main, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,

@@ -230,29 +230,32 @@ def finish(run: Run) -> None:
     run.say(f"run folder: {run.run_dir}")
 
 
-def dry_run(cfg: Config):
-    """Resolve the config, build the data pipeline and print the plan, without loading weights."""
-    from .models.loading import load_processor
+def dry_run(cfg: Config, *, gpus: int | None = None, gpu_gib: float = 80.0):
+    """Print the per-rank memory plan and DeepSpeed config, offline: no processor, data, weights or process group.
 
-    dist = ds.init_distributed()
-    p = batch_plan(cfg, dist.world_size)
-    say = print if dist.is_main else (lambda *a, **k: None)
-    torch.manual_seed(cfg.train.seed)
-    processor = load_processor(cfg.model.name_or_path, min_pixels=cfg.model.min_pixels,
-                               max_pixels=cfg.model.max_pixels, trust_remote_code=cfg.model.trust_remote_code)
-    stream = PromptStream(cfg.data, cfg.model, processor, seed=cfg.train.seed, rank=dist.rank, world=dist.world_size)
-    first = stream.next_batch(cfg.rollout.prompts_per_step)
-    say(f"dry run: data {[(n, w, len(r)) for n, w, r in stream.pool]}; first batch on rank 0: "
-        f"{[q.record.id for q in first]} ({[q.tokens for q in first]} prompt tokens); plan {p}")
-    say(f"deepspeed config: {ds.ds_config(cfg, micro_batch=p.micro, grad_accum=p.grad_accum, world_size=dist.world_size, device=dist.device)}")
+    gpus: ranks to plan for; default the launcher's WORLD_SIZE, else 8 (one node of the shipped configs).
+    """
+    import os
+
+    from .memplan import dry_run_report
+
+    world = gpus or int(os.environ.get("WORLD_SIZE", "8"))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(dry_run_report(cfg, world, gpu_gib=gpu_gib))
+        p = batch_plan(cfg, world)
+        device = torch.device("cuda")  # the plan is for the GPUs it names, whatever this machine has
+        print(f"deepspeed config: {ds.ds_config(cfg, micro_batch=p.micro, grad_accum=p.grad_accum, world_size=world, device=device)}")
     return run_dir_of(cfg)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="YAML config (see configs/); 'defaults' for the built-in defaults")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. algorithm.name=gspo")
-    p.add_argument("--dry-run", action="store_true", help="resolve the config, build the data pipeline and print "
-                   "the plan without loading weights")
+    p.add_argument("--dry-run", action="store_true", help="print the per-rank memory plan (weights, gradients, "
+                   "optimizer, activations, KV cache) in GiB with a verdict, offline, without loading anything")
+    p.add_argument("--gpus", type=int, default=None, help="with --dry-run: ranks to plan for (default: the "
+                   "launcher's WORLD_SIZE, else 8)")
+    p.add_argument("--gpu-gib", type=float, default=80.0, help="with --dry-run: memory per GPU in GiB (default 80)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the deepspeed launcher
 
 
@@ -264,14 +267,19 @@ def main(argv=None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .data.sources import SourceError
+    from .models.archs import ArchError
+    from .models.loading import ModelLoadError
+
     try:
         cfg = load_config(None if args.config == "defaults" else args.config, args.overrides)
         if args.dry_run:
-            cfg = load_config(None if args.config == "defaults" else args.config, [*args.overrides, "train.dry_run=true"])
-    except ConfigError as err:
+            dry_run(cfg, gpus=args.gpus, gpu_gib=args.gpu_gib)
+        else:
+            train(cfg)
+    except (ConfigError, ModelLoadError, ArchError, SourceError) as err:  # one line, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    train(cfg)
     return 0
 
 

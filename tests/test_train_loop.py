@@ -14,6 +14,7 @@ from sapo_vl.models.loading import load_policy, load_processor
 from sapo_vl.rollout import Rollout
 from sapo_vl.sampling import sample_completions
 from sapo_vl.batch_plan import batch_plan as plan
+from train_helpers import REPO
 from sapo_vl.update import rollout_logprobs, update_policy
 
 
@@ -104,13 +105,26 @@ def test_plan_arithmetic_and_errors():
         plan(bad, 1)
 
 
-def test_dry_run_prints_the_plan_without_weights(tmp_path, capsys, tiny_dense):
+@pytest.mark.parametrize("config", sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").glob("*.yaml")))
+def test_dry_run_of_every_shipped_config_plans_offline_and_fits(tmp_path, capsys, monkeypatch, config):
     from sapo_vl.cli import main
 
-    assert main(["train", "configs/demo.yaml", "--dry-run", f"logging.out_dir={tmp_path}"]) == 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(REPO)
+    assert main(["train", config, "--dry-run", f"logging.out_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert "dry run" in out and "synthetic_color" in out and "train_micro_batch_size_per_gpu" in out
-    assert not (tmp_path / "demo" / "checkpoints").exists()
+    assert "GiB" in out and "train_micro_batch_size_per_gpu" in out
+    assert "does not fit" not in out.lower() and "fits" in out.lower(), out
+    assert not list(tmp_path.iterdir())  # nothing loaded, nothing written
+
+
+def test_dry_run_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    from sapo_vl.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["train", "configs/demo.yaml", "--dry-run", "model.name_or_path=Qwen/Qwen3-VL-999B"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "Qwen/Qwen3-VL-999B" in err and "\n" not in err
 
 
 def test_ds_config_from_ours_and_users_json(tmp_path):

@@ -38,8 +38,9 @@ def resolve_model_path(name_or_path: str) -> str:
         return str(cached_tiny_checkpoint(**EMBEDDED_MODELS[name_or_path]))
     p = Path(name_or_path).expanduser()
     if p.exists():
-        if not (p / "config.json").is_file():
-            raise ModelLoadError(f"model folder {name_or_path!r} has no config.json: not a Hugging Face checkpoint")
+        if not (p / "config.json").is_file() and adapter_base(p) is None:
+            raise ModelLoadError(f"model folder {name_or_path!r} has no config.json (nor adapter_config.json): "
+                                 "not a Hugging Face checkpoint")
         return str(p)
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1
     if looks_local:
@@ -80,11 +81,30 @@ def _wrap_hub_error(name: str, err: Exception) -> ModelLoadError:
     return ModelLoadError(f"could not load {name!r}: {why} -- {todo}")
 
 
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model a PEFT adapter folder (a LoRA run's `checkpoints/step_N/hf`) was trained on, or None when
+    `folder` is not an adapter folder (it has a config.json, or no adapter_config.json)."""
+    import json
+
+    folder = Path(folder)
+    if (folder / "config.json").is_file() or not (folder / "adapter_config.json").is_file():
+        return None
+    base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelLoadError(f"adapter folder {str(folder)!r}: adapter_config.json names no base_model_name_or_path")
+    return base
+
+
 def check_qwen_vl(name_or_path: str, trust_remote_code: bool = False) -> str:
-    """Resolve the name and make sure its config is a Qwen-VL model; returns the resolved path or hub id."""
+    """Resolve the name and make sure its config is a Qwen-VL model; returns the resolved path or hub id.
+    An adapter folder is checked through the base model it names."""
     from transformers import AutoConfig
 
     path = resolve_model_path(name_or_path)
+    base = adapter_base(path) if Path(path).is_dir() else None
+    if base is not None:
+        check_qwen_vl(base, trust_remote_code)
+        return path
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -118,6 +138,9 @@ def load_processor(
     from transformers import AutoProcessor
 
     path = check_qwen_vl(name_or_path, trust_remote_code)
+    base = adapter_base(path) if Path(path).is_dir() else None
+    if base is not None and not (Path(path) / "preprocessor_config.json").is_file():
+        path = check_qwen_vl(base, trust_remote_code)  # an adapter saved without its processor: the base's
     try:
         proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -147,10 +170,21 @@ def load_policy(
     attn_implementation: str | None = "sdpa",
     trust_remote_code: bool = False,
 ):
-    """`AutoModelForImageTextToText.from_pretrained` from safetensors only, in the resolved dtype."""
+    """`AutoModelForImageTextToText.from_pretrained` from safetensors only, in the resolved dtype.
+
+    A LoRA adapter folder (what a LoRA run saves as `checkpoints/step_N/hf`) loads its base model, named in its
+    adapter_config.json, with the adapter merged into the weights: a plain `transformers` model.
+    """
     from transformers import AutoModelForImageTextToText
 
     path = check_qwen_vl(name_or_path, trust_remote_code)
+    base = adapter_base(path) if Path(path).is_dir() else None
+    if base is not None:
+        from peft import PeftModel
+
+        model = load_policy(base, dtype=dtype, device=device, attn_implementation=attn_implementation,
+                            trust_remote_code=trust_remote_code)
+        return PeftModel.from_pretrained(model, path).merge_and_unload()
     kwargs: dict[str, Any] = dict(
         dtype=resolve_dtype(dtype, device), use_safetensors=True, trust_remote_code=trust_remote_code
     )
