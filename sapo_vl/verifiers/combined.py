@@ -22,7 +22,9 @@ import math
 from typing import Mapping
 
 from . import format as format_verifier
+from .params import check_params_in
 from .result import VerifierConfigError, VerifierResult
+from .single import SINGLE_VERIFIERS
 
 DEFAULT_WEIGHTS = {"accuracy": 0.9, "format": 0.1}
 
@@ -52,22 +54,20 @@ def verify(response: str, answer: str, *, accuracy: str, accuracy_params: Mappin
         format_params: the format verifier's parameters (`style`, `think_prefilled`).
         weights: {"accuracy": w_a, "format": w_f}, each >= 0, not both 0; normalised by their sum.
     """
-    from .registry import VERIFIERS, check_params  # here, not at import: the registry imports this module
-
-    if accuracy not in VERIFIERS or accuracy in ("combined", "format"):
-        valid = sorted(set(VERIFIERS) - {"combined", "format"})
+    if accuracy not in SINGLE_VERIFIERS or accuracy == "format":
+        valid = sorted(set(SINGLE_VERIFIERS) - {"format"})
         raise VerifierConfigError(f"combined: accuracy must be one of {valid}, got {accuracy!r}")
     w = _check_weights(weights)
     accuracy_params = dict(accuracy_params or {})
     format_params = dict(format_params or {})
-    check_params(accuracy, accuracy_params)
-    check_params("format", format_params)
+    check_params_in(SINGLE_VERIFIERS, accuracy, accuracy_params)
+    check_params_in(SINGLE_VERIFIERS, "format", format_params)
 
     parts = []
     total = 0.0
     extracted = None
     if w["accuracy"] > 0:
-        acc = VERIFIERS[accuracy](response, answer, **accuracy_params)
+        acc = SINGLE_VERIFIERS[accuracy](response, answer, **accuracy_params)
         total += w["accuracy"] * acc.score
         extracted = acc.extracted
         parts.append(f"accuracy {acc.score:g} ({acc.reason})")
