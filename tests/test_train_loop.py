@@ -175,17 +175,6 @@ def test_lora_policy_trains_only_adapters_and_frozen_vision_stays(tiny_dense):
     assert all(p.grad is not None for n, p in policy.named_parameters() if p.requires_grad)
 
 
-def test_compare_report_writes_plot_and_tables(tmp_path, capsys):
-    from sapo_vl.compare import report
-
-    runs = {a: [{"step": i, "reward_mean": (i + k) / 10, "accuracy": 0.5} for i in range(6)]
-            for k, a in enumerate(["sapo", "gspo", "grpo"])}
-    assert report(runs, tmp_path / "cmp") == 0
-    md = (tmp_path / "cmp.md").read_text()
-    assert md.count("\n") == 5 and "| sapo | 6 | 0.000 |" in md
-    assert (tmp_path / "cmp.png").stat().st_size > 1000 and (tmp_path / "cmp.csv").exists()
-
-
 def test_format_warmup_lowers_the_answer_loss_through_the_engine(tiny_dense):
     from sapo_vl.data.stream import PromptStream
     from sapo_vl.update import format_warmup

@@ -1,0 +1,156 @@
+"""`sapo-vl compare`: the summary arithmetic on hand-made metric rows, the report files, skipping complete runs,
+and (slow) the CLI end to end on the tiny model."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from sapo_vl import compare
+from sapo_vl.compare import collapses, mean_std, run_summary, smooth, steps_to_threshold, summarize
+
+
+def test_smooth_is_a_trailing_moving_average():
+    assert smooth([0.0, 1.0, 2.0, 3.0], 2) == [0.0, 0.5, 1.5, 2.5]
+    assert smooth([0.0, 1.0, 2.0, 3.0], 1) == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_steps_to_threshold_counts_steps_up_to_the_first_reach():
+    assert steps_to_threshold([0.1, 0.5, 0.6, 0.4, 0.9], 0.6) == 3  # index 2 reaches 0.6 exactly: 3 steps run
+    assert steps_to_threshold([0.7], 0.6) == 1
+    assert steps_to_threshold([0.1, 0.59], 0.6) is None
+
+
+def test_collapses_count_episodes_below_the_running_best():
+    assert collapses([0.1, 0.2, 0.3]) == 0
+    # best 0.8; 0.65 is 0.15 below (no); 0.55 is 0.25 below (one episode); 0.5 still below (same episode)
+    assert collapses([0.5, 0.8, 0.65, 0.55, 0.5]) == 1
+    # back to within 0.2 (0.7 vs best 0.8) ends it; 0.55 again opens a second episode
+    assert collapses([0.8, 0.5, 0.7, 0.55]) == 2
+    # a new best during recovery raises the bar: best 0.9 at index 3, then 0.65 is 0.25 below
+    assert collapses([0.8, 0.5, 0.9, 0.9, 0.65]) == 2
+    assert collapses([1.0, 0.75], drop=0.25) == 0  # exactly `drop` below is not "more than"
+    assert collapses([0.3, 0.0], drop=0.5) == 0 and collapses([0.6, 0.0], drop=0.5) == 1
+
+
+def test_mean_std_uses_the_sample_std_and_skips_none():
+    got = mean_std([1.0, 2.0, 3.0, None])
+    assert got["mean"] == 2.0 and got["std"] == pytest.approx(1.0) and got["n"] == 3  # sqrt((1+0+1)/2)
+    assert mean_std([5.0]) == {"mean": 5.0, "std": 0.0, "n": 1}
+    assert mean_std([None, None]) == {"mean": None, "std": None, "n": 0}
+
+
+def _rows(rewards, **const):
+    return [{"step": i, "reward_mean": r, **const} for i, r in enumerate(rewards)]
+
+
+def test_run_summary_on_hand_made_rows():
+    # 12 steps: reward 0 for 2 steps, then 1 for 10; final = mean of the last 10 = 1.0; mean = 10/12
+    sapo = _rows([0.0, 0.0] + [1.0] * 10, ratio_seq_var=0.02, gate_weight_mean=0.8, soft_suppressed_frac=0.1)
+    got = run_summary(sapo, threshold=0.5, smooth_k=2)
+    assert got["final_reward"] == 1.0 and got["mean_reward"] == pytest.approx(10 / 12)
+    assert got["steps_to_threshold"] == 3  # smoothed [0, 0, 0.5, 1, ...]: index 2 reaches 0.5
+    assert got["collapses"] == 0 and got["ratio_seq_var"] == pytest.approx(0.02)
+    assert got["gate_weight_mean"] == pytest.approx(0.8) and got["clip_frac"] is None and got["clip_frac_low"] is None
+    grpo = _rows([1.0, 1.0, 0.0, 0.0], clip_frac_low=0.1, clip_frac_high=0.05)
+    got = run_summary(grpo, threshold=0.5, smooth_k=1)
+    assert got["collapses"] == 1 and got["clip_frac"] == pytest.approx(0.15) and got["gate_weight_mean"] is None
+    assert got["final_reward"] == 0.5  # fewer than 10 steps: the mean of all of them
+
+
+def test_summarize_gives_mean_and_std_over_seeds():
+    runs = {"sapo": {0: _rows([0.2] * 10), 1: _rows([0.4] * 10), 2: _rows([0.9] * 10)}}
+    s = summarize(runs, threshold=0.6, smooth_k=1)["sapo"]
+    o = s["over_seeds"]
+    assert o["final_reward"]["mean"] == pytest.approx(0.5)
+    assert o["final_reward"]["std"] == pytest.approx(math.sqrt((0.09 + 0.01 + 0.16) / 2))
+    assert o["reached"] == 1 and o["steps_to_threshold"] == {"mean": 1.0, "std": 0.0, "n": 1}
+    assert s["seeds"][1]["steps_to_threshold"] is None
+
+
+def test_report_writes_summary_table_and_plot(tmp_path, capsys):
+    runs = {"sapo": {s: _rows([0.1 * i + 0.05 * s for i in range(8)], ratio_seq_var=0.01, gate_weight_mean=0.7,
+                              soft_suppressed_frac=0.2) for s in (0, 1)},
+            "grpo": {s: _rows([0.05 * i for i in range(8)], ratio_seq_var=0.03, clip_frac_low=0.1,
+                              clip_frac_high=0.2) for s in (0, 1)}}
+    assert compare.report(runs, tmp_path / "cmp", threshold=0.5, smooth_k=1) == 0
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    assert set(summary["algorithms"]) == {"sapo", "grpo"} and summary["settings"]["threshold"] == 0.5
+    # sapo seed 0 reaches 0.5 at i=5 (6 steps), seed 1 (0.05 higher) at i=5 too: 0.55 >= 0.5, 0.45 < 0.5 at i=4
+    assert summary["algorithms"]["sapo"]["over_seeds"]["steps_to_threshold"]["mean"] == 6.0
+    assert summary["algorithms"]["grpo"]["over_seeds"]["reached"] == 0  # 0.35 at most
+    md = (tmp_path / "cmp" / "summary.md").read_text()
+    lines = md.strip().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| sapo | 2 |") and "never (0/2)" in lines[3]
+    assert "0.300 ± 0.000" in lines[3]  # grpo clip fraction low + high, same for both seeds
+    assert md in capsys.readouterr().out
+    assert (tmp_path / "cmp" / "curves.png").stat().st_size > 5000
+
+
+def test_complete_runs_are_not_run_again(tmp_path, monkeypatch):
+    """A comparison whose metric logs all reach train.steps only reports: no training process starts."""
+    for a in ("sapo", "gspo"):
+        for s in (3, 4):
+            d = tmp_path / f"cmp-{a}-s{s}"
+            d.mkdir()
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows([0.5, 0.7, 0.8])))
+
+    def no_training(*a, **k):
+        raise AssertionError("a complete run was started again")
+
+    monkeypatch.setattr(subprocess, "Popen", no_training)
+    args = _args("configs/demo.yaml", [f"logging.out_dir={tmp_path}", "logging.run_name=cmp", "train.steps=3"],
+                 algorithms="sapo,gspo", seeds="3,4")
+    assert compare.run(args) == 0
+    summary = json.loads((tmp_path / "cmp-comparison" / "summary.json").read_text())["algorithms"]
+    assert set(summary["gspo"]["seeds"]) == {"3", "4"}
+    # one more step asked for: the logs are no longer complete
+    assert not compare.complete(tmp_path / "cmp-sapo-s3" / "metrics.jsonl", 4)
+
+
+def test_bad_metric_line_names_the_file_and_line(tmp_path):
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"step": 0, "reward_mean": 0.1}\n{"step": 1\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2"):
+        compare.complete(p, 2)
+
+
+def test_bad_seed_is_a_clear_error(capsys):
+    assert compare.run(_args("configs/demo.yaml", [], algorithms="sapo", seeds="0,x")) == 2
+    assert "invalid literal" in capsys.readouterr().err
+
+
+def _args(config, overrides, **kw):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    compare.add_arguments(p)
+    flags = [x for k, v in kw.items() for x in (f"--{k}", v)]
+    return p.parse_args([config, *overrides, *flags])
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_two_algorithms_two_seeds(tmp_path, tiny_dense):
+    """2 algorithms × 2 seeds of 2 steps on the tiny dense model through `sapo-vl compare`; then a second call
+    finds every run complete and only reports."""
+    from train_helpers import REPO, small_overrides
+
+    ov = small_overrides(tmp_path, "cmp", **{"model.name_or_path": str(tiny_dense), "logging.plots": "false",
+                                              "logging.sample_every": 0})
+    cmd = [sys.executable, "-m", "sapo_vl.cli", "compare", "configs/demo.yaml", *ov, "--algorithms", "sapo,grpo",
+           "--seeds", "0,1", "--jobs", "2"]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    summary = json.loads((tmp_path / "cmp-comparison" / "summary.json").read_text())["algorithms"]
+    assert set(summary) == {"sapo", "grpo"}
+    for a in summary:
+        assert set(summary[a]["seeds"]) == {"0", "1"}
+        assert all(s["steps"] == 2 for s in summary[a]["seeds"].values())
+    assert summary["sapo"]["over_seeds"]["gate_weight_mean"]["n"] == 2
+    assert summary["grpo"]["over_seeds"]["clip_frac"]["n"] == 2 and summary["grpo"]["over_seeds"]["gate_weight_mean"]["n"] == 0
+    # the two seeds drew different data: their first rollouts differ
+    first = [json.loads((tmp_path / f"cmp-sapo-s{s}" / "metrics.jsonl").read_text().splitlines()[0]) for s in (0, 1)]
+    assert first[0] != first[1]
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("complete, not run again") == 4
