@@ -6,10 +6,10 @@ Every parity check compares vLLM's log-prob of each sampled token with the train
 import pytest
 import torch
 
-from conftest import PROMPTS, load, max_gap, prompt_images, trainer_logprobs, vllm_config
-
 pytestmark = pytest.mark.vllm
-pytest.importorskip("vllm")
+pytest.importorskip("vllm.entrypoints.llm")  # the real vLLM, not a namespace package
+
+from vllm_helpers import PROMPTS, load, max_gap, prompt_images, trainer_logprobs, vllm_config  # noqa: E402
 
 from sapo_vl.engines import engine_class  # noqa: E402
 from sapo_vl.engines.base import RolloutEngine, SamplingSettings  # noqa: E402

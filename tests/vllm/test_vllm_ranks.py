@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.vllm
-pytest.importorskip("vllm")
+pytest.importorskip("vllm.entrypoints.llm")  # the real vLLM, not a namespace package
 
 HERE = Path(__file__).parent
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 
-from conftest import PROMPTS, load, max_gap, prompt_images, trainer_logprobs, vllm_config  # noqa: E402
+from vllm_helpers import PROMPTS, load, max_gap, prompt_images, trainer_logprobs, vllm_config  # noqa: E402
 from sapo_vl import ds  # noqa: E402
 from sapo_vl.engines.base import SamplingSettings  # noqa: E402
 from sapo_vl.engines.vllm_engine import VLLMEngine  # noqa: E402
