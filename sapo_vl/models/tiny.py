@@ -13,9 +13,10 @@ the same calls as `Qwen/Qwen3-VL-2B-Instruct` (`AutoProcessor` / `AutoModelForIm
 
 The same seed gives the same bytes. Nothing downstream knows the checkpoint is tiny.
 
-`head_dim` and `mrope_section` size the text attention heads. vLLM's CPU attention needs head_dim >= 32 (in its
-supported list) and M-RoPE sections summing to head_dim / 2: `head_dim=32, mrope_section=(6, 5, 5)`
-(`VLLM_TEXT_HEADS`) keeps Qwen3-VL-2B's proportions ([24, 20, 20] for 128) and runs under both engines.
+`head_dim` and `mrope_section` size the text attention heads. The defaults, head_dim 32 with M-RoPE sections
+[6, 5, 5] (`VLLM_TEXT_HEADS`), are what vLLM's CPU attention accepts (head_dim >= 32, in its supported list;
+sections summing to head_dim / 2), in Qwen3-VL-2B's proportions ([24, 20, 20] for 128), so the embedded
+checkpoints run under both rollout engines.
 """
 from __future__ import annotations
 
@@ -62,9 +63,9 @@ CHAT_TEMPLATE = (
 TRAINED_VOCAB = 768  # byte alphabet (256) + merges; special tokens come after
 MIN_PIXELS = 32 * 32  # one merged 2×2 block of 16-pixel patches
 MAX_PIXELS = 128 * 128  # ≤ 64 image tokens per image: small and fast on a CPU
-HEAD_DIM, MROPE_SECTION = 16, (2, 3, 3)  # the default text heads (the sections sum to head_dim / 2)
+HEAD_DIM, MROPE_SECTION = 32, (6, 5, 5)  # the default text heads (the sections sum to head_dim / 2)
 VLLM_TEXT_HEADS = {"head_dim": 32, "mrope_section": (6, 5, 5)}
-"""Text-head sizes that vLLM's CPU attention accepts (pass as `**VLLM_TEXT_HEADS` to the builders)."""
+"""Text-head sizes that vLLM's CPU attention accepts (the defaults; `**VLLM_TEXT_HEADS` says so explicitly)."""
 
 _WORDS = (
     "red green blue yellow orange purple black white gray brown pink cyan color colour dominant image picture "
@@ -224,8 +225,7 @@ def cached_tiny_checkpoint(*, moe: bool = False, seed: int = 0, cache_dir: str |
     import transformers
 
     root = Path(cache_dir or os.environ.get("SAPO_VL_CACHE") or Path.home() / ".cache" / "sapo_vl")
-    heads = "" if (head_dim, tuple(mrope_section)) == (HEAD_DIM, MROPE_SECTION) else \
-        f"-hd{head_dim}-mrope{'_'.join(map(str, mrope_section))}"
+    heads = f"-hd{head_dim}-mrope{'_'.join(map(str, mrope_section))}"  # in every name: caches of other heads differ
     name = f"tiny-qwen3-vl{'-moe' if moe else ''}{heads}-seed{seed}-tf{transformers.__version__}"
     target = root / name
     if (target / "config.json").exists():
