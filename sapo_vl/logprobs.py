@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .models.loading import hf_model
+from .sampling import rope_positions
 
 Tensor = torch.Tensor
 
@@ -129,9 +130,11 @@ class PolicyLogprobs(nn.Module):
             encoded = {"image": model.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)}
         elif touch_vision:
             dummy = _dummy_vision(model, input_ids.device)
+        # positions as the sampler numbered them (a row's first real token at 0, whatever its left padding)
+        positions = rope_positions(model, input_ids, mm_token_type_ids, attention_mask, image_grid_thw)[0]
         out = model.model(
             input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
-            image_grid_thw=image_grid_thw, mm_encoder_outputs=encoded, use_cache=False,
+            image_grid_thw=image_grid_thw, mm_encoder_outputs=encoded, use_cache=False, position_ids=positions,
         )
         hidden = out.last_hidden_state[:, -n_completion - 1 : -1]  # (N, Lc, H): position t predicts token t+1
         targets = input_ids[:, -n_completion:]  # (N, Lc)
