@@ -32,7 +32,6 @@ Departures from the row path, all deliberate:
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -43,6 +42,7 @@ import torch.distributed as tdist
 from . import ds
 from .logprobs import PolicyLogprobs, _dummy_vision, chunked_logprobs
 from .models.loading import hf_model
+from .runlog import UpdateStats
 
 Tensor = torch.Tensor
 PackedRow = tuple[int, tuple[int, ...]]
@@ -402,9 +402,9 @@ def packed_update_policy(engine, table: PromptTable, advantages: Tensor, loss_ma
     Returns loss stats (token-weighted means; `padding_frac`, `vision_patches`, `micro_batches` of the packing)
     and the number of skipped optimizer steps.
     """
-    agg: dict[str, float] = defaultdict(float)
+    acc = UpdateStats()
     pack: dict[str, float] = defaultdict(float)
-    weight_sum, skipped = 0.0, 0
+    skipped = 0
     ent_sum = ent_tokens = 0.0
     gen = torch.Generator().manual_seed(seed)
     n = table.completion_ids.shape[0]
@@ -428,19 +428,17 @@ def packed_update_policy(engine, table: PromptTable, advantages: Tensor, loss_ma
                 loss, stats = loss_fn(logp, old, adv.to(device), mask, ref_logprobs=ref,
                                       global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
                 if ds.all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
-                    bad = True  # keep every rank's collectives in step: back-propagate an exact zero instead
-                    loss = logp.sum() * 0.0
+                    bad = True  # the whole optimizer step is dropped, on every rank
+                    loss = ds.poisoned(loss, logp)
                 ds.backward(engine, loss, world_size)
-                ds.optimizer_step(engine, skip=bad and engine.is_gradient_accumulation_boundary())
+                ds.optimizer_step(engine, skip=bad)
                 w = float(mask.sum())
                 if first_pass:
                     ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
-                weight_sum += w
-                for k, v in stats.items():
-                    agg[k] += w * (v if math.isfinite(v) else 0.0)
+                acc.add(stats, w)
                 _count(pack, batch)
             skipped += int(bad)
-    out = {k: v / max(weight_sum, 1.0) for k, v in agg.items()}
+    out = acc.result(mu * num_minibatches)
     if ent_tokens:
         out["entropy_update"] = ent_sum / ent_tokens
     out["padding_frac"] = 1.0 - pack["real_tokens"] / max(pack["padded_tokens"], 1.0)

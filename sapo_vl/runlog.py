@@ -195,3 +195,41 @@ def step_metrics(rollout, *, all_rewards, all_advantages, zero_std: float, updat
         **extra,
     )
     return metrics
+
+
+class UpdateStats:
+    """The loss stats of one update phase, accumulated over micro-batches and then over all ranks.
+
+    The losses (`SUMMED`) carry global normalisers, so their micro-batch parts *sum* to the optimizer step's loss:
+    they are summed over micro-batches and ranks and averaged over optimizer steps (the logged loss then does not
+    change with gradient accumulation or the number of ranks). Every other stat is a mean over tokens and is
+    averaged weighted by each micro-batch's loss tokens, over all ranks.
+    """
+
+    SUMMED = ("loss", "pg_loss")
+
+    def __init__(self) -> None:
+        self.weighted: dict[str, float] = {}
+        self.sums: dict[str, float] = {}
+        self.tokens = 0.0
+
+    def add(self, stats: dict[str, float], tokens: float) -> None:
+        """One micro-batch's stats (non-finite values count as 0) and its number of loss tokens."""
+        self.tokens += tokens
+        for k, v in stats.items():
+            v = v if math.isfinite(v) else 0.0
+            if k in self.SUMMED:
+                self.sums[k] = self.sums.get(k, 0.0) + v
+            else:
+                self.weighted[k] = self.weighted.get(k, 0.0) + tokens * v
+
+    def result(self, optimizer_steps: int) -> dict[str, float]:
+        """Global values (the same on every rank): token-weighted means and mean optimizer-step losses."""
+        from . import ds
+
+        keys, sum_keys = sorted(self.weighted), sorted(self.sums)
+        red = ds.all_reduce([self.weighted[k] for k in keys] + [self.tokens] + [self.sums[k] for k in sum_keys])
+        total = max(red[len(keys)], 1.0)
+        out = {k: v / total for k, v in zip(keys, red)}
+        out.update({k: v / max(optimizer_steps, 1) for k, v in zip(sum_keys, red[len(keys) + 1 :])})
+        return out

@@ -5,9 +5,7 @@ micro-batch gradients sum (and DeepSpeed's all-reduce averages) to exactly the m
 """
 from __future__ import annotations
 
-import math
 import random
-from collections import defaultdict
 
 import torch
 import torch.distributed as tdist
@@ -18,6 +16,7 @@ from .data.stream import PromptStream
 from .dist import Dist
 from .models.loading import encode_prompts
 from .rollout import Rollout
+from .runlog import UpdateStats
 from .sampling import Samples
 
 
@@ -72,9 +71,8 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: Ba
             limits=packing.update_limits(table, plan.micro, micro_tokens), mu=mu, num_minibatches=num_minibatches,
             temperature=temperature, world_size=dist.world_size, device=dist.device, seed=seed,
             touch_vision=touch_vision)
-    agg: dict[str, float] = defaultdict(float)
-    sums: dict[str, float] = defaultdict(float)
-    weight_sum, skipped = 0.0, 0
+    acc = UpdateStats()
+    skipped = 0
     ent_sum = ent_tokens = 0.0  # entropy of the first pass, when no π_old pass measured it
     gen = torch.Generator().manual_seed(seed)
     n, mb_rows = rollout.n, plan.minibatch_rows
@@ -102,41 +100,12 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: Ba
                 w = float(mask.sum())
                 if first_pass:
                     ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
-                weight_sum += w
-                add_micro_stats(agg, sums, stats, w)
+                acc.add(stats, w)
             skipped += int(bad)
-    stats = finish_stats(agg, weight_sum, sums, mu * num_minibatches)
+    stats = acc.result(mu * num_minibatches)
     if ent_tokens:
         stats["entropy_update"] = ent_sum / ent_tokens
     return stats, skipped
-
-
-SUMMED_STATS = ("loss", "pg_loss")
-"""Loss values whose micro-batch parts *sum* to the optimizer step's value (they carry global normalisers); every
-other stat is a mean over tokens and is averaged weighted by tokens."""
-
-
-def add_micro_stats(agg: dict[str, float], sums: dict[str, float], stats: dict[str, float], weight: float) -> None:
-    """Accumulate one micro-batch's loss stats: summed losses as they are, means weighted by `weight` tokens."""
-    for k, v in stats.items():
-        v = v if math.isfinite(v) else 0.0
-        if k in SUMMED_STATS:
-            sums[k] += v
-        else:
-            agg[k] += weight * v
-
-
-def finish_stats(agg: dict[str, float], weight_sum: float, sums: dict[str, float], optimizer_steps: int
-                 ) -> dict[str, float]:
-    """Token-weighted means over all ranks, and the summed losses as the mean optimizer-step loss over all ranks
-    (so the logged loss does not change with gradient accumulation or the number of ranks)."""
-    keys = sorted(agg)
-    red = ds.all_reduce([agg[k] for k in keys] + [weight_sum])
-    out = {k: v / max(red[-1], 1.0) for k, v in zip(keys, red)}
-    sum_keys = sorted(sums)
-    for k, v in zip(sum_keys, ds.all_reduce([sums[k] for k in sum_keys])):
-        out[k] = v / max(optimizer_steps, 1)
-    return out
 
 
 def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: BatchPlan, dist: Dist,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
-from PIL import Image, ImageFont
+from PIL import ImageFont
 
 from .images import encode_png as png  # noqa: F401  (recipes draw images and store them with the one PNG encoder)
 
