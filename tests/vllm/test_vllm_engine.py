@@ -1,7 +1,8 @@
 """The vLLM rollout engine against the trainer: same prompt tokens, same log-probs, before and after weight syncs.
 
 Every parity check compares vLLM's log-prob of each sampled token with the trainer's teacher-forced one
-(`PolicyLogprobs`, renormalised without the banned tokens as the sampler is), in float32, to <= 1e-4.
+(`PolicyLogprobs` with the never-sampled tokens out of its softmax, as the training run builds it), in float32,
+to <= 1e-4.
 """
 import pytest
 import torch

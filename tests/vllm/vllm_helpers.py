@@ -53,18 +53,15 @@ def load(path, cfg):
 
 @torch.no_grad()
 def trainer_logprobs(policy, processor, prompts, images, samples) -> torch.Tensor:
-    """(B·G, Lc) the trainer's teacher-forced log-probs of the sampled tokens, under the sampling distribution.
-
-    `PolicyLogprobs` (what the update uses) gives log π over the whole vocabulary; the sampler never draws the
-    banned tokens, so its distribution is π renormalised without them: log π − log(1 − Σ_banned π).
-    """
+    """(B·G, Lc) the trainer's teacher-forced log-probs of the sampled tokens: `PolicyLogprobs` as the training
+    run builds it (the never-sampled tokens out of its softmax, as out of the sampler's), one prompt's G rows at a
+    time."""
     from sapo_vl.logprobs import PolicyLogprobs
     from sapo_vl.models.loading import encode_prompts
     from sapo_vl.sampling import NEVER_SAMPLE, token_ids
 
     G = samples.group_size
-    module = PolicyLogprobs(policy).eval()
-    banned = torch.tensor(token_ids(processor.tokenizer, NEVER_SAMPLE))
+    module = PolicyLogprobs(policy, banned_ids=token_ids(processor.tokenizer, NEVER_SAMPLE)).eval()
     lc = samples.completion_ids.shape[1]
     out = torch.zeros(len(prompts) * G, lc)
     for b, (p, ims) in enumerate(zip(prompts, images)):
@@ -74,12 +71,9 @@ def trainer_logprobs(policy, processor, prompts, images, samples) -> torch.Tenso
         ids = torch.cat([enc["input_ids"], comp], 1)  # (G, Lp + Lc)
         attn = torch.cat([enc["attention_mask"], cmask], 1)
         mm = torch.cat([enc["mm_token_type_ids"], torch.zeros_like(comp)], 1)
-        pix, grid = enc.get("pixel_values"), enc.get("image_grid_thw")
-        logp, _ = module(ids, attn, mm, lc, pixel_values=pix, image_grid_thw=grid, with_entropy=False)  # (G, Lc)
-        logits = policy(input_ids=ids, attention_mask=attn, mm_token_type_ids=mm, pixel_values=pix,
-                        image_grid_thw=grid).logits[:, -lc - 1 : -1].float()  # (G, Lc, V)
-        kept = 1.0 - torch.softmax(logits, -1)[..., banned].sum(-1)  # (G, Lc): mass the sampler may draw from
-        out[rows] = (logp - kept.log()) * cmask
+        logp, _ = module(ids, attn, mm, lc, pixel_values=enc.get("pixel_values"),
+                         image_grid_thw=enc.get("image_grid_thw"), with_entropy=False)  # (G, Lc)
+        out[rows] = logp * cmask
     return out
 
 
