@@ -5,7 +5,7 @@
 Rank 0 holds image prompts, rank 1 text-only ones (the vision tower runs on a dummy there). Both paths run through
 the engine from the same weights: the row path (`Rollout.micro_batch`, one micro-batch), then the packed path
 (token-budget micro-batches, as many on every rank). For each, the full gradients are gathered from the ZeRO-3
-partitions before a learning-rate-0 step clears them. Rank 0 writes the largest relative gaps.
+partitions, then cleared without an optimizer step. Rank 0 writes the largest relative gaps.
 """
 import json
 import sys
@@ -53,7 +53,7 @@ def main(model_dir: str, out_path: str) -> None:
     want[:, : lp.shape[1]] = lp.detach()
     ds.backward(engine, (lp * mask[:, : lp.shape[1]] * weights[:, : lp.shape[1]]).sum(), dist.world_size)
     g_want = full_grads(engine)
-    ds.optimizer_step(engine, skip=True)
+    engine.optimizer.zero_grad()  # no step: a learning-rate-0 step moves ZeRO-3 MoE weights (measured)
 
     # the packed path: small token budget, so groups are cut and ranks need different counts before equalising
     table = packing.prompt_table(ro, engine.module.policy)
@@ -67,7 +67,7 @@ def main(model_dir: str, out_path: str) -> None:
         got[r, :lc] = lp.detach()
         ds.backward(engine, (lp * mask[r, :lc] * weights[r, :lc]).sum(), dist.world_size)
     g_got = full_grads(engine)
-    ds.optimizer_step(engine, skip=True)
+    engine.optimizer.zero_grad()
 
     m = ro.completion_mask.bool()
     logp_gap = float((got[m] - want[m]).norm() / want[m].norm())
