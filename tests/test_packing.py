@@ -213,7 +213,8 @@ def test_flash_attention_is_refused_with_the_key_to_change(tiny_dense):
 
 # ---------------------------------------------------------------------------------------------------- the update
 def test_packed_update_equals_row_update_on_the_engine(tiny_dense):
-    """One rank, ZeRO-0: the same losses and statistics from both update loops, and the same weights after."""
+    """One rank, ZeRO-0: `update_policy` on row micro-batches and `packed_update_policy` on token-budget packed
+    ones give the same first-pass entropy and the same optimizer step from the same weights."""
     from sapo_vl import ds
     from sapo_vl.algorithms import group_advantages, sapo_loss
     from sapo_vl.config import load_config
