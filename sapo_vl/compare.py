@@ -266,6 +266,8 @@ def plot(runs: dict[str, dict[int, list[dict]]], path: Path, smooth_k: int = 5) 
             color = f"C{i}"
             ax.plot(range(n), mean, color=color, label=a)
             ax.fill_between(range(n), [min(v) for v in cols], [max(v) for v in cols], color=color, alpha=0.2)
+        if key == "ratio_seq_var":  # spikes of 10-100 next to a baseline of 0.01: a log scale shows both
+            ax.set_yscale("symlog", linthresh=1e-3)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
