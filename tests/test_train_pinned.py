@@ -2,7 +2,10 @@
 
 The runs are deterministic (seeded data order, sampling and initialisation, float32 on the CPU), so a change that
 is meant to keep behaviour (a refactor) must reproduce these numbers; a change that is meant to alter them
-re-pins them in the same commit and says why. Pinned from the code before the issue-8 reshaping.
+re-pins them in the same commit and says why. History: pinned before the issue-8 reshaping, which reproduced them
+exactly; re-pinned for issue 9 (never-sampled tokens out of the trainer's softmax, the logged loss as the
+optimizer-step loss), issue 12 (the tiny model's text head_dim 16 → 32) and issue 13 (packed update
+micro-batches by default), which change the numbers by design.
 """
 import pytest
 
@@ -10,19 +13,19 @@ from train_helpers import launch, metrics
 
 PINNED = {
     "sapo": [
-        (-0.018104795834731534, 0.0625, 0.9988409202606952),
-        (-0.009499823612174349, 0.046875, 0.9929513439322203),
-        (-0.018968824615202298, 0.078125, 0.9994316481962436),
+        (-0.025724981911480427, 0.078125, 1.0165350112650129),
+        (-0.027535430621355772, 0.078125, 1.0002456529770491),
+        (-0.028564047068357468, 0.09375, 0.999373713808675),
     ],
     "gspo": [
-        (0.0015760536096949395, 0.0625, 0.9932876390511872),
-        (0.0023696311773397983, 0.046875, 0.9864173218225821),
-        (0.014287515952773801, 0.078125, 0.9747976228431031),
+        (0.003067336045205593, 0.078125, 1.0087542394797007),
+        (0.0034297725651413202, 0.0625, 0.9903570047489882),
+        (0.003013159614056349, 0.09375, 0.9971482362110577),
     ],
     "grpo": [
-        (0.02305868210314259, 0.0625, 0.9982987091840942),
-        (0.024089328027988605, 0.046875, 0.9969237677713964),
-        (0.02168853663062379, 0.078125, 0.9683404058747037),
+        (0.018327506259083748, 0.078125, 1.0092002987861632),
+        (0.05367795750498772, 0.078125, 0.9847086329119547),
+        (0.02068002838641403, 0.09375, 0.9978944285243165),
     ],
 }
 """algorithm → per step (loss, reward_mean, ratio_mean)."""
