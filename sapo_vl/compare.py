@@ -32,7 +32,7 @@ from .config import ConfigError, load_config
 TABLE = [("final_reward", "final reward (last 10)"), ("mean_reward", "mean reward"),
          ("steps_to_threshold", "steps to {thr}"), ("collapses", "collapses"), ("ratio_seq_var", "ratio seq var"),
          ("gate_weight_mean", "gate weight"), ("soft_suppressed_frac", "soft-suppressed"),
-         ("clip_frac", "clip frac (low+high)")]
+         ("clip_frac", "clip frac (low+high)"), ("entropy_final", "entropy (last 10)")]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -98,7 +98,9 @@ def run_summary(rows: list[dict], *, threshold: float = 0.6, smooth_k: int = 5, 
     steps_to_threshold / collapses: on the `smooth_k` moving average (see those functions);
     ratio_seq_var, gate_weight_mean, soft_suppressed_frac, clip_frac_low, clip_frac_high: means over the steps
     that logged them (None when the algorithm logs none: gate figures for GSPO/GRPO, clip figures for SAPO);
-    clip_frac = clip_frac_low + clip_frac_high.
+    clip_frac = clip_frac_low + clip_frac_high; gate_weight_min: the lowest step mean of the gate weight;
+    entropy_final: mean `entropy` (per token, of the sampling policy) over the last `final_k` steps, the sign of
+    an entropy collapse.
     """
     if not rows:
         raise ValueError("no metric rows")
@@ -109,6 +111,9 @@ def run_summary(rows: list[dict], *, threshold: float = 0.6, smooth_k: int = 5, 
            "collapses": collapses(curve)}
     for k in ("ratio_seq_var", "gate_weight_mean", "soft_suppressed_frac", "clip_frac_low", "clip_frac_high"):
         out[k] = _mean_of(rows, k)
+    gates = [r["gate_weight_mean"] for r in rows if isinstance(r.get("gate_weight_mean"), (int, float))]
+    out["gate_weight_min"] = min(gates) if gates else None
+    out["entropy_final"] = _mean_of(rows[-final_k:], "entropy")
     lo, hi = out["clip_frac_low"], out["clip_frac_high"]
     out["clip_frac"] = None if lo is None and hi is None else (lo or 0.0) + (hi or 0.0)
     return out

@@ -48,6 +48,12 @@ def _rows(rewards, **const):
 def test_run_summary_on_hand_made_rows():
     # 12 steps: reward 0 for 2 steps, then 1 for 10; final = mean of the last 10 = 1.0; mean = 10/12
     sapo = _rows([0.0, 0.0] + [1.0] * 10, ratio_seq_var=0.02, gate_weight_mean=0.8, soft_suppressed_frac=0.1)
+    sapo[3]["gate_weight_mean"] = 0.5
+    for i, r in enumerate(sapo):
+        r["entropy"] = 2.0 if i < 2 else 0.5
+    got = run_summary(sapo, threshold=0.5, smooth_k=2)
+    assert got["gate_weight_min"] == 0.5 and got["entropy_final"] == 0.5  # the last 10 steps all have 0.5
+    sapo[3]["gate_weight_mean"] = 0.8
     got = run_summary(sapo, threshold=0.5, smooth_k=2)
     assert got["final_reward"] == 1.0 and got["mean_reward"] == pytest.approx(10 / 12)
     assert got["steps_to_threshold"] == 3  # smoothed [0, 0, 0.5, 1, ...]: index 2 reaches 0.5
@@ -137,7 +143,8 @@ def test_cli_end_to_end_two_algorithms_two_seeds(tmp_path, tiny_dense):
     from train_helpers import REPO, small_overrides
 
     ov = small_overrides(tmp_path, "cmp", **{"model.name_or_path": str(tiny_dense), "logging.plots": "false",
-                                              "logging.sample_every": 0})
+                                              "logging.sample_every": 0,
+                                              "train.format_warmup_steps": 0})
     cmd = [sys.executable, "-m", "sapo_vl.cli", "compare", "configs/demo.yaml", *ov, "--algorithms", "sapo,grpo",
            "--seeds", "0,1", "--jobs", "2"]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
