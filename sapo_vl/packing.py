@@ -435,7 +435,7 @@ def packed_update_policy(engine, table: PromptTable, advantages: Tensor, loss_ma
                 w = float(mask.sum())
                 if first_pass:
                     ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
-                acc.add(stats, w)
+                acc.add(stats, w, float((mask.sum(-1) > 0).sum()))
                 _count(pack, batch)
             skipped += int(bad)
     out = acc.result(mu * num_minibatches)

@@ -137,10 +137,14 @@ class StepTiming:
     """Seconds spent scoring, inside [start, rolled_out]."""
 
 
+RANK_TOTALS = ("vision_patches", "micro_batches", "score_timeouts")
+"""Counts logged as their sum over ranks (everything else rank-local is averaged, or maxed / minned)."""
+
+
 def step_metrics(rollout, *, all_rewards, all_advantages, zero_std: float, update_stats: dict[str, float],
                  entropy, timing: StepTiming, extra: dict[str, float]) -> dict[str, float]:
     """One step's metrics, over all ranks: rank-local values are averaged (every rank holds the same number of
-    rows), per-verifier rewards are pooled over every rank's rows, and global tensors are used as they are.
+    rows) except `*_max` / `*_min`, which take the extreme over ranks, and the counts in `RANK_TOTALS`, summed; per-verifier rewards are pooled over every rank's rows, and global tensors are used as they are.
 
     rollout: this rank's `Rollout` (after the update); all_rewards / all_advantages: (N_global,) tensors;
     entropy: (N, Lc) per-token entropies from the π_old pass, or None (then the update's own first-pass entropy
@@ -164,9 +168,18 @@ def step_metrics(rollout, *, all_rewards, all_advantages, zero_std: float, updat
         "accuracy": sum(c >= 1 for c in correct) / max(len(correct), 1),
         "score_timeouts": float(extra.pop("score_timeouts", 0.0)),
     }
-    keys = sorted(local)
+    import torch.distributed as tdist
+
     world = ds.world_size()
-    metrics = {k: v / world for k, v in zip(keys, ds.all_reduce([local[k] for k in keys]))}
+    totals = sorted(k for k in local if k in RANK_TOTALS)
+    means = sorted(k for k in local if not k.endswith(("_max", "_min")) and k not in RANK_TOTALS)
+    red = ds.all_reduce([local[k] for k in means + totals])
+    metrics = {k: v / world for k, v in zip(means, red)}
+    metrics.update(zip(totals, red[len(means) :]))
+    for suffix, op in (("_max", tdist.ReduceOp.MAX), ("_min", tdist.ReduceOp.MIN)):  # extremes over all ranks
+        ext = sorted(k for k in local if k.endswith(suffix))
+        if ext:
+            metrics.update(zip(ext, ds.all_reduce([local[k] for k in ext], op)))
     G = rollout.group_size
     per_verifier: dict[str, list[float]] = {}  # name → [sum of scores, rows]
     for i, rec in enumerate(rollout.records):
@@ -198,38 +211,65 @@ def step_metrics(rollout, *, all_rewards, all_advantages, zero_std: float, updat
 
 
 class UpdateStats:
-    """The loss stats of one update phase, accumulated over micro-batches and then over all ranks.
+    """The loss stats of one update phase, accumulated over micro-batches and then over all ranks, so that what is
+    logged does not depend on how the rows were cut into micro-batches or spread over ranks:
 
-    The losses (`SUMMED`) carry global normalisers, so their micro-batch parts *sum* to the optimizer step's loss:
-    they are summed over micro-batches and ranks and averaged over optimizer steps (the logged loss then does not
-    change with gradient accumulation or the number of ranks). Every other stat is a mean over tokens and is
-    averaged weighted by each micro-batch's loss tokens, over all ranks.
+    - the losses (`SUMMED`) carry global normalisers, so their micro-batch parts *sum* to the optimizer step's
+      loss: summed over micro-batches and ranks, averaged over optimizer steps;
+    - `*_max` / `*_min`: the extreme over micro-batches and ranks;
+    - `*_std` with a `*_mean` beside it: recombined from token-weighted first and second moments;
+    - means over sequences (`SEQUENCE_MEANS`): weighted by sequences;
+    - every other stat is a mean over tokens, weighted by each micro-batch's loss tokens.
     """
 
     SUMMED = ("loss", "pg_loss")
+    SEQUENCE_MEANS = ("ratio_seq_var", "seq_ratio_mean")
 
     def __init__(self) -> None:
         self.weighted: dict[str, float] = {}
         self.sums: dict[str, float] = {}
+        self.maxes: dict[str, float] = {}
+        self.mins: dict[str, float] = {}
         self.tokens = 0.0
+        self.seqs = 0.0
 
-    def add(self, stats: dict[str, float], tokens: float) -> None:
-        """One micro-batch's stats (non-finite values count as 0) and its number of loss tokens."""
+    def add(self, stats: dict[str, float], tokens: float, seqs: float) -> None:
+        """One micro-batch's stats (non-finite values count as 0), its loss tokens and its sequences."""
         self.tokens += tokens
+        self.seqs += seqs
         for k, v in stats.items():
             v = v if math.isfinite(v) else 0.0
             if k in self.SUMMED:
                 self.sums[k] = self.sums.get(k, 0.0) + v
+            elif k.endswith("_max"):
+                self.maxes[k] = max(self.maxes.get(k, -math.inf), v if tokens else -math.inf)
+            elif k.endswith("_min"):
+                self.mins[k] = min(self.mins.get(k, math.inf), v if tokens else math.inf)
+            elif k.endswith("_std") and k[:-4] + "_mean" in stats:
+                mean = stats[k[:-4] + "_mean"]
+                self.weighted[k] = self.weighted.get(k, 0.0) + tokens * (v * v + mean * mean)  # E[x²]
+            elif k in self.SEQUENCE_MEANS:
+                self.weighted[k] = self.weighted.get(k, 0.0) + seqs * v
             else:
                 self.weighted[k] = self.weighted.get(k, 0.0) + tokens * v
 
     def result(self, optimizer_steps: int) -> dict[str, float]:
-        """Global values (the same on every rank): token-weighted means and mean optimizer-step losses."""
+        """Global values, the same on every rank."""
+        import torch.distributed as tdist
+
         from . import ds
 
         keys, sum_keys = sorted(self.weighted), sorted(self.sums)
-        red = ds.all_reduce([self.weighted[k] for k in keys] + [self.tokens] + [self.sums[k] for k in sum_keys])
-        total = max(red[len(keys)], 1.0)
-        out = {k: v / total for k, v in zip(keys, red)}
-        out.update({k: v / max(optimizer_steps, 1) for k, v in zip(sum_keys, red[len(keys) + 1 :])})
+        red = ds.all_reduce([self.weighted[k] for k in keys] + [self.tokens, self.seqs] +
+                            [self.sums[k] for k in sum_keys])
+        tokens, seqs = max(red[len(keys)], 1.0), max(red[len(keys) + 1], 1.0)
+        out = {k: v / (seqs if k in self.SEQUENCE_MEANS else tokens) for k, v in zip(keys, red)}
+        for k in keys:
+            if k.endswith("_std") and k[:-4] + "_mean" in out:  # sqrt(E[x²] − E[x]²)
+                out[k] = math.sqrt(max(out[k] - out[k[:-4] + "_mean"] ** 2, 0.0))
+        out.update({k: v / max(optimizer_steps, 1) for k, v in zip(sum_keys, red[len(keys) + 2 :])})
+        for found, op in ((self.maxes, tdist.ReduceOp.MAX), (self.mins, tdist.ReduceOp.MIN)):
+            ext = sorted(found)  # every rank holds the same keys: the same loss function ran on each
+            if ext:
+                out.update(zip(ext, ds.all_reduce([found[k] for k in ext], op)))
         return out

@@ -100,7 +100,7 @@ def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: Ba
                 w = float(mask.sum())
                 if first_pass:
                     ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
-                acc.add(stats, w)
+                acc.add(stats, w, float((mask.sum(-1) > 0).sum()))
             skipped += int(bad)
     stats = acc.result(mu * num_minibatches)
     if ent_tokens:

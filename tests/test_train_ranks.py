@@ -95,9 +95,12 @@ def test_a_training_step_on_two_ranks_equals_the_same_step_on_one(tmp_path, tiny
     number except timings are the same whether the rollout's 4 groups sit on one rank or two."""
     one, w1 = _step_on(1, tmp_path / "one", tmp_path)
     two, w2 = _step_on(2, tmp_path / "two", tmp_path)
-    timing = {"rollout_s", "score_s", "update_s", "step_s", "tokens_per_s", "score_per_s"}
+    # timings, and the packing's padding (how 4 groups pack into micro-batches depends on how they are split)
+    timing = {"rollout_s", "score_s", "update_s", "step_s", "tokens_per_s", "score_per_s", "padding_frac"}
     assert set(one) == set(two)
     assert one["ratio_mean"] != 1.0 and one["loss"] != 0.0  # the second pass was off-policy and the loss live
     for k in sorted(set(one) - timing):
         assert two[k] == pytest.approx(one[k], rel=1e-4, abs=1e-6), k
-    assert torch.allclose(w1, w2, rtol=1e-5, atol=1e-6), float((w1 - w2).abs().max())
+    # AdamW divides each gradient by its own scale, so float32 summation-order noise in near-zero gradients can
+    # move a weight by a small fraction of a learning-rate-sized step (lr 1e-2 here): allow 2e-3 of one step
+    assert torch.allclose(w1, w2, rtol=1e-5, atol=2e-5), float((w1 - w2).abs().max())
