@@ -4,8 +4,8 @@ Every (algorithm, seed) trains in its own process (`python -m sapo_vl.train CONF
 ...`, or under `--launcher "deepspeed --num_gpus 8"`), into `OUT_DIR/RUN-NAME-A-sS`; `--jobs N` runs N at once.
 The seed sets the data order, the initial weights' sampling and the rollout sampling, so the runs of one seed
 see the same prompts whatever the algorithm. A run whose `metrics.jsonl` already reaches `train.steps` is not
-run again; an unfinished one resumes from its last checkpoint (`train.resume=auto`), or restarts from scratch
-when it has none, so a long comparison survives a restart. Each algorithm keeps its own default clip ranges /
+run again; an unfinished one resumes from its last checkpoint (`train.resume=auto`), or, with none, has its folder
+removed and starts over, so a long comparison survives a restart (`logging.save_every` sets how much is lost). Each algorithm keeps its own default clip ranges /
 temperatures: only the config and overrides given here apply, to all runs alike.
 
 Outputs in `OUT_DIR/RUN-NAME-comparison/`:

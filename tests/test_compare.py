@@ -161,3 +161,17 @@ def test_cli_end_to_end_two_algorithms_two_seeds(tmp_path, tiny_dense):
     assert first[0] != first[1]
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("complete, not run again") == 4
+
+
+def test_unfinished_run_without_checkpoint_starts_over_and_one_with_a_checkpoint_is_kept(tmp_path):
+    fresh, resumable = tmp_path / "a", tmp_path / "b"
+    for d in (fresh, resumable):
+        d.mkdir()
+        (d / "metrics.jsonl").write_text(json.dumps({"step": 0, "reward_mean": 0.1}) + "\n")
+    ckpt = resumable / "checkpoints" / "step_1"
+    ckpt.mkdir(parents=True)
+    (ckpt / "COMPLETE").write_text("")
+    compare._prepare(fresh)
+    compare._prepare(resumable)
+    assert not fresh.exists()  # its partial log would otherwise be appended to by the new run
+    assert (resumable / "metrics.jsonl").exists()  # train.resume=auto picks up from step_1 and trims the log
