@@ -183,7 +183,12 @@ def run(args: argparse.Namespace) -> int:
         for a in algos:
             name = f"{base}-{a}-s{s}"
             paths[a, s] = out / name / "metrics.jsonl"
-            if complete(paths[a, s], steps):
+            try:
+                done = complete(paths[a, s], steps)
+            except ValueError as err:  # a damaged log: say which line rather than guess what to keep
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            if done:
                 print(f"== {a} seed {s}: complete, not run again ({paths[a, s]})", flush=True)
                 continue
             todo.append((a, s, [*launcher, "-m", "sapo_vl.train", args.config, *args.overrides, f"algorithm.name={a}",
