@@ -5,7 +5,7 @@
     sapo-vl recipe list|preview|check|build         author and build data recipes
     sapo-vl eval --task T --model M --out DIR       evaluate (also --suite, --list)
     sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed -m sapo_vl.train` for more)
-    sapo-vl compare CONFIG --algorithms sapo,gspo,grpo   same seed and data under each algorithm, one plot
+    sapo-vl compare CONFIG --algorithms sapo,gspo,grpo --seeds 0,1,2   every algorithm × seed, summary + plot
     sapo-vl export HF_DIR OUT_DIR [--merge]         a checkpoint as a standalone transformers folder (LoRA merged)
     sapo-vl demo                                    the embedded default job (what `make demo` runs)
 
@@ -68,7 +68,7 @@ def _add_train(sub) -> None:
 def _add_compare(sub) -> None:
     from . import compare
 
-    p = sub.add_parser("compare", help="train the same config under several algorithms and plot their rewards",
+    p = sub.add_parser("compare", help="train the same config under several algorithms and seeds; summary.json, table and plot",
                        description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     compare.add_arguments(p)
     p.set_defaults(func=compare.run)
