@@ -110,6 +110,8 @@ def test_dry_run_of_every_shipped_config_plans_offline_and_fits(tmp_path, capsys
     from sapo_vl.cli import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("WORLD_SIZE", "RANK"):  # an in-process test's group of one set them; a plain run plans for 8 GPUs
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(REPO)
     assert main(["train", config, "--dry-run", f"logging.out_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
