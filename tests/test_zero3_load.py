@@ -155,6 +155,33 @@ def test_zero3_load_is_partitioned_on_two_ranks_and_scores_like_a_plain_load(tmp
         torch.testing.assert_close(torch.load(tmp_path / f"logp_rank{rank}.pt"), want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
+def test_zero3_load_of_a_moe_checkpoint_scores_like_a_plain_load(tmp_path, tiny_moe):
+    """A checkpoint written by transformers' save_pretrained keeps the experts in the model's layout; handed to the
+    loader as a state dict they must not be transposed twice (down_proj is square here, so only values tell)."""
+    from sapo_vl.logprobs import PolicyLogprobs
+    from sapo_vl.models.loading import load_policy
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    if not torch.cuda.is_available():
+        env["DS_ACCELERATOR"] = "cpu"
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           __file__, str(tiny_moe), str(tmp_path)]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
+    with torch.no_grad():
+        want, _ = PolicyLogprobs(load_policy(str(tiny_moe), dtype="float32").eval())(**batch_inputs(tiny_moe))
+    for rank in (0, 1):
+        torch.testing.assert_close(torch.load(tmp_path / f"logp_rank{rank}.pt"), want, atol=1e-5, rtol=0)
+
+
 if __name__ == "__main__":  # one rank of the launched test
     sys.path.insert(0, str(REPO))
     worker(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -50,6 +50,32 @@ SAFETENSORS_DTYPES = {
 }
 
 
+def _param_shapes(cls, config) -> dict[str, tuple[int, ...]]:
+    """The model's state-dict shapes, from a meta-device instance (call before ZeRO-3's HfDeepSpeedConfig exists)."""
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in cls._from_config(config).state_dict().items()}
+
+
+EXPERT_TENSORS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+
+def _as_model_layout(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """`state` in the layout transformers' loader expects of a state dict handed to it.
+
+    For MoE experts that is the hub layout (gate_up_proj [E, H, 2I], down_proj [E, I, H]): the loader transposes
+    them into the model's [E, 2I, H] / [E, H, I]. A checkpoint written by transformers' own `save_pretrained`
+    already holds the model's layout (loading such a folder skips the conversion; a state dict does not), so its
+    expert tensors are handed over transposed. Which layout a checkpoint holds is read off `gate_up_proj`, whose
+    two layouts differ in shape (down_proj can be square), and applied to both.
+    """
+    gate_up = [k for k in state if k.endswith(EXPERT_TENSORS[0])]
+    in_model_layout = any(tuple(state[k].shape) == shapes.get(k) and state[k].shape[-1] != state[k].shape[-2]
+                          for k in gate_up)
+    if not in_model_layout:
+        return state
+    return {k: (t.transpose(-1, -2) if k.endswith(EXPERT_TENSORS) else t) for k, t in state.items()}
+
+
 def mapped_state_dict(folder: str | Path, *, meta: bool = False) -> dict[str, torch.Tensor]:
     """The checkpoint in `folder` (model.safetensors, or shards named by model.safetensors.index.json) as tensors
     viewing the memory-mapped files (no copy), or as meta tensors (shapes and dtypes only) with `meta`."""
@@ -118,13 +144,15 @@ def load_policy_zero3(
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise _wrap_hub_error(name_or_path, err) from err
+    cls = AutoModelForImageTextToText._model_mapping[type(config)]  # the Auto class wants a name with a state dict
+    shapes = _param_shapes(cls, config)
     _keep_hf_ds_config(ds_config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     kwargs: dict[str, Any] = dict(dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     state = mapped_state_dict(folder, meta=tdist.get_rank() != 0)
-    cls = AutoModelForImageTextToText._model_mapping[type(config)]  # the Auto class wants a name with a state dict
+    state = _as_model_layout(state, shapes)
     model = cls.from_pretrained(None, config=config, state_dict=state, **kwargs)
     del state  # rank 0 unmaps the checkpoint
     return model
