@@ -113,6 +113,24 @@ def worker(model_dir: Path, out_dir: Path) -> None:
         peak_anon=probe.peak - base, peak_total=hwm - base_rss, engine_anon=engine_probe.peak - base, local_numel=local, full_numel=full)))
 
 
+def _load_on_two_ranks(model_dir: Path, out_dir: Path, **env_extra: str) -> None:
+    """Run `worker` (this file) on 2 ranks under torchrun: partitioned load, memory figures, log-probs."""
+    import socket
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", **env_extra)
+    if not torch.cuda.is_available():
+        env["DS_ACCELERATOR"] = "cpu"
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           __file__, str(model_dir), str(out_dir)]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
+
+
 @pytest.mark.slow
 def test_zero3_load_is_partitioned_on_two_ranks_and_scores_like_a_plain_load(tmp_path):
     from sapo_vl.logprobs import PolicyLogprobs
@@ -121,21 +139,7 @@ def test_zero3_load_is_partitioned_on_two_ranks_and_scores_like_a_plain_load(tmp
     model_dir = build_midsize(tmp_path / "model")
     # glibc's default (dynamic) mmap threshold keeps freed multi-MB buffers (the gathered modules) in its heap, so
     # the resident set would count freed memory; a fixed threshold returns them, and RssAnon tracks live memory.
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
-               MALLOC_MMAP_THRESHOLD_="131072")
-    if not torch.cuda.is_available():
-        env["DS_ACCELERATOR"] = "cpu"
-    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           __file__, str(model_dir), str(tmp_path)]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
+    _load_on_two_ranks(model_dir, tmp_path, MALLOC_MMAP_THRESHOLD_="131072")
 
     plain = load_policy(str(model_dir), dtype="float32").eval()
     model_bytes = sum(p.numel() * p.element_size() for p in plain.parameters())
@@ -162,20 +166,7 @@ def test_zero3_load_of_a_moe_checkpoint_scores_like_a_plain_load(tmp_path, tiny_
     from sapo_vl.logprobs import PolicyLogprobs
     from sapo_vl.models.loading import load_policy
 
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    if not torch.cuda.is_available():
-        env["DS_ACCELERATOR"] = "cpu"
-    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           __file__, str(tiny_moe), str(tmp_path)]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
+    _load_on_two_ranks(tiny_moe, tmp_path)
     with torch.no_grad():
         want, _ = PolicyLogprobs(load_policy(str(tiny_moe), dtype="float32").eval())(**batch_inputs(tiny_moe))
     for rank in (0, 1):

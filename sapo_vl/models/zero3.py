@@ -50,27 +50,21 @@ SAFETENSORS_DTYPES = {
 }
 
 
-def _param_shapes(cls, config) -> dict[str, tuple[int, ...]]:
-    """The model's state-dict shapes, from a meta-device instance (call before ZeRO-3's HfDeepSpeedConfig exists)."""
-    with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in cls._from_config(config).state_dict().items()}
-
-
 EXPERT_TENSORS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 
-def _as_model_layout(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def _as_model_layout(state: dict[str, torch.Tensor], hidden_size: int) -> dict[str, torch.Tensor]:
     """`state` in the layout transformers' loader expects of a state dict handed to it.
 
     For MoE experts that is the hub layout (gate_up_proj [E, H, 2I], down_proj [E, I, H]): the loader transposes
     them into the model's [E, 2I, H] / [E, H, I]. A checkpoint written by transformers' own `save_pretrained`
     already holds the model's layout (loading such a folder skips the conversion; a state dict does not), so its
     expert tensors are handed over transposed. Which layout a checkpoint holds is read off `gate_up_proj`, whose
-    two layouts differ in shape (down_proj can be square), and applied to both.
+    two layouts differ in shape (down_proj can be square), and applied to both: in the model's layout its last
+    dimension is the hidden size.
     """
     gate_up = [k for k in state if k.endswith(EXPERT_TENSORS[0])]
-    in_model_layout = any(tuple(state[k].shape) == shapes.get(k) and state[k].shape[-1] != state[k].shape[-2]
-                          for k in gate_up)
+    in_model_layout = any(state[k].shape[-1] == hidden_size != state[k].shape[-2] for k in gate_up)
     if not in_model_layout:
         return state
     return {k: (t.transpose(-1, -2) if k.endswith(EXPERT_TENSORS) else t) for k, t in state.items()}
@@ -145,14 +139,13 @@ def load_policy_zero3(
     except (OSError, ValueError) as err:
         raise _wrap_hub_error(name_or_path, err) from err
     cls = AutoModelForImageTextToText._model_mapping[type(config)]  # the Auto class wants a name with a state dict
-    shapes = _param_shapes(cls, config)
     _keep_hf_ds_config(ds_config)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     kwargs: dict[str, Any] = dict(dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     state = mapped_state_dict(folder, meta=tdist.get_rank() != 0)
-    state = _as_model_layout(state, shapes)
+    state = _as_model_layout(state, getattr(config, "text_config", config).hidden_size)
     model = cls.from_pretrained(None, config=config, state_dict=state, **kwargs)
     del state  # rank 0 unmaps the checkpoint
     return model
