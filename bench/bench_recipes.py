@@ -17,7 +17,7 @@ from pathlib import Path
 from sapo_vl.data.build import Mix, build
 from sapo_vl.data.images import load_image
 from sapo_vl.data.recipe import list_recipes
-from sapo_vl.data.synth import png
+from sapo_vl.data.images import encode_png as png
 
 
 def main() -> None:

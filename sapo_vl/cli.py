@@ -46,42 +46,16 @@ def _add_tiny_model(sub) -> None:
     p.set_defaults(func=_cmd_tiny_model)
 
 
-def _add_demo(sub) -> None:
-    from . import demo
+def _add_module(sub, name: str, module_name: str, run: str, help: str) -> None:
+    """`sapo-vl NAME`: the subcommand whose parser and entry point live in `sapo_vl.MODULE_NAME`
+    (`add_arguments(parser)` and the function `run`; the module docstring is the description)."""
+    import importlib
 
-    p = sub.add_parser("demo", help="run the embedded default job offline (what `make demo` runs)",
-                       description=demo.__doc__)
-    demo.add_arguments(p)
-    p.set_defaults(func=demo.main)
-
-
-def _add_train(sub) -> None:
-    from . import train
-
-    p = sub.add_parser("train", help="train a policy with SAPO / GSPO / GRPO (one process; use the deepspeed "
-                       "launcher with -m sapo_vl.train for several)", description=train.__doc__,
+    module = importlib.import_module(f".{module_name}", __package__)
+    p = sub.add_parser(name, help=help, description=module.__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_arguments(p)
-    p.set_defaults(func=train.run)
-
-
-def _add_compare(sub) -> None:
-    from . import compare
-
-    p = sub.add_parser("compare", help="train the same config under several algorithms and seeds; summary.json, table and plot",
-                       description=compare.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    compare.add_arguments(p)
-    p.set_defaults(func=compare.run)
-
-
-def _add_export(sub) -> None:
-    from . import export
-
-    p = sub.add_parser("export", help="write a checkpoint (a LoRA adapter merged into its base with --merge) as a "
-                       "standalone transformers checkpoint", description=export.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    export.add_arguments(p)
-    p.set_defaults(func=export.main)
+    module.add_arguments(p)
+    p.set_defaults(func=getattr(module, run))
 
 
 def _optional(register: Callable[[], None]) -> None:
@@ -101,10 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_tiny_model(sub)
-    _add_demo(sub)
-    _add_train(sub)
-    _add_compare(sub)
-    _add_export(sub)
+    _add_module(sub, "demo", "demo", "main", "run the embedded default job offline (what `make demo` runs)")
+    _add_module(sub, "train", "train", "run", "train a policy with SAPO / GSPO / GRPO (one process; use the "
+                "deepspeed launcher with -m sapo_vl.train for several)")
+    _add_module(sub, "compare", "compare", "run", "train the same config under several algorithms and seeds; "
+                "summary.json, table and plot")
+    _add_module(sub, "export", "export", "main", "write a checkpoint (a LoRA adapter merged into its base with "
+                "--merge) as a standalone transformers checkpoint")
 
     def _config():
         from .config_cli import add_config_commands

@@ -152,6 +152,7 @@ def step_metrics(rollout, *, all_rewards, all_advantages, zero_std: float, updat
     """
     from . import ds
 
+    extra = dict(extra)  # popped below; the caller's dict stays as it was
     m = dict(update_stats)
     if "entropy_update" in m:
         m["entropy"] = m.pop("entropy_update")

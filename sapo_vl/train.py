@@ -4,9 +4,11 @@
     torchrun --nproc_per_node N -m sapo_vl.train CONFIG [key=value ...]
     sapo-vl train CONFIG [key=value ...]                                (one process)
 
-Each step: sample prompts → G completions per prompt (shared prefill, ZeRO-3 parameters gathered once) → verifier
-rewards (parallel, time-limited) → group advantages (over the global batch) → π_old log-probs → μ passes of
-`num_minibatches` optimizer steps → metrics, samples, plots → checkpoint.
+`setup_run` (`sapo_vl/run.py`) builds the typed `Run`; each `train_step`: sample prompts → G completions per prompt
+from the rollout engine (`rollout.engine`) → verifier rewards (parallel, time-limited) → group advantages (over
+the global batch) → π_old log-probs → μ passes of `num_minibatches` optimizer steps (packed shared-prefix
+micro-batches by default, `sapo_vl/packing.py`) → the engine takes the new weights → metrics (over all ranks,
+`runlog.step_metrics`), samples, plots → checkpoint.
 
 Departures from the paper, all deliberate:
 - π_old log-probs are recomputed by a no-grad forward of the generating policy rather than taken from the
@@ -15,8 +17,9 @@ Departures from the paper, all deliberate:
   unless a separate sampler drew the rollout (`rollout.engine` vllm) or `algorithm.rollout_correction` is on:
   then π_old is always recomputed, the sampler/trainer mismatch is logged (`mismatch_kl`, `is_*`) and TIS/MIS
   weights scale each token's advantage and mask (`algorithms.rollout_correction`).
-- A non-finite loss on any rank turns that micro-batch into a zero-gradient one and the optimizer step runs at
-  learning rate 0 (weights untouched; AdamW's moments still decay); it is counted in `skipped_steps`.
+- A non-finite loss on any rank drops that optimizer step on every rank, weights bit-identical (`ds.poisoned`,
+  `ds.optimizer_step`: ZeRO 1-3 skip it; ZeRO-0 steps at learning rate 0 on zeroed gradients, so AdamW's moments
+  decay); it is counted in `skipped_steps`.
 - `algorithm.dynamic_sampling` replaces zero-std groups by groups of fresh prompts for at most
   `dynamic_sampling_rounds` extra rollouts per step (DAPO over-samples once and filters); what is left stays
   masked out of the loss, so a step's batch keeps its size.

@@ -135,7 +135,7 @@ def _records(split, *, seed=0, limit=None, root=None, bad=1):
     """Five counting records; record `bad` has an image that does not decode; a sixth has a gold that is no
     count."""
     from sapo_vl.data.record import Record, user_prompt
-    from sapo_vl.data.synth import png
+    from sapo_vl.data.images import encode_png as png
     from PIL import Image
 
     for i in range(5):
