@@ -110,10 +110,11 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def prepare(item: Any, *, root: str | Path | None = None,
-            config: ImageConfig = ImageConfig()) -> tuple[Record, list[tuple[int, int]]]:
+def prepare(item: Any, *, root: str | Path | None = None, config: ImageConfig = ImageConfig(),
+            load_images: bool = True) -> tuple[Record, list[tuple[int, int]]]:
     """A record ready to store, images as encoded bytes through the pipeline, and each image's (h, w);
-    BadRecord naming the reason when any part is unusable."""
+    BadRecord naming the reason when any part is unusable. `load_images=False` leaves the images as they
+    are and returns no sizes (`recipe check --text-only`)."""
     if isinstance(item, dict):
         try:
             item = Record.from_dict(item)
@@ -131,6 +132,8 @@ def prepare(item: Any, *, root: str | Path | None = None,
             json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
         except (TypeError, ValueError, UnicodeEncodeError) as e:
             raise BadRecord(f"{what} is not JSON text: {e}") from e
+    if not load_images:
+        return replace(item, answer=answer), []
     images, sizes = [], []
     for src in item.images:
         try:

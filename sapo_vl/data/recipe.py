@@ -10,6 +10,7 @@ declares module-level metadata and one generator:
     DESCRIPTION = "one line for `sapo-vl recipe list`"
     PROMPT = "What is ... {question}"  # the prompt template the records use
     SPLITS = ("train", "test")        # optional: splits `records` accepts
+    SIZES = {"test": 3040}            # optional: published rows per split (`recipe check` compares with it)
 
     def records(split="train", *, seed=0, limit=None, root=None, knob=default, ...) -> Iterator[Record]
 
@@ -61,6 +62,8 @@ class Recipe:
     """The prompt template, as declared in the file."""
     splits: tuple[str, ...] | None
     """Splits `records` accepts, or None when the recipe does not declare them."""
+    sizes: dict[str, int]
+    """Published rows per split, as the benchmark states them (empty when the recipe does not declare them)."""
     options: dict[str, Any]
     """Option name -> default, read from the signature of `records`."""
     path: Path
@@ -112,9 +115,12 @@ def from_module(module: ModuleType, path: Path) -> Recipe:
     options = {k: p.default for k, p in params.items()
                if k not in _FIXED_ARGS and p.kind is p.KEYWORD_ONLY}
     splits = getattr(module, "SPLITS", None)
+    sizes = getattr(module, "SIZES", None) or {}
+    if not isinstance(sizes, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in sizes.items()):
+        raise RecipeError(f"{path}: SIZES must map split names to row counts, got {sizes!r}")
     return Recipe(name=module.NAME, domain=module.DOMAIN, source=module.SOURCE, verifier=module.VERIFIER,
                   description=module.DESCRIPTION, prompt=module.PROMPT,
-                  splits=tuple(splits) if splits is not None else None, options=options,
+                  splits=tuple(splits) if splits is not None else None, sizes=dict(sizes), options=options,
                   path=path, module=module)
 
 
