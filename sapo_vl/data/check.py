@@ -174,8 +174,9 @@ def check(recipe: Recipe, *, split: str | None = None, seed: int = 0, limit: int
     text-only check: image files are not needed (a release's rows, golds and options without its pictures),
     the images check is not run and image tokens are not counted."""
     split = split or recipe.default_split
+    published = recipe.sizes.get(str((options or {}).get("config")), recipe.sizes.get(split))  # by config, else split
     report = CheckReport(recipe.name, max_prompt_tokens=max_prompt_tokens, split=split,
-                         published=recipe.sizes.get(split) if limit is None else None, text_only=config is None)
+                         published=published if limit is None else None, text_only=config is None)
     counter = TokenCounter(processor)
     report.token_method = counter.method
     try:

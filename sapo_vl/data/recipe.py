@@ -10,7 +10,8 @@ declares module-level metadata and one generator:
     DESCRIPTION = "one line for `sapo-vl recipe list`"
     PROMPT = "What is ... {question}"  # the prompt template the records use
     SPLITS = ("train", "test")        # optional: splits `records` accepts
-    SIZES = {"test": 3040}            # optional: published rows per split (`recipe check` compares with it)
+    SIZES = {"test": 3040}            # optional: published rows per split (or per `config` option value);
+                                      # `recipe check` compares the rows it keeps with it
 
     def records(split="train", *, seed=0, limit=None, root=None, knob=default, ...) -> Iterator[Record]
 

@@ -409,3 +409,28 @@ def inline_options(body: str) -> list[str] | None:
 def format_options(options: list[str]) -> str:
     """"A. first\\nB. second" for a prompt."""
     return "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+
+
+_LETTER_GOLD = re.compile(r"[(\[]?([A-Z])[)\].]?")
+
+
+def gold_letters(answer: str, options: list[str] | None, n_options: int | None = None) -> list[str]:
+    """The option letters a multiple-choice gold names, in order: "C", "(C)", "C." -> ["C"]; an option's
+    text ("False", "090^\\circ T") -> its letter; several letters ("A, C", "C\\nD", "A and C") -> each.
+    Letters must lie within the options (or the first `n_options` letters when the options are not known).
+    BadRow ("bad answer: ...") when the gold is none of these."""
+    n = len(options) if options else (n_options or len(LETTERS))
+    text = answer.strip()
+    whole = _LETTER_GOLD.fullmatch(text)
+    if whole and LETTERS.index(whole.group(1)) < n:
+        return [whole.group(1)]
+    folded = " ".join(text.split()).lower()
+    named = [i for i, o in enumerate(options or []) if " ".join(o.split()).lower() == folded]
+    if len(named) == 1:
+        return [LETTERS[named[0]]]
+    parts = [p for p in re.split(r"\s*(?:,|;|\n|\band\b|&)\s*|\s+", text) if p]
+    picks = [m.group(1) for m in map(_LETTER_GOLD.fullmatch, parts) if m]
+    if len(parts) > 1 and len(picks) == len(parts) and all(LETTERS.index(p) < n for p in picks):
+        return picks
+    raise BadRow(f"bad answer: {answer[:40]!r} is neither an option letter (of {n}), nor option letters, "
+                 "nor an option's text")
