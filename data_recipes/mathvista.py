@@ -30,6 +30,7 @@ VERIFIER = "choice"  # multiple choice; free-form rows use "math" or "exact" (se
 DESCRIPTION = "MathVista testmini: math on figures, charts and photos; choice / math / exact per row."
 PROMPT = "{question}\n{hint}\nThink step by step, then give the final answer inside <answer></answer>."
 SPLITS = ("testmini", "test")
+SIZES = {"testmini": 1000, "test": 5141}
 HINTS = {"integer": "Answer with an integer.", "list": "Answer with a Python list.",
          "text": "Answer with a word or phrase."}
 

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sapo_vl.data.images import BadImage, ImageConfig, prepare_image
+from sapo_vl.data.jsonio import write_json
 from sapo_vl.data.recipe import Recipe, Skip, get_recipe
 from sapo_vl.data.record import Record
 
@@ -162,12 +163,6 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False))
-    os.replace(tmp, path)
-
-
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
@@ -227,10 +222,10 @@ def build(mixes: Iterable[Mix | str | tuple], out_dir: str | Path, *, limit: int
     for recipe, mix, st, rs in zip(recipes, mixes, manifest["recipes"], settings["recipes"]):
         if not st["done"]:
             _build_recipe(recipe, mix, rs["quota"], st, manifest, out, seen, split, seed, config, shard_size, log)
-            _write_json(man_path, manifest)
+            write_json(man_path, manifest)
     manifest["elapsed_s"] = round(manifest["elapsed_s"] + time.perf_counter() - started, 3)
     _finish(manifest)
-    _write_json(man_path, manifest)
+    write_json(man_path, manifest)
     return manifest
 
 
@@ -255,7 +250,7 @@ def _build_recipe(recipe: Recipe, mix: Mix, quota: int | None, st: dict, manifes
             os.replace(tmp, out / name)
             entry.update(file=name, sha256=_sha256(out / name))
         manifest["chunks"].append(entry)
-        _write_json(out / "manifest.json", manifest)
+        write_json(out / "manifest.json", manifest)
         if log:
             log(f"{recipe.name}: {written} records, read {end}")
         rows, skipped = [], []

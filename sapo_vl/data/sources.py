@@ -182,7 +182,8 @@ def _read_file(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 data = None  # JSON lines under a .json name: read line by line below
             if data is not None:  # a list of rows, or {key: row} (MathVista's annot_testmini.json)
-                yield from (data if isinstance(data, list) else data.values() if isinstance(data, dict) else [data])
+                yield from (data if isinstance(data, list) else _keyed_rows(data) if isinstance(data, dict)
+                            else [data])
                 return
         for n, line in enumerate(content.splitlines()):
             if line.strip():
@@ -192,6 +193,15 @@ def _read_file(path: Path) -> Iterator[dict[str, Any]]:
                     yield {"_bad_row": f"{path.name} line {n + 1}: not JSON ({e})"}
     except (OSError, ValueError) as e:  # pyarrow errors are OSError / ValueError subclasses
         raise SourceError(f"cannot read {path}: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+
+
+def _keyed_rows(data: dict) -> Iterator[Any]:
+    """The rows of a {key: row} file; a row with no id column of its own gets its key as `id` (LogicVista's
+    dataset.json: "v1_0": {...}), so record ids follow the release's keys, not row numbers."""
+    for key, row in data.items():
+        if isinstance(row, dict) and not any(row.get(c) not in (None, "") for c in ID_COLUMNS):
+            row = {**row, "id": key}
+        yield row
 
 
 # --------------------------------------------------------------------------------------------- records

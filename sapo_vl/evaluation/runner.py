@@ -27,15 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from sapo_vl.data.images import BadImage, ImageConfig, load_image
+from sapo_vl.data.jsonio import write_json
 from sapo_vl.data.record import Record
 
 from . import dist
 from .generate import generate, row_seed
 from .metrics import summarize
-from .task import EXTRACTION, Task, TaskError
+from .task import EXTRACTION, SCORING_KINDS, Task, TaskError
 
 SAMPLES, SUMMARY, RUN = "samples.jsonl", "summary.json", "run.json"
-SCORING_KINDS = {"rule": "published rule", "judge": "replaces an LLM judge", "ours": "project verifiers"}
 
 
 class RunMismatch(TaskError):
@@ -106,12 +106,6 @@ def read_samples(path: Path) -> list[dict]:
     return rows
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def check_run(out_dir: Path, key: dict[str, Any]) -> None:
     """Write run.json, or check that the one there matches `key` on every PINNED field."""
     path = out_dir / RUN
@@ -124,7 +118,7 @@ def check_run(out_dir: Path, key: dict[str, Any]) -> None:
                               "pass another --out or delete that folder")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(path, key)
+        write_json(path, key)
 
 
 def fingerprint(records: list[Record]) -> str:
@@ -260,7 +254,7 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
         summary["timing"] = {"seconds": round(seconds, 3), "samples_generated": generated,
                              "samples_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
                              "world_size": ranks.world_size, "device": str(ranks.device)}
-        _write_json(out_dir / SUMMARY, summary)
+        write_json(out_dir / SUMMARY, summary)
     return dist.broadcast(summary, ranks)
 
 
@@ -291,6 +285,7 @@ def build_summary(task: Task, settings: Settings, records: list[Record], skipped
                     "fingerprint": fingerprint(kept), "records": len(kept),
                     "skipped": skip_reasons, "skipped_examples": ([f"{i}: {s}" for i, s in skipped[:3]]
                                                                   + [f"{i}: {s}" for i, s in list(bad.items())[:3]])},
+        "coverage": coverage(task, len(kept), skipped + list(bad.items()), settings.limit),
         "seed": settings.seed,
         "generation": {"n_samples": K, "greedy": settings.temperature <= 0, "temperature": settings.temperature,
                        "top_p": settings.top_p, "top_k": settings.top_k, "max_new_tokens": max_new_tokens,
@@ -298,6 +293,26 @@ def build_summary(task: Task, settings: Settings, records: list[Record], skipped
                        "max_pixels": settings.max_pixels, "prompt": task.prompt or "recipe"},
         "metrics": summarize(rows, n_samples=K, seed=settings.seed),
     }
+
+
+def coverage(task: Task, scored: int, skipped: list[tuple[str, str]], limit: int | None) -> dict:
+    """How many rows were scored against the task's published size: {"scored", "published", "limit",
+    "data_errors" (skipped rows the task lists as errors in the release), "unscored" (published rows neither
+    scored nor a listed data error; None with a limit or without a published size), "unscored_reasons"
+    (reason -> rows), "warning" (a sentence when rows went unscored, else None)}."""
+    known = [(i, why) for i, why in skipped if i in task.data_errors]
+    lost: dict[str, int] = {}
+    for i, why in skipped:
+        if i not in task.data_errors:
+            lost[why.split(":")[0]] = lost.get(why.split(":")[0], 0) + 1
+    unscored = None if limit is not None or task.size is None else max(0, task.size - scored - len(known))
+    warning = None
+    if unscored:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])) or "not in the source"
+        warning = (f"only {scored} of the {task.size} published rows of {task.name} were scored; {unscored} "
+                   f"were not ({reasons}), so the accuracy is over the rest")
+    return {"scored": scored, "published": task.size, "limit": limit, "data_errors": len(known),
+            "unscored": unscored, "unscored_reasons": lost, "warning": warning}
 
 
 def _progress(enabled: bool, *, total: int, initial: int, task: str):
