@@ -24,10 +24,27 @@ def test_parquet_jsonl_and_json_files_read_alike(tmp_path, kit):
     (tmp_path / "x.json").write_text('[{"q": "a", "n": 1}, {"q": "b", "n": 2}]')
     (tmp_path / "y.json").write_text('{"1": {"q": "a", "n": 1}, "2": {"q": "b", "n": 2}}')  # MathVista's annot form
     kit.jsonl(tmp_path / "z.json", rows)  # JSON lines under a .json name
-    for name in ("x.parquet", "x.jsonl", "x.json", "y.json", "z.json"):
+    for name in ("x.parquet", "x.jsonl", "x.json", "z.json"):
         assert list(load_rows(tmp_path / name, "whatever")) == rows, name
+    # {key: row} without an id column: the key becomes the row's id (LogicVista's "v1_0": {...})
+    assert list(load_rows(tmp_path / "y.json", "whatever")) == [{**rows[0], "id": "1"}, {**rows[1], "id": "2"}]
+    (tmp_path / "w.json").write_text('{"7": {"pid": "7", "q": "a"}}')  # a row with its own id keeps it as is
+    assert list(load_rows(tmp_path / "w.json", "whatever")) == [{"pid": "7", "q": "a"}]
     assert list(load_rows(tmp_path / "x.parquet", "train", limit=1)) == rows[:1]
     assert list(load_rows("x.jsonl", "train", root=tmp_path)) == rows  # a relative path under root
+
+
+def test_validation_split_reads_val_files(tmp_path, kit):
+    """CharXiv's release names its files val.parquet / test.parquet; the split is called "validation"."""
+    import datasets
+
+    features = {"s": datasets.Value("string")}
+    kit.parquet(tmp_path / "val.parquet", [{"s": "val"}], features)
+    kit.parquet(tmp_path / "test.parquet", [{"s": "test"}], features)
+    assert [r["s"] for r in load_rows(tmp_path, "validation")] == ["val"]
+    assert [r["s"] for r in load_rows(tmp_path, "test")] == ["test"]
+    with pytest.raises(SourceError, match="no .parquet file for split 'train'"):
+        list(load_rows(tmp_path, "train"))
 
 
 def test_folder_picks_the_split_files(tmp_path, kit):
