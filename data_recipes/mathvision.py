@@ -50,7 +50,7 @@ def records(split: str = "testmini", *, seed: int = 0, limit: int | None = None,
         options = parse_options(row.get("options"))
         if options:
             if answer not in tuple(LETTERS[:len(options)]):
-                raise BadRow(f"answer {answer[:40]!r} is not an option letter")
+                raise BadRow(f"bad answer: {answer[:40]!r} is not an option letter")
             verifier, params = "choice", {"choices": options}
             if "".join(options) != LETTERS[:len(options)]:  # options "A" ... "E": the choices are in the picture
                 question += "\nChoices:\n" + format_options(options)

@@ -42,7 +42,7 @@ def scoring(row: dict) -> tuple[str, str, dict, str]:
     if row.get("question_type") == "multi_choice":
         choices = parse_options(row.get("choices"))
         if answer not in choices:
-            raise BadRow(f"answer {answer[:40]!r} is not one of the choices")
+            raise BadRow(f"bad answer: {answer[:40]!r} is not one of the choices")
         return "choice", LETTERS[choices.index(answer)], {"choices": choices}, "Answer with the option's letter."
     if kind == "integer":
         return "math", answer, {}, HINTS["integer"]

@@ -82,7 +82,7 @@ def records(split: str = "validation", *, seed: int = 0, limit: int | None = Non
             if len(options) < 2:
                 raise BadRow(f"unparsable options: {len(options)} option(s) for a multiple-choice question")
             if answer not in tuple(LETTERS[:len(options)]):
-                raise BadRow(f"answer {answer[:40]!r} is not an option letter")
+                raise BadRow(f"bad answer: {answer[:40]!r} is not an option letter")
             verifier, params = "choice", {"choices": options}
             question += "\n" + format_options(options) + "\nAnswer with the option's letter."
         named = sorted({int(k) for k in re.findall(r"<image\s*(\d+)>", question)})
