@@ -98,3 +98,12 @@ def test_bad_option_values_and_files_are_named(tmp_path):
         get_recipe(str(tmp_path / "broken.py"))
     with pytest.raises(RecipeError, match="no recipe file"):
         get_recipe(str(tmp_path / "absent.py"))
+
+
+def test_sizes_must_map_splits_to_counts(tmp_path):
+    path = tmp_path / "sized.py"
+    path.write_text(USER_RECIPE + '\nSIZES = {"train": 3}\n')
+    assert get_recipe(str(path)).sizes == {"train": 3}
+    path.write_text(USER_RECIPE + '\nSIZES = {"train": "three"}\n')
+    with pytest.raises(RecipeError, match="SIZES must map split names to row counts"):
+        get_recipe(str(path))
