@@ -2,7 +2,7 @@
 
 | module        | what it holds                                                                         |
 |---------------|---------------------------------------------------------------------------------------|
-| `task.py`     | `Task`: data (recipe or loader), prompt, verifier, the published rule or judge replaced |
+| `task.py`     | `Task`: data (a recipe), prompt, verifier, published size, the rule or judge replaced   |
 | `registry.py` | `TASKS` (name → task, from the files in `eval/`), suites, closest-name errors           |
 | `generate.py` | batched K-sample generation, one seeded random stream per (record, sample)             |
 | `runner.py`   | `run_task`: batches, scoring, samples.jsonl, resume, summary.json                      |

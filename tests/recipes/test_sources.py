@@ -201,3 +201,31 @@ def test_hub_rows_are_undecoded_like_local_ones(tmp_path, kit, monkeypatch):
     assert list(load_rows("org/name", "train", config="c")) == local  # downloaded
     assert list(load_rows("org/name", "train", limit=1)) == local[:1]  # streamed
     assert calls == [("org/name", "c", "train", False), ("org/name", None, "train", True)]
+
+
+@pytest.mark.parametrize("gold,options,letters", [
+    ("C", ["1", "2", "3"], ["C"]), ("(C)", ["1", "2", "3"], ["C"]), ("c.", None, None), ("B.", None, ["B"]),
+    ("False", ["True", "False"], ["B"]), ("090^\\circ T", ["090^\\circ T", "180^\\circ T"], ["A"]),
+    ("C\nD", ["w", "x", "y", "z"], ["C", "D"]), ("A, C", None, ["A", "C"]), ("A and C", None, ["A", "C"]),
+    ("D", ["1", "2", "3"], None), ("Maybe", ["True", "False"], None), ("A, Z", ["1", "2"], None),
+])
+def test_gold_letters(gold, options, letters):
+    from sapo_vl.data.sources import gold_letters
+
+    if letters is None:
+        with pytest.raises(BadRow, match="bad answer"):
+            gold_letters(gold, options)
+    else:
+        assert gold_letters(gold, options) == letters
+
+
+def test_unknown_placeholders_can_stay_text_and_eaten_escapes_are_repaired():
+    from sapo_vl.data.sources import cell_text
+
+    prompt, slots = interleaved_prompt("Which of <image2> or <image3> fits <image1>?", {"1": b"a"}, unknown="text")
+    assert slots == [b"a"] and [c["type"] for c in prompt[0]["content"]] == ["text", "image", "text"]
+    assert prompt[0]["content"][0]["text"] == "Which of <image2> or <image3> fits"
+    with pytest.raises(BadRow, match="no image 2"):
+        interleaved_prompt("Which of <image2> fits <image1>?", {"1": b"a"})
+    assert cell_text({"a": "\x0crac{36}{13}"}, "a") == "\\frac{36}{13}"  # a JSON "\f" that was LaTeX
+    assert cell_text({"a": " \x08eta "}, "a") == "\\beta"
