@@ -11,7 +11,7 @@ Checks, per record:
               chat-template overhead), and the report says which;
 - duplicates: an id seen before, or the same images with the same prompt.
 
-`--text-only` (`config=None`) reads a release without its image files: the rows, golds and options are
+`--text-only` (`CheckSettings(image_config=None)`) reads a release without its image files: the rows, golds and options are
 checked, images and image tokens are not. The report then says how many rows of the split were kept, how
 many the recipe skipped (by reason) and how many golds failed their own verifier, against the split's
 published size (the recipe's SIZES): the row-by-row check of a benchmark release.
@@ -166,18 +166,30 @@ def _check_record(report: CheckReport, item: Record, seen: dict[str, dict], root
     seen["contents"].setdefault(digest, rec.id)
 
 
+@dataclass(frozen=True)
+class CheckSettings:
+    """How each record is measured (`sapo-vl recipe check`'s --max-prompt-tokens, --processor, --text-only)."""
+
+    image_config: ImageConfig | None = ImageConfig()
+    """The image pipeline every image goes through; None is the text-only check (image files not needed)."""
+    max_prompt_tokens: int = 2048
+    """Prompt budget, image tokens included."""
+    processor: str | Path | None = None
+    """A local processor/tokenizer folder for exact text token counts; None: an estimate."""
+
+
 def check(recipe: Recipe, *, split: str | None = None, seed: int = 0, limit: int | None = None,
           root: str | Path | None = None, options: dict[str, Any] | None = None,
-          config: ImageConfig | None = ImageConfig(), max_prompt_tokens: int = 2048,
-          processor: str | Path | None = None) -> CheckReport:
-    """Run every check on the recipe's records (all of `split`, or the first `limit`). `config=None` is the
-    text-only check: image files are not needed (a release's rows, golds and options without its pictures),
-    the images check is not run and image tokens are not counted."""
+          settings: CheckSettings = CheckSettings()) -> CheckReport:
+    """Run every check on the recipe's records (all of `split`, or the first `limit`). With
+    `settings.image_config=None` (text-only) image files are not needed (a release's rows, golds and options
+    without its pictures), the images check is not run and image tokens are not counted."""
+    config, max_prompt_tokens = settings.image_config, settings.max_prompt_tokens
     split = split or recipe.default_split
     published = recipe.sizes.get(str((options or {}).get("config")), recipe.sizes.get(split))  # by config, else split
     report = CheckReport(recipe.name, max_prompt_tokens=max_prompt_tokens, split=split,
                          published=published if limit is None else None, text_only=config is None)
-    counter = TokenCounter(processor)
+    counter = TokenCounter(settings.processor)
     report.token_method = counter.method
     try:
         import sapo_vl.verifiers as verifiers

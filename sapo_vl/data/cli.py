@@ -81,24 +81,26 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from sapo_vl.data.check import check, format_report
+    from sapo_vl.data.check import CheckSettings, check, format_report
 
     recipe = get_recipe(args.name)
+    settings = CheckSettings(image_config=None if args.text_only else _config(args),
+                             max_prompt_tokens=args.max_prompt_tokens, processor=args.processor)
     report = check(recipe, split=args.split or recipe.default_split, seed=args.seed, limit=args.limit, root=args.root,
-                   options=_options([recipe], args.option)[0], config=None if args.text_only else _config(args),
-                   max_prompt_tokens=args.max_prompt_tokens, processor=args.processor)
+                   options=_options([recipe], args.option)[0], settings=settings)
     print(format_report(report))
     return 0 if report.ok else 1
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from sapo_vl.data.build import Mix, build, parse_mix, summary
+    from sapo_vl.data.build import BuildSettings, Mix, build, parse_mix, summary
 
     mixes = [parse_mix(s) for s in args.recipes]
     recipes = [get_recipe(m.recipe) for m in mixes]
     mixes = [Mix(m.recipe, m.weight, o, args.root) for m, o in zip(mixes, _options(recipes, args.option))]
-    manifest = build(mixes, args.out, limit=args.limit, seed=args.seed, split=args.split, config=_config(args),
-                     shard_size=args.shard_size, overwrite=args.overwrite,
+    settings = BuildSettings(limit=args.limit, seed=args.seed, split=args.split, shard_size=args.shard_size,
+                             image_config=_config(args))
+    manifest = build(mixes, args.out, settings, overwrite=args.overwrite,
                      log=None if args.quiet else lambda line: print(line, file=sys.stderr))
     print(summary(manifest))
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
