@@ -133,7 +133,7 @@ def settings_from(args: argparse.Namespace):
     return Settings(n_samples=args.n_samples, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
                     seed=args.seed, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                    score_workers=args.score_workers, progress=not args.no_progress)
+                    score_workers=args.score_workers, progress=not args.no_progress, data_root=args.root)
 
 
 def configured_task(name: str, args: argparse.Namespace):
@@ -180,8 +180,8 @@ def run_single(args: argparse.Namespace, ranks) -> int:
     check_qwen_vl(args.model)  # a bad model fails before the data is read,
     loaded = task.load(limit=args.limit, seed=args.seed, root=args.root)  # bad data before the model loads
     model, processor = load_model(args.model, args, ranks.device)
-    summary = run_task(model, processor, task, args.out, settings_from(args), model_name=args.model,
-                       data_root=args.root, ranks=ranks, loaded=loaded)
+    summary = run_task(model, processor, task, args.out, settings_from(args), model_name=args.model, ranks=ranks,
+                       loaded=loaded)
     if ranks.is_main:
         print(summary_text(summary))
         print(f"wrote {Path(args.out) / 'samples.jsonl'} and {Path(args.out) / 'summary.json'}")
@@ -222,7 +222,7 @@ def run_suite(args: argparse.Namespace, ranks) -> int:
             try:
                 configured = configured_task(task.name, args)
                 summary = run_task(model, processor, configured, out / model_slug(name) / task.name,
-                                   settings_from(args), model_name=name, data_root=args.root, ranks=ranks)
+                                   settings_from(args), model_name=name, ranks=ranks)
             except (TaskError, SourceError) as err:
                 failed.append(f"{name} / {task.name}: {_one_line(err)}")
                 if ranks.is_main:

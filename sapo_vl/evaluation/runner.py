@@ -29,6 +29,7 @@ from typing import Any
 from sapo_vl.data.images import BadImage, ImageConfig, load_image
 from sapo_vl.data.jsonio import write_json
 from sapo_vl.data.record import Record
+from sapo_vl.engines import SamplingSettings
 
 from . import dist
 from .generate import generate, row_seed
@@ -68,6 +69,13 @@ class Settings:
     """Seconds one verifier call may take before it scores 0 ("timeout")."""
     progress: bool = True
     """Show a progress bar (rank 0)."""
+    data_root: str | None = None
+    """Folder the records' relative image paths start from (`--root`); None: the recipe's own."""
+
+    def sampling(self, max_new_tokens: int) -> SamplingSettings:
+        """How each batch is sampled: K rows per record, at most `max_new_tokens` (the task's when unset here)."""
+        return SamplingSettings(group_size=self.n_samples, max_new_tokens=max_new_tokens,
+                                temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
 
 
 PINNED = ("model", "task", "split", "options", "prompt", "temperature", "top_p", "top_k", "max_new_tokens", "seed",
@@ -144,7 +152,7 @@ def prompt_text(record: Record) -> str:
 
 # ------------------------------------------------------------------------------------------------ one batch
 def run_batch(model, processor, task: Task, records: list[Record], todo: set[tuple[str, int]], settings: Settings,
-              max_new_tokens: int, data_root: str | None) -> list[dict]:
+              max_new_tokens: int) -> list[dict]:
     """Generate and score one batch; returns the lines for the (id, sample) pairs in `todo`."""
     from sapo_vl.verifiers import VerifierConfigError, score, score_batch
 
@@ -156,7 +164,7 @@ def run_batch(model, processor, task: Task, records: list[Record], todo: set[tup
         try:
             name, params = task.score_spec(r)
             score(name, "", r.answer, **params)  # reads the gold (cheaply): a bad one skips the record
-            images.append([load_image(src, data_root, images_cfg, record=r.id) for src in r.images])
+            images.append([load_image(src, settings.data_root, images_cfg, record=r.id) for src in r.images])
             usable.append(r)
         except (BadImage, VerifierConfigError) as err:
             if any((r.id, k) in todo for k in range(settings.n_samples)):
@@ -166,8 +174,7 @@ def run_batch(model, processor, task: Task, records: list[Record], todo: set[tup
         return lines
     K = settings.n_samples
     seeds = [row_seed(settings.seed, r.id, k) for r in usable for k in range(K)]
-    out = generate(model, processor, [r.prompt for r in usable], images, n_samples=K, max_new_tokens=max_new_tokens,
-                   temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, seeds=seeds)
+    out = generate(model, processor, [r.prompt for r in usable], images, settings.sampling(max_new_tokens), seeds=seeds)
     rows = [(r, k, i * K + k) for i, r in enumerate(usable) for k in range(K) if (r.id, k) in todo]
     items = []
     for r, _, j in rows:
@@ -191,17 +198,17 @@ def run_batch(model, processor, task: Task, records: list[Record], todo: set[tup
 
 # ------------------------------------------------------------------------------------------------ the run
 def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settings = Settings(), *,
-             model_name: str = "policy", data_root: str | None = None, ranks: dist.Dist | None = None,
+             model_name: str = "policy", ranks: dist.Dist | None = None,
              loaded: tuple[list[Record], list[tuple[str, str]]] | None = None) -> dict:
     """Evaluate `task` and return its summary (on every rank). See the module docstring. `loaded` is
-    `task.load(limit=settings.limit, seed=settings.seed, root=data_root)` when the caller has it already."""
+    `task.load(limit=settings.limit, seed=settings.seed, root=settings.data_root)` when the caller has it already."""
     ranks = ranks or dist.current()
     out_dir = Path(out_dir)
     K = settings.n_samples
     if K < 1 or settings.batch_size < 1:
         raise TaskError(f"--n-samples and --batch-size must be >= 1, got {K} and {settings.batch_size}")
     max_new_tokens = settings.max_new_tokens or task.max_new_tokens
-    records, skipped = loaded or task.load(limit=settings.limit, seed=settings.seed, root=data_root)
+    records, skipped = loaded or task.load(limit=settings.limit, seed=settings.seed, root=settings.data_root)
     if not records:
         raise TaskError(f"task {task.name!r} has no usable records"
                         + (f" ({len(skipped)} skipped, first: {skipped[0][1]})" if skipped else ""))
@@ -232,8 +239,7 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
         for first in range(0, len(todo), ranks.world_size):
             mine = todo[first + ranks.rank] if first + ranks.rank < len(todo) else None
             lines = [] if mine is None else run_batch(
-                model, processor, task, batches[mine[0]], {tuple(x) for x in mine[1]}, settings, max_new_tokens,
-                data_root)
+                model, processor, task, batches[mine[0]], {tuple(x) for x in mine[1]}, settings, max_new_tokens)
             gathered = dist.gather(lines, ranks)
             if ranks.is_main:
                 new = [line for part in gathered for line in part]
@@ -250,7 +256,7 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
     summary = None
     if ranks.is_main:
         summary = build_summary(task, settings, records, skipped, read_samples(out_dir / SAMPLES), model_name,
-                                max_new_tokens, data_root)
+                                max_new_tokens)
         summary["timing"] = {"seconds": round(seconds, 3), "samples_generated": generated,
                              "samples_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
                              "world_size": ranks.world_size, "device": str(ranks.device)}
@@ -259,7 +265,7 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
 
 
 def build_summary(task: Task, settings: Settings, records: list[Record], skipped: list[tuple[str, str]],
-                  lines: list[dict], model_name: str, max_new_tokens: int, data_root: str | None) -> dict:
+                  lines: list[dict], model_name: str, max_new_tokens: int) -> dict:
     """The summary of the current records and samples (timing is added by the caller)."""
     ids = {r.id for r in records}
     K = settings.n_samples
@@ -270,7 +276,7 @@ def build_summary(task: Task, settings: Settings, records: list[Record], skipped
         kind = reason.split(":")[0]
         skip_reasons[kind] = skip_reasons.get(kind, 0) + 1
     kept = [r for r in records if r.id not in bad]
-    source = task.options.get("path") or data_root or task.dataset_name()
+    source = task.options.get("path") or settings.data_root or task.dataset_name()
     local = source and (os.path.exists(str(source)) or str(source).startswith(("/", ".")))
     return {
         "task": task.name, "domain": task.domain, "model": model_name,

@@ -160,7 +160,7 @@ def _scripted_task(folder, **fields) -> Task:
                 source="test", recipe=str(path), verifier="count", **fields)
 
 
-def _scripted_generator(model, processor, prompts, images, *, n_samples, seeds, **kw):
+def _scripted_generator(model, processor, prompts, images, sampling, seeds=None):
     texts = []
     for p in prompts:
         i = int(p[-1]["content"][-1]["text"].split("(")[1].rstrip(")"))
