@@ -62,7 +62,7 @@ TABLE = [  # (reply, gold, options, published score, what is tricky)
     ("Neither (A) nor (B); the answer is (D)", "D", CM, 1, "three bracketed letters, last wins"),
     ("The answer is B. Option A is wrong.", "B", CM, 0, "' A ' is a bare letter, 'B.' inside the text is not"),
     ("B, because 15 cm is the length", "B", CM, 1, "'B,' is no letter mark, but the option text is"),
-    # issue 10: letters named inside a sentence
+    # letters named inside a sentence
     ("I choose C.", "C", CM, 1, "' C ' once the full stop is stripped"),
     ("\u7b54\u6848\u662f C", "C", CM, 1, "Chinese phrase, letter after a space"),
     ("\u7b54\u6848\u662fC", "C", CM, 0.25, "Chinese phrase, no space before the letter: random pick"),
@@ -89,7 +89,7 @@ TABLE = [  # (reply, gold, options, published score, what is tricky)
     ("It is 18 cm.", "C", CM, 0.25, "option text in a 3-word reply: random pick"),
     ("The answer is D.", "C", CM, 0, "wrong letter"),
     ("E", "A", CM, 0.25, "E is no option: random pick"),
-    # issue 10: LaTeX options
+    # LaTeX options
     ("<answer>$\\frac{2}{3}$</answer>", "C", FR, 0.25, "tagged option text: random pick"),
     ("The answer is $\\frac{2}{3}$, option C", "C", FR, 1, "the letter at the end"),
     ("So the probability is $\\frac{2}{3}$ in total here", "C", FR, 1, "the option text, $ included, in a long reply"),
@@ -111,7 +111,7 @@ TABLE = [  # (reply, gold, options, published score, what is tricky)
     ("The answer is 0.5", "1/2", None, 0, "gold '1/2' is a string, not in '0.5'"),
     ("<answer>12</answer>", "12", None, 1, "tagged integer"),
     ("<answer>13</answer>", "12", None, 0, "wrong integer"),
-    # issue 19: open questions with word answers; MMMU lower-cases and accepts any of several answers
+    # open questions with word answers; MMMU lower-cases and accepts any of several answers
     ("The answer is mitosis", "Mitosis", None, 1, "word gold, case folded"),
     ("<answer>MITOSIS</answer>", "Mitosis", None, 1, "word gold, upper-case reply"),
     ("The answer is Lisbon", "['Porto', 'Lisbon']", None, 1, "the second accepted answer"),
@@ -136,16 +136,16 @@ OURS_DIFFER = {  # (reply, gold): (our score, why)
     ("<answer>B</answer>", "B"): (1, "the <answer> content is read (our prompt asks for it)"),
     ("<answer>$\\frac{2}{3}$</answer>", "C"): (1, "the <answer> content is read; LaTeX options compare without $"),
     ("\\boxed{B}", "B"): (1, "the \\boxed{} content is read"),
-    ("\u7b54\u6848\u662fC", "C"): (1, "issue 10: a Chinese answer phrase names the letter"),
-    ("A is correct, C is wrong", "A"): (1, "issue 10: the letter named as correct is the pick, not the last bare letter"),
-    ("So the probability is \\frac{2}{3} in total here", "C"): (1, "issue 10: LaTeX options compare without $"),
+    ("\u7b54\u6848\u662fC", "C"): (1, "a Chinese answer phrase names the letter"),
+    ("A is correct, C is wrong", "A"): (1, "the letter named as correct is the pick, not the last bare letter"),
+    ("So the probability is \\frac{2}{3} in total here", "C"): (1, "LaTeX options compare without $"),
     ("The answer is 18 cm.", "C"): (1, "an option's text after 'answer is'"),
     ("The answer is (E)", "A"): (0, "no random pick: E is no option, the reply scores 0"),
     ("The value we computed is exactly 12 here", "B"): (1, "option texts match whole words only: 12, not 2"),
     ("The answer is B. Option A is wrong.", "B"): (1, "the letter right after 'answer is' is the answer"),
     ("<answer>\\frac{1}{4}</answer>", "0.25"): (1, "math-verify reads the fraction's value"),
     ("The answer is 0.5", "1/2"): (1, "math-verify compares values: 0.5 = 1/2"),
-    ("<answer>the larval stage</answer>", "larval"): (0, "issue 19: `exact` needs the whole answer, not a part"),
+    ("<answer>the larval stage</answer>", "larval"): (0, "`exact` needs the whole answer, not a part"),
 }
 
 

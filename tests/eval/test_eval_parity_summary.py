@@ -1,4 +1,4 @@
-"""The parity tables together, value by value (issue 19): every gold answer in the five rule-scored tables,
+"""The parity tables together, value by value: every gold answer in the five rule-scored tables,
 handed back in the form its published harness reads, scores 1 under the published rule (restated
 independently of our verifiers in parity_rules.py / eval_helpers.py) and 1 under our task; the next integer
 instead of an integer gold scores 0 under both. A gold that scored 0 against itself would be a row that can

@@ -16,7 +16,7 @@ PARITY = {"chartqa_test": "chartqa", "mmmu_val": "mmmu", "mathvision": "mathvisi
 """Rule-scored task -> its parity table, tests/eval/test_eval_parity_<name>.py."""
 
 
-def test_the_issue_tasks_are_all_there():
+def test_the_promised_benchmark_and_synthetic_tasks_are_all_there():
     wanted = {"mathvista_testmini", "mathverse_testmini", "mathvision", "geometry3k_test", "synthetic_geometry",
               "chartqa_test", "charxiv_reasoning_val", "synthetic_chart", "clevr_count", "mmmu_val", "logicvista",
               "synthetic_count", "synthetic_color", "synthetic_spatial"}
