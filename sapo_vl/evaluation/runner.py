@@ -70,10 +70,11 @@ class Settings:
     progress: bool = True
     """Show a progress bar (rank 0)."""
     data_root: str | None = None
-    """Folder the records' relative image paths start from (`--root`); None: the recipe's own."""
+    """Dataset root the records' relative image paths start from (`--root`, the recipe's `root`); None: none."""
 
     def sampling(self, max_new_tokens: int) -> SamplingSettings:
-        """How each batch is sampled: K rows per record, at most `max_new_tokens` (the task's when unset here)."""
+        """How each batch is sampled: K rows per record, each at most `max_new_tokens` long (this run's limit:
+        `self.max_new_tokens`, else the task's)."""
         return SamplingSettings(group_size=self.n_samples, max_new_tokens=max_new_tokens,
                                 temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
 
