@@ -182,14 +182,14 @@ def warm_up(run: Run) -> None:
 
 def periodic_eval(run: Run, step: int) -> dict[str, float]:
     """The configured eval tasks on the current policy (same tasks, verifiers and files as `sapo-vl eval`)."""
-    from .evaluation import evaluate_policy
+    from .evaluation import evaluate_policy, policy_settings
 
     cfg = run.cfg
+    settings = policy_settings(run.processor, limit=cfg.eval.limit, n_samples=cfg.eval.n_samples, seed=cfg.train.seed,
+                               max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)
     run.ds_engine.eval()
     with ds.gathered(run.ds_engine):
-        ev = evaluate_policy(run.policy, run.processor, cfg.eval.tasks, limit=cfg.eval.limit,
-                             n_samples=cfg.eval.n_samples, seed=cfg.train.seed,
-                             max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+        ev = evaluate_policy(run.policy, run.processor, cfg.eval.tasks, settings,
                              out_dir=run.run_dir / "eval" / f"step_{step + 1}")
     run.ds_engine.train()
     run.say("eval: " + ", ".join(f"{k.split('/', 1)[1]}={v:.3f}" for k, v in ev.items() if k.endswith("accuracy")))
