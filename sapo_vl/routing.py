@@ -33,7 +33,9 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from .dist import all_reduce
 from .models.loading import hf_model
+from .typed_config import ConfigError
 
 Tensor = torch.Tensor
 
@@ -43,8 +45,9 @@ ROUTE_DTYPE = torch.int16
 """Stored expert indices: 2 bytes each (every public MoE has far fewer than 32,767 experts), −1 = not recorded."""
 
 
-class RoutingError(ValueError):
-    """Routing replay cannot run as configured, or what a rollout engine recorded is not plausible."""
+class RoutingError(ConfigError):
+    """Routing replay cannot run as configured (a dense model, an engine without routed experts), or what a
+    rollout engine recorded is not plausible; one line names the cause and the way out."""
 
 
 def moe_routers(model: nn.Module) -> list[nn.Module]:
@@ -267,13 +270,25 @@ def check_routes(routes: Tensor, real: Tensor, num_experts: int, what: str) -> N
         raise RoutingError(f"{what}: every recorded expert index is 0 (a kernel that returns no routing)")
 
 
-def check_rollout_routes(rollout, num_experts: int) -> None:
-    """`check_routes` on a rollout's prompt and completion routing (the completion's last token excepted)."""
-    check_routes(rollout.prompt_routing, rollout.prompt_mask, num_experts, "prompt routing")
-    fed = rollout.completion_mask.clone()
-    last = fed.sum(-1) - 1  # (N,) the last completion token is never fed back to the sampler
+def check_sampled_routes(samples, num_experts: int, engine: str) -> None:
+    """`check_routes` on `Samples`' prompt and completion routing (a completion's last token excepted: the sampler
+    need not feed it back)."""
+    check_routes(samples.prompt_routing, samples.inputs["attention_mask"].cpu(), num_experts,
+                 f"{engine} engine, prompt routing")
+    fed = samples.completion_mask.clone()
+    last = fed.sum(-1) - 1  # (N,)
     fed[torch.arange(fed.shape[0]), last.clamp(min=0)] = 0
-    check_routes(rollout.completion_routing, fed, num_experts, "completion routing")
+    check_routes(samples.completion_routing, fed, num_experts, f"{engine} engine, completion routing")
+
+
+def mismatch_metrics(model) -> dict[str, float]:
+    """`moe_route_mismatch_frac` over all ranks: the share of recorded (token, MoE layer, slot) that the trainer's
+    own top-k did not pick, in the policy's forwards since the last call (empty without a tracker)."""
+    tracker = tracker_of(model)
+    if tracker is None:
+        return {}
+    missed, compared = all_reduce(list(tracker.take_mismatch()))
+    return {"moe_route_mismatch_frac": missed / compared if compared else 0.0}
 
 
 # ---------------------------------------------------------------------------------------------------- layouts

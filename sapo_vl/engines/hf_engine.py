@@ -47,6 +47,7 @@ class HFEngine:
                 )
                 if routes is not None:  # R3: the experts each token went to, as the trainer will lay them out
                     routes.fill(samples)
+                    routing.check_sampled_routes(samples, routes.tracker.num_experts, self.name)
                 return samples
         finally:
             self.ds_engine.train()
