@@ -261,13 +261,13 @@ def check_routes(routes: Tensor, real: Tensor, num_experts: int, what: str) -> N
         raise RoutingError(f"{what}: {int((r < 0).any(-1).any(-1).sum())} real tokens have no recorded experts")
     if (r >= num_experts).any():
         raise RoutingError(f"{what}: expert index {int(r.max())} out of range for {num_experts} experts")
+    if num_experts > 1 and not r.any():
+        raise RoutingError(f"{what}: every recorded expert index is 0 (a kernel that returns no routing)")
     k = r.shape[-1]
     if k > 1:
         s = r.sort(-1).values
         if (s[..., 1:] == s[..., :-1]).any():
             raise RoutingError(f"{what}: a token's top-{k} experts repeat an index (not a top-k)")
-    if num_experts > 1 and not r.any():
-        raise RoutingError(f"{what}: every recorded expert index is 0 (a kernel that returns no routing)")
 
 
 def check_sampled_routes(samples, num_experts: int, engine: str) -> None:
