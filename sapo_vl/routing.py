@@ -250,6 +250,28 @@ def note_decode(model, rows: Tensor, step: int) -> None:
         rec.decodes.append((rows + rec.offset, step, routes))
 
 
+def routes_from_sequences(seq_routes: Sequence[Tensor], prompt_len: Sequence[int], completion_len: Sequence[int],
+                          group_size: int, Lp: int, Lc: int) -> tuple[Tensor, Tensor]:
+    """Per completion row r, its sequence's routing (prompt_len[b] + completion_len[r] − 1, layers, k) as a
+    sampler that returns whole sequences gives it (vLLM's `routed_experts`: every token that went through the
+    model, the last sampled one excepted) → (B, Lp, layers, k) left-padded prompt routing (from each prompt's first
+    row) and (N, Lc, layers, k) completion routing, −1 where nothing was recorded."""
+    first = torch.as_tensor(seq_routes[0])
+    B = len(prompt_len)
+    prompt = torch.full((B, Lp, *first.shape[1:]), -1, dtype=ROUTE_DTYPE)
+    completion = torch.full((len(seq_routes), Lc, *first.shape[1:]), -1, dtype=ROUTE_DTYPE)
+    for r, seq in enumerate(seq_routes):
+        seq = torch.as_tensor(seq).to(ROUTE_DTYPE)
+        b, p, c = r // group_size, prompt_len[r // group_size], completion_len[r]
+        if seq.shape[0] not in (p + c - 1, p + c):
+            raise RoutingError(f"row {r} (prompt {b}): {seq.shape[0]} routed tokens for a {p}-token prompt and a "
+                               f"{c}-token completion (want {p + c - 1})")
+        if r % group_size == 0:
+            prompt[b, Lp - p:] = seq[:p]
+        completion[r, : seq.shape[0] - p] = seq[p:]
+    return prompt, completion
+
+
 # ---------------------------------------------------------------------------------------------------- checks
 def check_routes(routes: Tensor, real: Tensor, num_experts: int, what: str) -> None:
     """Raise `RoutingError` unless `routes` (..., layers, k) is plausible on the real tokens `real` (...): every

@@ -224,6 +224,23 @@ def test_implausible_routes_are_refused(bad, message):
         routing.check_routes(routes, torch.ones(1, 3), 4, "test")
 
 
+def test_whole_sequence_routes_are_laid_out_as_the_trainer_s():
+    """vLLM-style routes (one array per sequence, prompt then completion, the last sampled token not routed)
+    → left-padded prompt routes and right-padded completion routes, by hand."""
+    G, prompt_len, completion_len = 2, [3, 2], [2, 1, 3, 2]
+    seqs = [torch.tensor([[[10 * r + t, 10 * r + t + 100]] for t in range(prompt_len[r // G] + c - 1)])
+            for r, c in enumerate(completion_len)]  # (T_r, 1 layer, k=2): expert ids that name (row, token)
+    prompt, completion = routing.routes_from_sequences(seqs, prompt_len, completion_len, G, Lp=3, Lc=3)
+    assert prompt[0, :, 0, 0].tolist() == [0, 1, 2]  # prompt 0 from row 0
+    assert prompt[1, :, 0, 0].tolist() == [-1, 20, 21]  # prompt 1 (2 tokens, left-padded) from row 2
+    assert completion[0, :, 0, 0].tolist() == [3, -1, -1]  # row 0: token 0 routed, its last token not
+    assert completion[1, :, 0, 0].tolist() == [-1, -1, -1]  # a 1-token completion has no routed token
+    assert completion[2, :, 0, 1].tolist() == [122, 123, -1]
+    with pytest.raises(routing.RoutingError, match="row 1 .*5 routed tokens"):
+        routing.routes_from_sequences([seqs[0], seqs[0][:0].new_zeros(5, 1, 2)] + seqs[2:], prompt_len,
+                                      completion_len, G, Lp=3, Lc=3)
+
+
 def test_dense_models_are_refused(tiny_dense):
     with pytest.raises(ConfigError, match="algorithm.routing_replay.*dense"):
         load_config("configs/demo.yaml", ["algorithm.routing_replay=r3"])
