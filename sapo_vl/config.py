@@ -35,6 +35,7 @@ LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]  # the registered 
 EngineName = Literal[tuple(ROLLOUT_ENGINES)]  # type: ignore[valid-type]  # the registered engines, `sapo_vl.engines`
 CorrectionMode = Literal["none", "tis", "mis"]
 CorrectionLevel = Literal["token", "sequence"]
+RoutingReplay = Literal["off", "measure", "r3"]
 
 
 
@@ -230,6 +231,12 @@ class AlgorithmConfig:
     """GRPO clip ranges and dual clip (used when name is "grpo")."""
     rollout_correction: RolloutCorrectionConfig = field(default_factory=RolloutCorrectionConfig)
     """Importance correction between the sampler's and the trainer's log-probs (matters with `rollout.engine` vllm)."""
+    routing_replay: RoutingReplay = "off"
+    """MoE routing replay (`sapo_vl.routing`): "r3" records the experts every token (prompt, image tokens and
+    completion) was routed to when it was sampled and forces them in every trainer forward (π_old, reference,
+    update passes), routing weights recomputed from the trainer's router scores (so the router keeps its
+    gradient); "measure" records and logs `moe_route_mismatch_frac` without forcing; "off" records nothing. MoE
+    models only; costs tokens × MoE layers × k × 2 bytes of host memory per rollout (see README, "Routing replay")."""
 
     def resolved_loss_agg(self) -> str:
         """`loss_agg`, or the algorithm's default (its `LOSSES` entry) when it is null."""
@@ -475,6 +482,21 @@ def _algorithm(cfg: Config, need, out: list[str]) -> None:
     need(a.grpo.eps_low < 1, "algorithm.grpo.eps_low", "must be < 1")
     need(a.gspo.eps_low < 1, "algorithm.gspo.eps_low", "must be < 1")
     need(a.grpo.dual_clip is None or a.grpo.dual_clip > 1, "algorithm.grpo.dual_clip", "must be > 1 or null")
+    if a.routing_replay != "off":
+        dense = _dense_model(cfg.model.name_or_path)
+        need(not dense, "algorithm.routing_replay", f"needs a mixture-of-experts model; {cfg.model.name_or_path!r} is "
+             "dense (no router to replay): set algorithm.routing_replay=off")
+
+
+def _dense_model(name_or_path: str) -> bool:
+    """True when the model's architecture is known offline and has no MoE layer (unknown: False; the run's setup
+    refuses a dense model it loads, `sapo_vl.routing.RoutingError`)."""
+    from .models.archs import ArchError, arch_for
+
+    try:
+        return not arch_for(name_or_path).moe
+    except (ArchError, OSError, ValueError):
+        return False
 
 
 

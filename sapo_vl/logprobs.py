@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from . import routing
 from .models.loading import hf_model
 from .sampling import rope_positions
 
@@ -125,6 +126,7 @@ class PolicyLogprobs(nn.Module):
             dummy = _dummy_vision(model, input_ids.device)
         # positions as the sampler numbered them (a row's first real token at 0, whatever its left padding)
         positions = rope_positions(model, input_ids, mm_token_type_ids, attention_mask, image_grid_thw)[0]
+        routing.begin_forward(model, getattr(rows, "routing", None))  # R3: the sampler's experts (or own top-k)
         out = model.model(
             input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
             image_grid_thw=image_grid_thw, mm_encoder_outputs=encoded, use_cache=False, position_ids=positions,

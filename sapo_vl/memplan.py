@@ -480,7 +480,20 @@ def host_items(c: PlanContext) -> list[tuple[str, float]]:
         host.append(("loading (ZeRO-3 partitioned: rank 0 memory-maps the checkpoint)", _gib(P * c.w_ref)))
     else:
         host.append(("loading (every rank reads the whole checkpoint)", _gib(P * c.w_ref * rpn)))
+    host.extend(routing_replay_items(c))
     return host
+
+
+def routing_replay_items(c: PlanContext) -> list[tuple[str, float]]:
+    """`algorithm.routing_replay` on a MoE model: the rollout's recorded expert indices, kept on the host,
+    tokens × MoE layers × k × 2 B (int16, `sapo_vl.routing`) per rank; a micro-batch's share goes to the device."""
+    a = c.arch
+    if c.cfg.algorithm.routing_replay == "off" or not a.moe:
+        return []
+    tokens = c.shape.rows_per_rank * (c.cfg.data.max_prompt_tokens + c.cfg.rollout.max_new_tokens)
+    per_rank = tokens * a.num_layers * a.experts_per_token * 2
+    return [(f"routing replay indices ({tokens} tokens × {a.num_layers} layers × {a.experts_per_token} × 2 B "
+             f"per rank)", _gib(per_rank * c.ranks_per_node))]
 
 
 def hf_generation_memory(c: PlanContext) -> GenerationMemory:

@@ -40,6 +40,7 @@ from typing import Sequence
 import torch
 import torch.distributed as tdist
 
+from . import routing
 from .dist import all_reduce
 from .logprobs import PolicyLogprobs, _dummy_vision, chunked_logprobs
 from .models.loading import hf_model
@@ -232,6 +233,8 @@ class PackedBatch:
     """Distinct-image index of each image occurrence, in the order the image tokens appear row by row."""
     real_tokens: int
     """Tokens that are not padding (the batch holds R × L)."""
+    routing: Tensor | None = None
+    """(R, L, moe_layers, k) recorded expert indices to replay (`sapo_vl.routing.packed_routes`), or None."""
 
     @property
     def n_completion(self) -> int:
@@ -339,6 +342,7 @@ def packed_logprobs(
     elif touch_vision:
         dummy = _dummy_vision(model, batch.input_ids.device)
     mask = attention_mask_for(model, batch.segment_ids, model.dtype)
+    routing.begin_forward(model, batch.routing)
     out = model.model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
                       mm_encoder_outputs=encoded, use_cache=False)
     h = out.last_hidden_state  # (R, L, H)
@@ -371,6 +375,7 @@ class PackedSource:
     token-budget micro-batches (`micro_batches_in_step`), each a `PackedBatch`. The prompt table is built once."""
 
     def __init__(self, rollout, policy, *, micro_rows: int, micro_tokens: int, device: torch.device):
+        self.rollout = rollout
         self.table = prompt_table(rollout, policy)
         self.limits = update_limits(self.table, micro_rows, micro_tokens)
         self.device = device
@@ -382,4 +387,7 @@ class PackedSource:
         return micro_batches_in_step(rows, self.table, **self.limits)
 
     def batch(self, plan: list[PackedRow]) -> "PackedBatch":
-        return packed_batch(self.table, plan, self.device)
+        out = packed_batch(self.table, plan, self.device)
+        routes = routing.packed_routes(self.rollout, plan, out.segment_ids)
+        out.routing = None if routes is None else routes.to(self.device)
+        return out

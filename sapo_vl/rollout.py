@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as tdist
 
+from . import routing
 from .algorithms import corrected_advantages, overlong_penalty, zero_std_groups
 from .config import Config
 from .data.record import Record
@@ -48,6 +49,8 @@ class RowBatch:
     """(n_images, 3) their patch grids."""
     mask: Tensor
     """(n, Lc') 1 on completion tokens."""
+    routing: Tensor | None = None
+    """(n, Lp' + Lc', moe_layers, k) recorded expert indices to replay (`sapo_vl.routing`), or None."""
 
     def logprobs(self, module, **kw) -> tuple[Tensor, Tensor]:
         """(n, Lc') log-probs and entropies through `module` (a DeepSpeed engine or a `PolicyLogprobs`)."""
@@ -101,6 +104,11 @@ class Rollout:
     multiply each token's advantage (`algorithms.corrected_advantages`)."""
     scores: list[VerifierResult] = field(default_factory=list)
     """(N) verifier results (score, reason, extracted)."""
+    prompt_routing: Tensor | None = None
+    """(B, Lp, moe_layers, k) int16 expert indices the sampler routed each prompt token to (−1 on padding), when
+    `algorithm.routing_replay` records them (`sapo_vl.routing`)."""
+    completion_routing: Tensor | None = None
+    """(N, Lc, moe_layers, k) int16 expert indices of each completion token (−1 where none was recorded)."""
 
     @property
     def n(self) -> int:
@@ -135,7 +143,8 @@ class Rollout:
             prompt_mm_types=inputs["mm_token_type_ids"].cpu(), pixel_values=pixels, image_grid_thw=grids,
             completion_ids=samples.completion_ids, completion_mask=samples.completion_mask,
             truncated=samples.truncated, texts=samples.texts, group_size=samples.group_size,
-            sample_logprobs=samples.sample_logprobs,
+            sample_logprobs=samples.sample_logprobs, prompt_routing=samples.prompt_routing,
+            completion_routing=samples.completion_routing,
         )
 
     def groups(self, keep: Sequence[int]) -> "Rollout":
@@ -152,6 +161,8 @@ class Rollout:
             completion_mask=self.completion_mask[r], truncated=self.truncated[r],
             texts=[self.texts[i] for i in rows], group_size=G, sample_logprobs=pick(self.sample_logprobs),
             rewards=pick(self.rewards), scores=[self.scores[i] for i in rows] if self.scores else [],
+            prompt_routing=None if self.prompt_routing is None else self.prompt_routing[k],
+            completion_routing=pick(self.completion_routing),
         )
 
     @staticmethod
@@ -179,6 +190,7 @@ class Rollout:
             group_size=parts[0].group_size,
             sample_logprobs=torch.cat([right(p.sample_logprobs, 0.0) for p in parts]),
             rewards=torch.cat([p.rewards for p in parts]), scores=[x for p in parts for x in p.scores],
+            **_concat_routing(parts, lp, lc),
         )
 
     def token_advantages(self, rows: Tensor | Sequence[int], lc: int) -> Tensor:
@@ -210,7 +222,17 @@ class Rollout:
             pixel_values=torch.cat(pix).to(device) if pix else None,
             image_grid_thw=torch.cat(grids).to(device) if grids else None,
             mask=cm[:, :lc].to(device),
+            routing=routing.row_routes(self, prompt, rows_t, first, lc, device),
         )
+
+
+def _concat_routing(parts: Sequence[Rollout], lp: int, lc: int) -> dict[str, Tensor | None]:
+    """`Rollout.concat`'s routing fields: prompts padded on the left, completions on the right (−1)."""
+    if any(p.prompt_routing is None for p in parts):
+        return {"prompt_routing": None, "completion_routing": None}
+    return {"prompt_routing": torch.cat([routing.pad_routes(p.prompt_routing, lp, left=True) for p in parts]),
+            "completion_routing": torch.cat([routing.pad_routes(p.completion_routing, lc, left=False)
+                                             for p in parts])}
 
 
 def sampling_settings(cfg: Config) -> SamplingSettings:

@@ -1,8 +1,9 @@
 """Setting up a training run: everything the loop needs, built once and held in one typed `Run`.
 
 `setup_run(cfg)` joins the process group, checks the batch plan, loads the processor, the prompt stream, the
-policy (LoRA, freezing and checkpointing applied), the DeepSpeed engine, the rollout engine, the reference model
-(when KL is on) and the run log, and restores a checkpoint when resuming. `sapo_vl.train` then only loops.
+policy (LoRA, freezing and checkpointing applied; its MoE routers hooked for `algorithm.routing_replay`), the
+DeepSpeed engine, the rollout engine, the reference model (when KL is on) and the run log, and restores a
+checkpoint when resuming. `sapo_vl.train` then only loops.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from . import ds
+from . import ds, routing
 from .batch_plan import BatchPlan, batch_plan
 from .config import Config, config_to_dict, dump_yaml
 from .data.stream import PromptStream
@@ -105,6 +106,17 @@ def build_reference(cfg: Config, ds_conf: dict, device: torch.device, banned: li
     return ref
 
 
+def install_routing_replay(cfg: Config, policy, ref) -> None:
+    """`algorithm.routing_replay`: hook the policy's routers (record, measure, replay under r3) and, under r3,
+    the reference's (its forwards replay the same experts). A dense model is refused (`routing.RoutingError`)."""
+    mode = cfg.algorithm.routing_replay
+    if mode == "off":
+        return
+    routing.install(policy, replay=mode == "r3")
+    if ref is not None and mode == "r3":
+        routing.install(getattr(ref, "module", ref).policy, replay=True)
+
+
 def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
     """Every dropout of `model` set to 0, so that each forward of the policy is deterministic: π_old passes,
     the loss and the sampler then see the same function (the first minibatch's ratio is exactly 1)."""
@@ -135,6 +147,7 @@ def setup_run(cfg: Config) -> Run:
     policy = build_policy(cfg, dist.device, ds_conf)
     banned = token_ids(processor.tokenizer, NEVER_SAMPLE)  # out of the trainer's softmax too, as in the sampler
     ref = build_reference(cfg, ds_conf, dist.device, banned) if cfg.algorithm.kl_beta > 0 else None
+    install_routing_replay(cfg, policy, ref)
     ds_engine = ds.create_engine(PackedPolicyLogprobs(policy, banned_ids=banned), cfg, micro_batch=plan.micro,
                                  grad_accum=plan.grad_accum, dist=dist, total_optimizer_steps=plan.total_optimizer_steps)
     rollout_engine = engine_class(cfg.rollout.engine)(ds_engine, policy, processor, cfg)

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
+from . import routing
 from .engines.base import Samples
 from .models.loading import encode_prompts, hf_model
 
@@ -252,6 +253,7 @@ def _decode(model, logits: Tensor, cache: RowCache, attn: Tensor, next_pos: Tens
         pos = (next_pos + step).view(1, a, 1).expand(3, a, 1)  # (3, a, 1): text tokens share all M-RoPE axes
         logits = model(input_ids=nxt[:, None], attention_mask=mask[:, : lp + step + 1], position_ids=pos,
                        cache=cache, use_cache=True).logits[:, -1]  # (a, V)
+        routing.note_decode(model, rows, step)  # R3 capture: the experts token `step` of `rows` went to
     return out
 
 
@@ -292,6 +294,7 @@ def sample_completions(
     N = B * G
     if isinstance(generator, (list, tuple)) and len(generator) != N:
         raise ValueError(f"{len(generator)} generators for {N} rows: give one per row or a single one")
+    routing.begin_forward(model, None)  # the sampler routes by its own top-k (recorded, under R3)
     inputs = encode_prompts(processor, prompts, images)
     n_images = [len(ims) for ims in images]
     banned = torch.tensor(token_ids(tok, NEVER_SAMPLE), dtype=torch.long, device=device)
@@ -307,15 +310,18 @@ def sample_completions(
             uniq = sorted(set(prompt_of_row))
             feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, uniq).items()}
             logits, cache, next_pos = _prefill(model, feed, capacity=0)  # (p, V), KV of the p prompts, (p,)
+            routing.note_prefill(model, uniq)
             expand = torch.tensor([uniq.index(p) for p in prompt_of_row], device=device)  # (n,) row → prompt
             cache.select_rows(expand, capacity=feed["input_ids"].shape[1] + max_new_tokens)
             logits, next_pos, attn = logits[expand], next_pos[expand], feed["attention_mask"][expand]
         else:  # every row prefilled on its own copy of its prompt (images included)
             feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, prompt_of_row).items()}
             logits, cache, next_pos = _prefill(model, feed, capacity=feed["input_ids"].shape[1] + max_new_tokens)
+            routing.note_prefill(model, prompt_of_row)
             attn = feed["attention_mask"]
         prefill_tokens += int(feed["input_ids"].numel())
         gen = generator[r0:r1] if isinstance(generator, (list, tuple)) else generator
+        routing.note_chunk(model, r0)
         parts.append(_decode(model, logits, cache, attn, next_pos, max_new_tokens=max_new_tokens, sample=sample,
                              banned=banned, stop=stop, pad_id=pad_id, generator=gen, check_every=check_every))
         del cache, logits

@@ -36,7 +36,7 @@ import time
 
 import torch
 
-from . import ds
+from . import ds, routing
 from .algorithms import group_advantages, rollout_correction, zero_std_groups
 from .batch_plan import batch_plan
 from .config import Config, ConfigError, load_config
@@ -101,6 +101,7 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
     stats, bad_steps = update_policy(run.ds_engine, rollout, source, run.update, seed=cfg.train.seed * 31 + step)
     run.rollout_engine.update_weights()
     stats.update(correction)
+    stats.update(routing.mismatch_metrics(run.policy))  # algorithm.routing_replay: own top-k vs the sampler's
     run.skipped_steps += bad_steps
     if bad_steps:
         run.say(f"step {step}: non-finite loss in {bad_steps} minibatch(es); those optimizer steps were skipped")

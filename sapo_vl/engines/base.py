@@ -43,6 +43,12 @@ class Samples:
     group_size: int
     prefill_tokens: int
     """Tokens that went through the prefill forwards (B·Lp shared, B·G·Lp expanded; summed over chunks)."""
+    prompt_routing: Tensor | None = None
+    """(B, Lp, moe_layers, k) int16 expert indices each prompt token was routed to (aligned to `inputs`'
+    input_ids; −1 on padding), when routing is recorded (`algorithm.routing_replay`, `sapo_vl.routing`)."""
+    completion_routing: Tensor | None = None
+    """(B·G, Lc, moe_layers, k) int16 expert indices of each completion token as it was fed back (−1 where it
+    was not: padding, the last token)."""
 
     @property
     def lengths(self) -> Tensor:

