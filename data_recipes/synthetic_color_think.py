@@ -27,8 +27,7 @@ DOMAIN = "reasoning"
 SOURCE = "synthetic:color_think"
 VERIFIER = "exact"
 DESCRIPTION = "Dominant color with a short reasoning: <think>colors seen</think><answer>color</answer>."
-PROMPT = ("What is the dominant color in this image? Think first, then answer: "
-          "<think>reasoning</think><answer>color</answer>, the color one of: {choices}.")
+PROMPT = "Which color covers most of the image? Reason in <think></think>, then answer in <answer></answer>."
 RESPONSE = "<think>the image is {answer} with {others}; the largest color is {answer}</think><answer>{answer}</answer>"
 SPLITS = ("train", "test")
 
@@ -54,7 +53,7 @@ def records(split: str = "train", *, seed: int = 0, limit: int | None = None, ro
         raise ValueError(f"need 2 <= n_colors <= {len(COLORS)} and 1 <= patches <= n_colors - 1")
     if dominance <= 1 / (patches + 1):
         raise ValueError(f"dominance {dominance} must exceed 1/(patches+1) so the answer stays the majority")
-    question = PROMPT.format(choices=", ".join(names))
+    question = PROMPT
     n = split_size(split, size) if limit is None else min(split_size(split, size), limit)
     for i in range(n):
         rng = rng_for(NAME, split, seed, i)
