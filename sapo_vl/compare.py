@@ -211,6 +211,16 @@ def _prepare(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
+def check_variants(variants: dict) -> None:
+    """ConfigError unless `compare.variants` maps folder-safe names to lists of dotted key=value overrides."""
+    for name, over in variants.items():
+        if not (isinstance(name, str) and name.replace("_", "").replace(".", "").isalnum()):
+            raise ConfigError(f"compare.variants: name {name!r} must be letters, digits, '_' or '.' (it names run "
+                              "folders)")
+        if not (isinstance(over, list) and all(isinstance(o, str) and "=" in o for o in over)):
+            raise ConfigError(f"compare.variants.{name}: must be a list of dotted key=value overrides (got {over!r})")
+
+
 def _variant_overrides(cfg, variant: str | None) -> list[str]:
     return [] if variant is None else list(cfg.compare.variants[variant])
 
@@ -224,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else [cfg.train.seed]
+        check_variants(cfg.compare.variants)
         variants = list(cfg.compare.variants) or [None]
         for v in variants:
             for a in algos:

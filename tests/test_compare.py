@@ -187,6 +187,34 @@ def test_bad_metric_line_names_the_file_and_line(tmp_path):
         compare.complete(p, 2)
 
 
+def test_bad_variants_are_clear_errors(capsys):
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={a/b: [train.steps=2]}"], seeds="0")) == 2
+    assert "compare.variants: name 'a/b'" in capsys.readouterr().err
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={mb2: train.steps}"], seeds="0")) == 2
+    assert "compare.variants.mb2: expected a list of str" in capsys.readouterr().err  # the typed config's check
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={mb2: [train.steps]}"], seeds="0")) == 2
+    assert "compare.variants.mb2: must be a list of dotted key=value overrides" in capsys.readouterr().err
+    # a variant whose override is not a valid config key fails before anything runs, naming the key
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={mb2: [algorithm.num_minibatchs=2]}"])) == 2
+    assert "num_minibatches" in capsys.readouterr().err
+
+
+def test_variants_name_their_runs_and_reuse_complete_ones(tmp_path, monkeypatch):
+    for v in ("mb2", "mb4"):
+        for a in ("sapo", "grpo"):
+            d = tmp_path / f"cmp-{v}-{a}-s0"
+            d.mkdir()
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows([0.5, 0.7])))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    args = _args("configs/demo.yaml", [f"logging.out_dir={tmp_path}", "logging.run_name=cmp", "train.steps=2",
+                                       "compare.variants={mb2: [algorithm.num_minibatches=2], "
+                                       "mb4: [algorithm.num_minibatches=4]}"], algorithms="sapo,grpo", seeds="0")
+    assert compare.run(args) == 0
+    summary = json.loads((tmp_path / "cmp-comparison" / "summary.json").read_text())
+    assert set(summary["variants"]) == {"mb2", "mb4"}
+    assert set(summary["variants"]["mb4"]["algorithms"]) == {"sapo", "grpo"}
+
+
 def test_bad_seed_is_a_clear_error(capsys):
     assert compare.run(_args("configs/demo.yaml", [], algorithms="sapo", seeds="0,x")) == 2
     assert "invalid literal" in capsys.readouterr().err
