@@ -68,7 +68,8 @@ class LossEntry:
 LOSSES: dict[str, LossEntry] = {
     "sapo": LossEntry(sapo_loss, SapoConfig, "seq-mean-token-mean",
                       ("gate_weight_mean", *GATE_WEIGHT_LEVELS, "gate_weight_token_min")),
-    "gspo": LossEntry(gspo_loss, GspoConfig, "seq-mean-token-mean", ("seq_ratio_mean", "clip_frac_low", "clip_frac_high")),
+    "gspo": LossEntry(gspo_loss, GspoConfig, "seq-mean-token-mean",
+                      ("seq_ratio_mean", "clip_frac_low", "clip_frac_high")),
     "grpo": LossEntry(grpo_loss, GrpoConfig, "token-mean", ("clip_frac_low", "clip_frac_high", "dual_clip_frac")),
 }
 """`algorithm.name` → its loss entry."""

@@ -113,7 +113,8 @@ def _one_token(log_r: float, adv: float):
 
 @pytest.mark.parametrize("adv", [1.0, -1.0])
 def test_each_temperature_changes_loss_and_gradient_as_the_formula_says(adv):
-    """τ_pos acts on Â > 0 tokens only and τ_neg on Â < 0 only: loss −Â·(4/τ)σ(τ(r−1)), d/d log π = −Â·sech²(τ(r−1)/2)·r."""
+    """τ_pos acts on Â > 0 tokens only and τ_neg on Â < 0 only: loss −Â·(4/τ)σ(τ(r−1)), and its derivative in
+    log π is −Â·sech²(τ(r−1)/2)·r."""
     r = math.exp(0.4)
     for tau_pos, tau_neg in ((1.0, 1.05), (2.0, 1.05), (1.0, 3.0), (0.5, 0.25)):
         logp, old, a, mask = _one_token(0.4, adv)
