@@ -179,6 +179,73 @@ def ratio_stats(log_ratio: Tensor, mask: Tensor) -> dict[str, float]:
         }
 
 
+RATIO_DEVIATIONS = {"ratio_dev_gt02_frac": 0.2, "ratio_dev_gt05_frac": 0.5}
+"""Stat name → d: the fraction of response tokens with |r − 1| > d (the paper's regime: small, not zero)."""
+GATE_WEIGHT_LEVELS = {"gate_weight_lt099_frac": 0.99, "gate_weight_lt09_frac": 0.9, "soft_suppressed_frac": 0.5}
+"""Stat name → w: the fraction of response tokens whose SAPO gate weight sech²(τ(r−1)/2) is below w (the gate
+weight's quantiles read as a CDF at fixed levels, so that they aggregate exactly over micro-batches)."""
+SIGN_CASES = {"frac_pos_r_gt1": (1, 1), "frac_pos_r_lt1": (1, -1), "frac_neg_r_gt1": (-1, 1),
+              "frac_neg_r_lt1": (-1, -1)}
+"""Stat name → (sign of Â, sign of log r): the token mass in each of the paper's four cases."""
+ON_POLICY_TOL = 1e-6
+"""|log r| at or below this counts as r = 1 (in none of the four cases): two forwards of the same weights."""
+
+
+def logratio_seq_var(log_ratio: Tensor, mask: Tensor) -> Tensor:
+    """(B,) within-sequence (population) variance of log r over each sequence's response tokens; 0 for an empty
+    or one-token sequence. Its mean over sequences is the paper's token-vs-sequence diagnostic: at 0 every token
+    of a sequence has the sequence's ratio and SAPO's token gate acts like a sequence gate."""
+    m = mask.to(torch.float64)  # (B, T)
+    x = log_ratio.detach().to(torch.float64)  # (B, T)
+    n = m.sum(-1).clamp(min=1.0)  # (B,)
+    mean = (x * m).sum(-1) / n  # (B,)
+    return (((x - mean[:, None]) ** 2) * m).sum(-1) / n  # (B,)
+
+
+def sign_case_fractions(log_ratio: Tensor, advantages: Tensor, mask: Tensor,
+                        tol: float = ON_POLICY_TOL) -> dict[str, float]:
+    """Fraction of response tokens in each case of `SIGN_CASES` (Â > 0 / < 0 × r > 1 / < 1).
+
+    advantages: (B,) or (B, T). Tokens with Â = 0 or |log r| <= `tol` are in no case, so the four fractions sum
+    to at most 1."""
+    with torch.no_grad():
+        adv = _token_advantages(advantages, log_ratio)  # (B, T)
+        lr = log_ratio.detach()  # (B, T)
+        r_sign = torch.where(lr > tol, 1, torch.where(lr < -tol, -1, 0))  # (B, T)
+        return {name: _masked_mean_float(((torch.sign(adv) == a) & (r_sign == r)).float(), mask)
+                for name, (a, r) in SIGN_CASES.items()}
+
+
+def ratio_deviation_fractions(log_ratio: Tensor, mask: Tensor) -> dict[str, float]:
+    """Fraction of response tokens with |r − 1| > d for each d of `RATIO_DEVIATIONS`."""
+    with torch.no_grad():
+        dev = (torch.exp(log_ratio.detach().float()) - 1.0).abs()  # (B, T)
+        return {name: _masked_mean_float((dev > d).float(), mask) for name, d in RATIO_DEVIATIONS.items()}
+
+
+def gate_weight_stats(weight: Tensor, mask: Tensor) -> dict[str, float]:
+    """SAPO gate weights (B, T) → their token mean, the fraction below each level of `GATE_WEIGHT_LEVELS`, and the
+    lowest weight of a response token (`gate_weight_token_min`; 1.0 without tokens)."""
+    with torch.no_grad():
+        w = weight.detach()  # (B, T)
+        m = mask.bool()  # (B, T)
+        out = {"gate_weight_mean": _masked_mean_float(w, mask)}
+        out.update({name: _masked_mean_float((w < lvl).float(), mask) for name, lvl in GATE_WEIGHT_LEVELS.items()})
+        out["gate_weight_token_min"] = float(w[m].min()) if m.any() else 1.0
+        return out
+
+
+def regime_stats(log_ratio: Tensor, advantages: Tensor, mask: Tensor) -> dict[str, float]:
+    """The paper's diagnostics every loss logs (token ratios): `ratio_stats`, `logratio_seq_var` (mean over
+    sequences with tokens), the four sign cases and the ratio-deviation fractions."""
+    stats = ratio_stats(log_ratio, mask)
+    has = mask.sum(-1) > 0  # (B,)
+    stats["logratio_seq_var"] = float(logratio_seq_var(log_ratio, mask)[has].mean()) if has.any() else 0.0
+    stats.update(sign_case_fractions(log_ratio, advantages, mask))
+    stats.update(ratio_deviation_fractions(log_ratio, mask))
+    return stats
+
+
 def _clip_fractions(ratio: Tensor, adv: Tensor, mask: Tensor, low: float, high: float) -> dict[str, float]:
     """Fraction of response tokens whose clipped branch binds: below 1−ε_l with Â<0, above 1+ε_h with Â>0."""
     with torch.no_grad():
@@ -225,7 +292,8 @@ def sapo_loss(
 
     Token-level ratios only (no sequence ratio). At r = 1 the gradient is exactly the policy-gradient one; off
     policy it is scaled smoothly by sech²(τ(r−1)/2) instead of being cut at 1 ± ε.
-    Stats: ratio diagnostics, `gate_weight_mean` (mean sech² weight) and `soft_suppressed_frac` (weight < 0.5).
+    Stats: `regime_stats` and `gate_weight_stats` (mean sech² weight, fractions of tokens below 0.99 / 0.9 / 0.5:
+    `soft_suppressed_frac` is the last, and the lowest token weight).
     """
     _check_inputs(logprobs, old_logprobs, advantages, mask)
     if tau_pos <= 0 or tau_neg <= 0:
@@ -235,11 +303,8 @@ def sapo_loss(
     adv = _token_advantages(advantages, logprobs)  # (B, T)
     tau = torch.full_like(adv, tau_neg).masked_fill(adv > 0, tau_pos)  # (B, T), in the inputs' dtype
     pg_mat = -sapo_gate(ratio, tau) * adv  # (B, T)
-    stats = ratio_stats(log_ratio, mask)
-    with torch.no_grad():
-        w = sapo_weight(ratio.detach(), tau)  # (B, T)
-        stats["gate_weight_mean"] = _masked_mean_float(w, mask)
-        stats["soft_suppressed_frac"] = _masked_mean_float((w < 0.5).float(), mask)
+    stats = regime_stats(log_ratio, adv, mask)
+    stats.update(gate_weight_stats(sapo_weight(ratio.detach(), tau), mask))
     return _finish(
         pg_mat, logprobs, mask, agg, stats, ref_logprobs=ref_logprobs, kl_beta=kl_beta,
         kl_estimator=kl_estimator, global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len,
@@ -265,7 +330,7 @@ def gspo_loss(
     """GSPO (token form): s_i = exp(mean_t log r_{i,t}) per sequence, applied per token with gradient s_i·∇log π.
 
     Built as exp(logp − sg(logp) + sg(clamp(mean_t(logp − logp_old), ±20))); clipped surrogate
-    min(s·Â, clip(s, 1−ε_l, 1+ε_h)·Â). Stats: ratio diagnostics of the token ratios, `seq_ratio_mean`,
+    min(s·Â, clip(s, 1−ε_l, 1+ε_h)·Â). Stats: `regime_stats` of the token ratios, `seq_ratio_mean`,
     clip fractions of the sequence ratio.
     """
     _check_inputs(logprobs, old_logprobs, advantages, mask)
@@ -279,7 +344,7 @@ def gspo_loss(
     pg1 = -adv * s  # (B, T)
     pg2 = -adv * s.clamp(1.0 - eps_low, 1.0 + eps_high)  # (B, T)
     pg_mat = torch.maximum(pg1, pg2)  # (B, T)
-    stats = ratio_stats(tok_log_ratio, mask)
+    stats = regime_stats(tok_log_ratio, adv, mask)
     seq_has = m.sum(-1) > 0
     stats["seq_ratio_mean"] = float(torch.exp(seq_log_ratio)[seq_has].mean()) if seq_has.any() else 1.0
     stats.update(_clip_fractions(s.detach(), adv, mask, 1.0 - eps_low, 1.0 + eps_high))
@@ -309,7 +374,7 @@ def grpo_loss(
     """GRPO with DAPO's clip-higher: min(r·Â, clip(r, 1−ε_l, 1+ε_h)·Â) per token.
 
     `dual_clip` = c > 1 additionally bounds the loss of Â < 0 tokens by c·|Â| (dual-clip PPO).
-    Stats: ratio diagnostics, clip fractions (low, high) and `dual_clip_frac`.
+    Stats: `regime_stats`, clip fractions (low, high) and `dual_clip_frac`.
     """
     _check_inputs(logprobs, old_logprobs, advantages, mask)
     if dual_clip is not None and dual_clip <= 1.0:
@@ -320,7 +385,7 @@ def grpo_loss(
     pg1 = -adv * ratio  # (B, T)
     pg2 = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)  # (B, T)
     pg_mat = torch.maximum(pg1, pg2)  # (B, T)
-    stats = ratio_stats(log_ratio, mask)
+    stats = regime_stats(log_ratio, adv, mask)
     stats.update(_clip_fractions(ratio.detach(), adv, mask, 1.0 - eps_low, 1.0 + eps_high))
     if dual_clip is not None:
         pg3 = -adv * dual_clip  # (B, T): = c·|Â| where Â < 0
@@ -493,6 +558,8 @@ def corrected_advantages(advantages: Tensor, weights: Tensor) -> Tensor:
 __all__ = [
     "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "aggregate", "kl_penalty",
     "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "zero_std_groups", "group_advantages", "ratio_stats",
-    "overlong_penalty", "CORRECTION_MODES", "CORRECTION_LEVELS",
+    "overlong_penalty", "CORRECTION_MODES", "logratio_seq_var", "sign_case_fractions",
+    "ratio_deviation_fractions", "gate_weight_stats", "regime_stats", "RATIO_DEVIATIONS", "GATE_WEIGHT_LEVELS",
+    "SIGN_CASES", "CORRECTION_LEVELS",
     "rollout_correction", "mismatch_stats", "corrected_advantages",
 ]

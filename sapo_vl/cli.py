@@ -6,6 +6,7 @@
     sapo-vl eval --task T --model M --out DIR       evaluate (also --suite, --list)
     sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed -m sapo_vl.train` for more)
     sapo-vl compare CONFIG --algorithms sapo,gspo,grpo --seeds 0,1,2   every algorithm × seed, summary + plot
+    sapo-vl sft CONFIG [key=value ...]              supervised cold start on worked responses → RUN_DIR/hf
     sapo-vl export HF_DIR OUT_DIR [--merge]         a checkpoint as a standalone transformers folder (LoRA merged)
     sapo-vl demo                                    the embedded default job (what `make demo` runs)
 
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "deepspeed launcher with -m sapo_vl.train for several)")
     _add_module(sub, "compare", "compare", "run", "train the same config under several algorithms and seeds; "
                 "summary.json, table and plot")
+    _add_module(sub, "sft", "sft", "run", "supervised cold start on the recipes' worked responses; saves an "
+                "ordinary transformers checkpoint (RUN_DIR/hf) and its accuracy before RL")
     _add_module(sub, "export", "export", "main", "write a checkpoint (a LoRA adapter merged into its base with "
                 "--merge) as a standalone transformers checkpoint")
 

@@ -3,16 +3,22 @@
 Every (algorithm, seed) trains in its own process (`python -m sapo_vl.train CONFIG algorithm.name=A train.seed=S
 ...`, or under `--launcher "deepspeed --num_gpus 8"`), into `OUT_DIR/RUN-NAME-A-sS`; `--jobs N` runs N at once.
 The seed sets the data order, the initial weights' sampling and the rollout sampling, so the runs of one seed
-see the same prompts whatever the algorithm. A run whose `metrics.jsonl` already reaches `train.steps` is not
-run again; an unfinished one resumes from its last checkpoint (`train.resume=auto`), or, with none, has its folder
-removed and starts over, so a long comparison survives a restart (`logging.save_every` sets how much is lost). Each algorithm keeps its own default clip ranges /
-temperatures: only the config and overrides given here apply, to all runs alike.
+see the same prompts whatever the algorithm. A config's `compare.variants` (name → overrides) repeats the whole
+comparison per variant, into `OUT_DIR/RUN-NAME-VARIANT-A-sS`. A run whose `metrics.jsonl` already reaches
+`train.steps` is not run again; an unfinished one resumes from its last checkpoint (`train.resume=auto`), or, with
+none, has its folder removed and starts over, so a long comparison survives a restart (`logging.save_every` sets
+how much is lost). Each algorithm keeps its own default clip ranges / temperatures: only the config, the
+variant and the overrides given here apply, to all runs alike.
 
 Outputs in `OUT_DIR/RUN-NAME-comparison/`:
-- `summary.json`: per algorithm, per seed the figures of `run_summary`, and their mean and std over seeds;
-- `summary.md`: the table of mean ± std over seeds (the one to quote);
-- `curves.png`: per algorithm the mean over seeds with a min-max band, for reward, per-sequence ratio
-  variance, SAPO gate weight and GSPO/GRPO clip fraction.
+- `summary.json`: per algorithm, per seed the figures of `run_summary` (every diagnostic the loss registry
+  declares, `sapo_vl.losses.summary_stats`), their mean and std over seeds, and the paired per-seed differences
+  between algorithms (`paired`); with variants, the same per variant under "variants";
+- `summary.md`: per variant the results table (mean ± std over seeds), the diagnostics table and the paired
+  differences;
+- `curves.png` (with variants `curves-VARIANT.png`): per algorithm the mean over seeds with a min-max band, for
+  reward, within-sequence variance of log r, the fraction of tokens with |r − 1| > 0.2, SAPO's gate weight and
+  GSPO/GRPO's clip fraction.
 """
 from __future__ import annotations
 
@@ -28,11 +34,15 @@ from pathlib import Path
 
 from .config import ConfigError, load_config
 
-# figures of `run_summary` that the table shows, with their column titles
+from .losses import summary_stats
+
+# figures of `run_summary` that the results table shows, with their column titles
 TABLE = [("final_reward", "final reward (last 10)"), ("mean_reward", "mean reward"),
-         ("steps_to_threshold", "steps to {thr}"), ("collapses", "collapses"), ("ratio_seq_var", "ratio seq var"),
-         ("gate_weight_mean", "gate weight"), ("soft_suppressed_frac", "soft-suppressed"),
-         ("clip_frac", "clip frac (low+high)"), ("entropy_final", "entropy (last 10)")]
+         ("steps_to_threshold", "steps to {thr}"), ("collapses", "collapses"), ("entropy_final", "entropy (last 10)")]
+RAW_RATIO_MOMENTS = ("ratio_mean", "ratio_std", "ratio_max", "ratio_min")
+"""Registry stats left out of the diagnostics table (they stay in summary.json)."""
+PAIRED = ("final_reward", "mean_reward")
+"""Figures compared seed by seed between algorithms."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,10 +64,12 @@ def smooth(xs: list[float], k: int) -> list[float]:
     return [sum(xs[max(0, i - k + 1): i + 1]) / len(xs[max(0, i - k + 1): i + 1]) for i in range(len(xs))]
 
 
-def steps_to_threshold(curve: list[float], threshold: float) -> int | None:
-    """Steps run until `curve` (the smoothed reward) first reaches `threshold`: index of that step + 1; None if
-    never."""
-    return next((i + 1 for i, v in enumerate(curve) if v >= threshold), None)
+def steps_to_threshold(curve: list[float], threshold: float, steps: list[int] | None = None) -> int | None:
+    """Steps run until `curve` (the smoothed reward) first reaches `threshold`: that row's step + 1 (`steps`: the
+    logged step of each row, which differs from the row index when `logging.log_every` > 1; default the index);
+    None if never."""
+    steps = list(range(len(curve))) if steps is None else steps
+    return next((steps[i] + 1 for i, v in enumerate(curve) if v >= threshold), None)
 
 
 def collapses(curve: list[float], drop: float = 0.2) -> int:
@@ -92,29 +104,32 @@ def _mean_of(rows: list[dict], key: str) -> float | None:
 
 
 def run_summary(rows: list[dict], *, threshold: float = 0.6, smooth_k: int = 5, final_k: int = 10) -> dict:
-    """The figures of one run from its metric rows (one per step, in step order).
+    """The figures of one run from its metric rows (in step order; one per logged step).
 
-    final_reward: mean reward_mean of the last `final_k` steps; mean_reward: over all steps;
-    steps_to_threshold / collapses: on the `smooth_k` moving average (see those functions);
-    ratio_seq_var, gate_weight_mean, soft_suppressed_frac, clip_frac_low, clip_frac_high: means over the steps
-    that logged them (None when the algorithm logs none: gate figures for GSPO/GRPO, clip figures for SAPO);
-    clip_frac = clip_frac_low + clip_frac_high; gate_weight_min: the lowest step mean of the gate weight;
-    entropy_final: mean `entropy` (per token, of the sampling policy) over the last `final_k` steps, the sign of
-    an entropy collapse.
+    final_reward: mean reward_mean of the last `final_k` rows; mean_reward: over all rows;
+    steps_to_threshold / collapses: on the `smooth_k`-row moving average (see those functions; the steps are the
+    rows' `step` + 1); every diagnostic of `sapo_vl.losses.summary_stats()`: the mean over the rows that logged it,
+    except `*_max` / `*_min` (the extreme over rows); None when the run's loss logs none (gate figures for
+    GSPO/GRPO, clip figures for SAPO); clip_frac = clip_frac_low + clip_frac_high; gate_weight_min: the lowest
+    row mean of the gate weight; entropy_final: mean `entropy` (per token, of the sampling policy) over the last
+    `final_k` rows, the sign of an entropy collapse.
     """
     if not rows:
         raise ValueError("no metric rows")
     rew = [float(r["reward_mean"]) for r in rows]
     curve = smooth(rew, smooth_k)
     out = {"steps": len(rows), "final_reward": sum(rew[-final_k:]) / len(rew[-final_k:]),
-           "mean_reward": sum(rew) / len(rew), "steps_to_threshold": steps_to_threshold(curve, threshold),
+           "mean_reward": sum(rew) / len(rew),
+           "steps_to_threshold": steps_to_threshold(curve, threshold, [int(r["step"]) for r in rows]),
            "collapses": collapses(curve)}
-    for k in ("ratio_seq_var", "gate_weight_mean", "soft_suppressed_frac", "clip_frac_low", "clip_frac_high"):
-        out[k] = _mean_of(rows, k)
+    for k in summary_stats():
+        vals = [float(r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+        pick = min if k.endswith("_min") else max if k.endswith("_max") else (lambda v: sum(v) / len(v))
+        out[k] = pick(vals) if vals else None
     gates = [r["gate_weight_mean"] for r in rows if isinstance(r.get("gate_weight_mean"), (int, float))]
     out["gate_weight_min"] = min(gates) if gates else None
     out["entropy_final"] = _mean_of(rows[-final_k:], "entropy")
-    lo, hi = out["clip_frac_low"], out["clip_frac_high"]
+    lo, hi = out.get("clip_frac_low"), out.get("clip_frac_high")
     out["clip_frac"] = None if lo is None and hi is None else (lo or 0.0) + (hi or 0.0)
     return out
 
@@ -130,6 +145,39 @@ def summarize(runs: dict[str, dict[int, list[dict]]], *, threshold: float = 0.6,
         over = {k: mean_std([p[k] for p in per.values()]) for k in keys if k != "steps"}
         over["reached"] = sum(p["steps_to_threshold"] is not None for p in per.values())
         out[a] = {"seeds": per, "over_seeds": over}
+    return out
+
+
+def sign_flip_p(diffs: list[float]) -> float | None:
+    """Two-sided exact p-value of the paired sign-flip (randomisation) test of mean difference 0: the share of
+    the 2^n sign patterns whose |mean| is at least the observed one. None for n = 0 or n > 16. With n = 5 seeds the
+    smallest possible value is 2/32 = 0.0625."""
+    n = len(diffs)
+    if n == 0 or n > 16:
+        return None
+    observed = abs(sum(diffs)) - 1e-12
+    hits = sum(abs(sum(d if (mask >> i) & 1 else -d for i, d in enumerate(diffs))) >= observed
+               for mask in range(2 ** n))
+    return hits / 2 ** n
+
+
+def paired(summary: dict, figures: tuple[str, ...] = PAIRED) -> dict:
+    """Per pair of algorithms "A-B" and figure: the per-seed differences A − B over the seeds both ran, their mean
+    and std, the seeds where A is higher / lower, the paired t statistic (mean / (std / √n); None when std is 0
+    or n < 2) and the exact sign-flip p-value (`sign_flip_p`)."""
+    algos = list(summary)
+    out: dict = {}
+    for i, a in enumerate(algos):
+        for b in algos[i + 1:]:
+            seeds = [s for s in summary[a]["seeds"] if s in summary[b]["seeds"]]
+            for fig in figures:
+                d = {s: summary[a]["seeds"][s][fig] - summary[b]["seeds"][s][fig] for s in seeds
+                     if summary[a]["seeds"][s][fig] is not None and summary[b]["seeds"][s][fig] is not None}
+                ms = mean_std(list(d.values()))
+                t = (ms["mean"] / (ms["std"] / math.sqrt(ms["n"]))) if ms["n"] > 1 and ms["std"] else None
+                out.setdefault(f"{a}-{b}", {})[fig] = {
+                    "diffs": d, **ms, "higher": sum(v > 0 for v in d.values()), "lower": sum(v < 0 for v in d.values()),
+                    "t": t, "p_sign_flip": sign_flip_p(list(d.values()))}
     return out
 
 
@@ -163,13 +211,34 @@ def _prepare(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
+def check_variants(variants: dict) -> None:
+    """ConfigError unless `compare.variants` maps folder-safe names to lists of dotted key=value overrides."""
+    for name, over in variants.items():
+        if not (isinstance(name, str) and name.replace("_", "").replace(".", "").isalnum()):
+            raise ConfigError(f"compare.variants: name {name!r} must be letters, digits, '_' or '.' (it names run "
+                              "folders)")
+        if not (isinstance(over, list) and all(isinstance(o, str) and "=" in o for o in over)):
+            raise ConfigError(f"compare.variants.{name}: must be a list of dotted key=value overrides (got {over!r})")
+
+
+def _variant_overrides(cfg, variant: str | None) -> list[str]:
+    return [] if variant is None else list(cfg.compare.variants[variant])
+
+
+def _run_name(base: str, variant: str | None, algo: str, seed: int) -> str:
+    return f"{base}-{algo}-s{seed}" if variant is None else f"{base}-{variant}-{algo}-s{seed}"
+
+
 def run(args: argparse.Namespace) -> int:
     algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     try:
         cfg = load_config(args.config, args.overrides)
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()] if args.seeds else [cfg.train.seed]
-        for a in algos:
-            load_config(args.config, [*args.overrides, f"algorithm.name={a}"])
+        check_variants(cfg.compare.variants)
+        variants = list(cfg.compare.variants) or [None]
+        for v in variants:
+            for a in algos:
+                load_config(args.config, [*args.overrides, *_variant_overrides(cfg, v), f"algorithm.name={a}"])
     except ValueError as err:  # ConfigError is one, and so is a seed that is not an integer
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -179,43 +248,54 @@ def run(args: argparse.Namespace) -> int:
     base, out, steps = cfg.logging.run_name or "compare", Path(cfg.logging.out_dir), cfg.train.steps
     launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     todo, paths = [], {}
-    for s in seeds:  # seed-major, so a partial comparison holds every algorithm of the first seeds
-        for a in algos:
-            name = f"{base}-{a}-s{s}"
-            paths[a, s] = out / name / "metrics.jsonl"
-            try:
-                done = complete(paths[a, s], steps)
-            except ValueError as err:  # a damaged log: say which line rather than guess what to keep
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-            if done:
-                print(f"== {a} seed {s}: complete, not run again ({paths[a, s]})", flush=True)
-                continue
-            todo.append((a, s, [*launcher, "-m", "sapo_vl.train", args.config, *args.overrides, f"algorithm.name={a}",
-                                f"train.seed={s}", f"logging.run_name={name}", "train.resume=auto"]))
+    for s in seeds:  # seed-major, so a partial comparison holds every algorithm and variant of the first seeds
+        for v in variants:
+            for a in algos:
+                name = _run_name(base, v, a, s)
+                paths[v, a, s] = out / name / "metrics.jsonl"
+                try:
+                    done = complete(paths[v, a, s], steps)
+                except ValueError as err:  # a damaged log: say which line rather than guess what to keep
+                    print(f"error: {err}", file=sys.stderr)
+                    return 2
+                if done:
+                    print(f"== {name}: complete, not run again ({paths[v, a, s]})", flush=True)
+                    continue
+                todo.append(((v, a, s), [*launcher, "-m", "sapo_vl.train", args.config, *args.overrides,
+                                         *_variant_overrides(cfg, v), f"algorithm.name={a}", f"train.seed={s}",
+                                         f"logging.run_name={name}", "train.resume=auto"]))
+    failed = execute(todo, paths, steps, args.jobs)
+    if failed:
+        for key in failed:
+            print(f"error: the run {paths[key].parent.name} failed; see {paths[key].parent / 'compare.log'}",
+                  file=sys.stderr)
+        return 1
+    runs = {v: {a: {s: _load_rows(paths[v, a, s]) for s in seeds} for a in algos} for v in variants}
+    return report(runs, out / f"{base}-comparison", threshold=args.threshold, smooth_k=args.smooth)
+
+
+def execute(todo: list, paths: dict, steps: int, jobs: int) -> list:
+    """Run the (key, command) pairs of `todo`, `jobs` at a time, each into the folder of `paths[key]`; returns the
+    keys whose run failed (non-zero exit, or a log that does not reach `steps`)."""
     t0, running, failed = time.time(), [], []
     while todo or running:
-        while todo and len(running) < args.jobs:
-            a, s, cmd = todo.pop(0)
-            _prepare(paths[a, s].parent)
-            paths[a, s].parent.mkdir(parents=True, exist_ok=True)
-            log = paths[a, s].parent / "compare.log"
-            print(f"== {a} seed {s}: {shlex.join(cmd)}  (output: {log})", flush=True)
-            running.append((a, s, subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT)))
+        while todo and len(running) < jobs:
+            key, cmd = todo.pop(0)
+            _prepare(paths[key].parent)
+            paths[key].parent.mkdir(parents=True, exist_ok=True)
+            log = paths[key].parent / "compare.log"
+            print(f"== {paths[key].parent.name}: {shlex.join(cmd)}  (output: {log})", flush=True)
+            running.append((key, subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT)))
         time.sleep(1.0)
-        for item in [r for r in running if r[2].poll() is not None]:
+        for item in [r for r in running if r[1].poll() is not None]:
             running.remove(item)
-            a, s, proc = item
-            ok = proc.returncode == 0 and complete(paths[a, s], steps)
-            print(f"== {a} seed {s}: {'done' if ok else 'FAILED'} after {time.time() - t0:.0f}s", flush=True)
+            key, proc = item
+            ok = proc.returncode == 0 and complete(paths[key], steps)
+            print(f"== {paths[key].parent.name}: {'done' if ok else 'FAILED'} after {time.time() - t0:.0f}s",
+                  flush=True)
             if not ok:
-                failed.append((a, s))
-    if failed:
-        for a, s in failed:
-            print(f"error: the {a} seed {s} run failed; see {paths[a, s].parent / 'compare.log'}", file=sys.stderr)
-        return 1
-    runs = {a: {s: _load_rows(paths[a, s]) for s in seeds} for a in algos}
-    return report(runs, out / f"{base}-comparison", threshold=args.threshold, smooth_k=args.smooth)
+                failed.append(key)
+    return failed
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -239,65 +319,103 @@ def table(summary: dict, threshold: float) -> str:
             elif k == "collapses":
                 cells.append(_fmt(o[k], 1))
             else:
-                cells.append(_fmt(o[k], 4 if k == "ratio_seq_var" else 3))
+                cells.append(_fmt(o[k], 3))
         md.append("| " + " | ".join(cells) + " |")
     return "\n".join(md) + "\n"
 
 
-def plot(runs: dict[str, dict[int, list[dict]]], path: Path, smooth_k: int = 5) -> None:
-    """Per algorithm the mean over seeds and a min-max band: reward (smoothed), ratio_seq_var, SAPO's gate weight
-    and GSPO/GRPO's clip fraction (low + high)."""
+def diagnostics_table(summary: dict) -> str:
+    """Markdown: one row per algorithm, mean ± std over seeds of every registry diagnostic (`summary_stats`, less
+    the raw ratio moments) that some compared algorithm logged."""
+    keys = [k for k in summary_stats() if k not in RAW_RATIO_MOMENTS
+            and any(s["over_seeds"][k]["n"] for s in summary.values())]
+    md = ["| " + " | ".join(["algorithm", *keys]) + " |", "|" + "---|" * (len(keys) + 1)]
+    for a, s in summary.items():
+        md.append("| " + " | ".join([a, *(_fmt(s["over_seeds"][k], 4) for k in keys)]) + " |")
+    return "\n".join(md) + "\n"
+
+
+def paired_table(pairs: dict) -> str:
+    """Markdown: per pair and figure, the per-seed differences, mean ± std, higher/lower seeds, t and sign-flip p."""
+    md = ["| pair | figure | per-seed differences | mean ± std | higher / lower | t | p (sign-flip) |",
+          "|---|---|---|---|---|---|---|"]
+    for pair, figs in pairs.items():
+        for fig, d in figs.items():
+            diffs = ", ".join(f"{v:+.3f}" for v in d["diffs"].values())
+            t = "–" if d["t"] is None else f"{d['t']:.2f}"
+            p = "–" if d["p_sign_flip"] is None else f"{d['p_sign_flip']:.3f}"
+            md.append(f"| {pair.replace('-', ' − ')} | {fig} | {diffs} | {_fmt(d, 3)} | {d['higher']} / {d['lower']} "
+                      f"| {t} | {p} |")
+    return "\n".join(md) + "\n"
+
+
+PANELS = [("reward_mean", "reward (moving average of {k})"), ("logratio_seq_var", "within-sequence var of log r"),
+          ("ratio_dev_gt02_frac", "tokens with |r - 1| > 0.2"), ("gate_weight_mean", "SAPO gate weight"),
+          ("clip_frac", "clip fraction (low + high)")]
+"""The curves' panels: metric (clip_frac = clip_frac_low + clip_frac_high) and title."""
+
+
+def _series(rows: list[dict], key: str) -> list[float] | None:
+    if key == "clip_frac":
+        if not any("clip_frac_low" in r for r in rows):
+            return None
+        return [r.get("clip_frac_low", 0.0) + r.get("clip_frac_high", 0.0) for r in rows]
+    if not any(isinstance(r.get(key), (int, float)) for r in rows):
+        return None
+    return [float(r[key]) if isinstance(r.get(key), (int, float)) else math.nan for r in rows]
+
+
+def plot(runs: dict[str, dict[int, list[dict]]], path: Path, smooth_k: int = 5, title: str = "") -> None:
+    """Per algorithm the mean over seeds and a min-max band of each panel of PANELS (reward smoothed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def series(rows: list[dict], key: str) -> list[float] | None:
-        if key == "clip_frac":
-            if not any("clip_frac_low" in r for r in rows):
-                return None
-            return [r.get("clip_frac_low", 0.0) + r.get("clip_frac_high", 0.0) for r in rows]
-        if not any(isinstance(r.get(key), (int, float)) for r in rows):
-            return None
-        return [float(r[key]) if isinstance(r.get(key), (int, float)) else math.nan for r in rows]
-
-    panels = [("reward_mean", f"reward (moving average of {smooth_k})"), ("ratio_seq_var", "per-sequence ratio variance"),
-              ("gate_weight_mean", "SAPO gate weight"), ("clip_frac", "clip fraction (low + high)")]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    for ax, (key, title) in zip(axes, panels):
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
+    for ax, (key, name) in zip(axes, PANELS):
         for i, (a, by_seed) in enumerate(runs.items()):
-            curves = [series(rows, key) for rows in by_seed.values()]
+            curves = [_series(rows, key) for rows in by_seed.values()]
             curves = [smooth(c, smooth_k) if key == "reward_mean" else c for c in curves if c is not None]
             if not curves:
                 continue
-            n = min(len(c) for c in curves)
+            steps = [int(r["step"]) for r in next(iter(by_seed.values()))]
+            n = min(len(c) for c in curves + [steps])
             cols = [[c[t] for c in curves] for t in range(n)]
-            mean = [sum(v) / len(v) for v in cols]
             color = f"C{i}"
-            ax.plot(range(n), mean, color=color, label=a)
-            ax.fill_between(range(n), [min(v) for v in cols], [max(v) for v in cols], color=color, alpha=0.2)
-        if key == "ratio_seq_var":  # spikes of 10-100 next to a baseline of 0.01: a log scale shows both
-            ax.set_yscale("symlog", linthresh=1e-3)
-        ax.set_title(title, fontsize=10)
+            ax.plot(steps[:n], [sum(v) / len(v) for v in cols], color=color, label=a)
+            ax.fill_between(steps[:n], [min(v) for v in cols], [max(v) for v in cols], color=color, alpha=0.2)
+        if key == "logratio_seq_var":  # spikes next to a small baseline: a log scale shows both
+            ax.set_yscale("symlog", linthresh=1e-4)
+        ax.set_title(name.format(k=smooth_k), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("mean over seeds, band = min..max", fontsize=9)
+    fig.suptitle(f"{title}mean over seeds, band = min..max", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def report(runs: dict[str, dict[int, list[dict]]], out: Path, *, threshold: float = 0.6, smooth_k: int = 5) -> int:
-    """Write OUT/summary.json, OUT/summary.md and OUT/curves.png for runs[algorithm][seed] = metric rows; print
-    the table."""
+def report(runs: dict, out: Path, *, threshold: float = 0.6, smooth_k: int = 5) -> int:
+    """Write OUT/summary.json, OUT/summary.md and the curves for runs[variant][algorithm][seed] = metric rows
+    (variant None: no variants; a plain runs[algorithm][seed] is read as that); print the tables."""
+    if not all(isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()) for v in runs.values()):
+        runs = {None: runs}
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(runs, threshold=threshold, smooth_k=smooth_k)
     meta = {"threshold": threshold, "smooth": smooth_k, "final_window": 10, "collapse_drop": 0.2}
-    (out / "summary.json").write_text(json.dumps({"settings": meta, "algorithms": summary}, indent=1) + "\n")
-    md = table(summary, threshold)
-    (out / "summary.md").write_text(md)
-    plot(runs, out / "curves.png", smooth_k)
-    print(md, end="")
-    print(f"summary: {out / 'summary.json'}  table: {out / 'summary.md'}  plot: {out / 'curves.png'}")
+    parts, md, plots = {}, [], []
+    for v, by_algo in runs.items():
+        summary = summarize(by_algo, threshold=threshold, smooth_k=smooth_k)
+        parts[v] = {"algorithms": summary, "paired": paired(summary)}
+        md += ([] if v is None else [f"### {v}\n"]) + [table(summary, threshold), "\n" + diagnostics_table(summary),
+                                                        "\n" + paired_table(parts[v]["paired"]), "\n"]
+        plots.append(out / ("curves.png" if v is None else f"curves-{v}.png"))
+        plot(by_algo, plots[-1], smooth_k, title="" if v is None else f"{v}: ")
+    body = parts[None] if list(parts) == [None] else {"variants": parts}
+    (out / "summary.json").write_text(json.dumps({"settings": meta, **body}, indent=1) + "\n")
+    text = "".join(md).rstrip("\n") + "\n"
+    (out / "summary.md").write_text(text)
+    print(text, end="")
+    print(f"summary: {out / 'summary.json'}  tables: {out / 'summary.md'}  plots: {', '.join(map(str, plots))}")
     return 0

@@ -343,6 +343,14 @@ class TrainConfig:
 
 
 @dataclass
+class CompareConfig:
+    variants: dict[str, list[str]] = field(default_factory=dict)
+    """Read by `sapo-vl compare` only (which checks it): name → dotted overrides, e.g. {mb2:
+    [algorithm.num_minibatches=2]}; each variant is compared separately (its own runs, table and paired
+    statistics). Empty = the config as it is."""
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     """The policy checkpoint and what of it is trained."""
@@ -362,6 +370,8 @@ class Config:
     """Periodic evaluation during training."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Length of the run, seed and resumption."""
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    """Settings of `sapo-vl compare` (ignored by training)."""
 
 
 def config_classes(root: type | None = None) -> list[type]:

@@ -4,14 +4,23 @@ Adding a loss is two edits: the pure tensor function in `sapo_vl/algorithms.py`,
 a config dataclass whose field names are the function's own keyword arguments (so the training loop passes the
 section on as `**kwargs`, with no branch per loss). `AlgorithmConfig` carries one section per entry, named after
 it; `tests/test_algorithms.py` holds every entry to a config section, a documentation entry in
-`docs/algorithm.md` and a hand-computed test.
+`docs/algorithm.md` and a hand-computed test, and each entry's `stats` to what its function returns.
+
+`LossEntry.stats` names the stats a loss logs beside the ones every loss logs (`COMMON_STATS`); `sapo-vl compare`
+summarises exactly `summary_stats()`, so a new loss's diagnostics reach the comparison table by being declared here.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from .algorithms import grpo_loss, gspo_loss, sapo_loss
+from .algorithms import GATE_WEIGHT_LEVELS, RATIO_DEVIATIONS, SIGN_CASES, grpo_loss, gspo_loss, sapo_loss
+
+LOSS_VALUES = ("loss", "pg_loss", "kl")
+"""What every loss returns about its own value (`kl` only with KL on); not a diagnostic."""
+COMMON_STATS = ("ratio_mean", "ratio_std", "ratio_max", "ratio_min", "ratio_seq_var", "logratio_seq_var",
+                *SIGN_CASES, *RATIO_DEVIATIONS)
+"""The token-ratio diagnostics every loss logs (`algorithms.regime_stats`)."""
 
 
 @dataclass
@@ -48,6 +57,8 @@ class LossEntry:
     """Its config section (`algorithm.<name>`); field names are keyword arguments of `fn`."""
     default_agg: str
     """The aggregation its paper uses, taken when `algorithm.loss_agg` is null."""
+    stats: tuple[str, ...] = ()
+    """The stats `fn` returns beyond `COMMON_STATS` and `LOSS_VALUES` (a test holds this to the function)."""
 
     def kwargs(self, section: Any) -> dict[str, Any]:
         """The section's values as keyword arguments of `fn`."""
@@ -55,8 +66,15 @@ class LossEntry:
 
 
 LOSSES: dict[str, LossEntry] = {
-    "sapo": LossEntry(sapo_loss, SapoConfig, "seq-mean-token-mean"),
-    "gspo": LossEntry(gspo_loss, GspoConfig, "seq-mean-token-mean"),
-    "grpo": LossEntry(grpo_loss, GrpoConfig, "token-mean"),
+    "sapo": LossEntry(sapo_loss, SapoConfig, "seq-mean-token-mean",
+                      ("gate_weight_mean", *GATE_WEIGHT_LEVELS, "gate_weight_token_min")),
+    "gspo": LossEntry(gspo_loss, GspoConfig, "seq-mean-token-mean",
+                      ("seq_ratio_mean", "clip_frac_low", "clip_frac_high")),
+    "grpo": LossEntry(grpo_loss, GrpoConfig, "token-mean", ("clip_frac_low", "clip_frac_high", "dual_clip_frac")),
 }
 """`algorithm.name` → its loss entry."""
+
+
+def summary_stats() -> list[str]:
+    """Every diagnostic some loss logs, in order: `COMMON_STATS`, then each entry's own (each name once)."""
+    return list(dict.fromkeys([*COMMON_STATS, *(k for e in LOSSES.values() for k in e.stats)]))

@@ -154,7 +154,7 @@ class UpdateStats:
     """
 
     SUMMED = ("loss", "pg_loss")
-    SEQUENCE_MEANS = ("ratio_seq_var", "seq_ratio_mean")
+    SEQUENCE_MEANS = ("ratio_seq_var", "seq_ratio_mean", "logratio_seq_var")
 
     def __init__(self) -> None:
         self.weighted: dict[str, float] = {}

@@ -9,13 +9,18 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .algorithms import RATIO_DEVIATIONS
+from .losses import LOSSES
+
 PLOTS = {
     "reward": ["reward_mean", "accuracy"],
     "length": ["response_length_mean", "truncation_rate"],
     "entropy": ["entropy"],
-    "gate": ["gate_weight_mean", "soft_suppressed_frac", "clip_frac_low", "clip_frac_high"],
+    "ratios": ["logratio_seq_var", *RATIO_DEVIATIONS],
+    "gate": list(dict.fromkeys(k for entry in LOSSES.values() for k in entry.stats)),
 }
-"""Plot file → metrics drawn in it (those the run logged)."""
+"""Plot file → metrics drawn in it (those the run logged); "gate" is every loss's own stats, as the loss registry
+declares them (SAPO's gate weights, GSPO's / GRPO's clip fractions)."""
 
 
 class RunLog:

@@ -234,37 +234,48 @@ def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: 
     """Supervised steps on shuffled answers (see `train.format_warmup_steps`); returns the per-step losses.
 
     Each step takes `minibatch_rows` prompts per rank, pairs them with a permutation of their own answers, and
-    minimises the token-mean negative log-likelihood of "answer<|im_end|>" through the same engine, micro-batches
-    and global normalisation as the RL update.
+    minimises the token-mean negative log-likelihood of "answer<|im_end|>" (`supervised_step`).
     """
-    tok = processor.tokenizer
-    stop = tok.convert_tokens_to_ids("<|im_end|>")
     losses = []
     for s in range(steps):
         prompts = stream.next_batch(plan.minibatch_rows * dist.world_size)
         answers = [q.record.answer for q in prompts]
         random.Random(f"{seed}/warmup/{s}/{dist.rank}").shuffle(answers)
-        ids = [tok(a, add_special_tokens=False)["input_ids"] + [stop] for a in answers]
-        width = max(len(i) for i in ids)
-        samples = Samples(
-            inputs=encode_prompts(processor, [q.record.prompt for q in prompts], [q.images for q in prompts]),
-            completion_ids=torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids]),
-            completion_mask=torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids]),
-            truncated=torch.zeros(len(ids), dtype=torch.bool), sample_logprobs=torch.zeros(len(ids), width),
-            texts=answers, group_size=1, prefill_tokens=0,
-        )
-        ro = Rollout.from_samples([q.record for q in prompts], samples)
-        n_tok = all_reduce([float(ro.completion_mask.sum())])[0]
-        total = 0.0
-        parts = chunks(range(ro.n), plan.micro)
-        for i, rows in enumerate(parts):
-            batch = ro.row_batch(rows, dist.device)
-            engine.set_gradient_accumulation_boundary(i == len(parts) - 1)
-            logp, _ = batch.logprobs(engine, touch_vision=dist.world_size > 1, with_entropy=False)
-            mask = batch.mask.to(logp.dtype)
-            loss = -(logp * mask).sum() / n_tok
-            ds.backward(engine, loss, dist.world_size)
-            engine.step()
-            total += float(loss.detach())
-        losses.append(all_reduce([total])[0])
+        losses.append(supervised_step(engine, supervised_rollout(processor, prompts, answers), plan.micro, dist))
     return losses
+
+
+def supervised_rollout(processor, prompts: list, texts: list[str]) -> Rollout:
+    """The prompts with one completion each, "text<|im_end|>" right-padded; an empty text gets an empty loss mask
+    (its row still runs, so every rank runs the same micro-batches)."""
+    tok = processor.tokenizer
+    stop = tok.convert_tokens_to_ids("<|im_end|>")
+    ids = [tok(t, add_special_tokens=False)["input_ids"] + [stop] for t in texts]
+    width = max(len(i) for i in ids)
+    samples = Samples(
+        inputs=encode_prompts(processor, [q.record.prompt for q in prompts], [q.images for q in prompts]),
+        completion_ids=torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids]),  # (N, Lc)
+        completion_mask=torch.tensor([[int(bool(t))] * len(i) + [0] * (width - len(i))
+                                      for t, i in zip(texts, ids)]),  # (N, Lc)
+        truncated=torch.zeros(len(ids), dtype=torch.bool), sample_logprobs=torch.zeros(len(ids), width),
+        texts=list(texts), group_size=1, prefill_tokens=0,
+    )
+    return Rollout.from_samples([q.record for q in prompts], samples)
+
+
+def supervised_step(engine, ro: Rollout, micro: int, dist: Dist) -> float:
+    """One optimizer step of token-mean negative log-likelihood of `ro`'s completions (normalised over all ranks'
+    tokens, through the same engine and micro-batches as the RL update); returns the step's loss over all ranks."""
+    n_tok = all_reduce([float(ro.completion_mask.sum())])[0]
+    total = 0.0
+    parts = chunks(range(ro.n), micro)
+    for i, rows in enumerate(parts):
+        batch = ro.row_batch(rows, dist.device)
+        engine.set_gradient_accumulation_boundary(i == len(parts) - 1)
+        logp, _ = batch.logprobs(engine, touch_vision=dist.world_size > 1, with_entropy=False)
+        mask = batch.mask.to(logp.dtype)  # (n, Lc)
+        loss = -(logp * mask).sum() / max(n_tok, 1.0)
+        ds.backward(engine, loss, dist.world_size)
+        engine.step()
+        total += float(loss.detach())
+    return all_reduce([total])[0]

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from sapo_vl import compare
-from sapo_vl.compare import collapses, mean_std, run_summary, smooth, steps_to_threshold, summarize
+from sapo_vl.compare import (collapses, mean_std, paired, run_summary, sign_flip_p, smooth, steps_to_threshold,
+                              summarize)
 
 
 def test_smooth_is_a_trailing_moving_average():
@@ -20,6 +21,13 @@ def test_steps_to_threshold_counts_steps_up_to_the_first_reach():
     assert steps_to_threshold([0.1, 0.5, 0.6, 0.4, 0.9], 0.6) == 3  # index 2 reaches 0.6 exactly: 3 steps run
     assert steps_to_threshold([0.7], 0.6) == 1
     assert steps_to_threshold([0.1, 0.59], 0.6) is None
+    # logged every 4 steps (rows for steps 3, 7, 11): reaching it on the second row means 8 steps run, not 2
+    assert steps_to_threshold([0.1, 0.7, 0.9], 0.6, steps=[3, 7, 11]) == 8
+
+
+def test_run_summary_counts_steps_not_rows_when_logging_every_few_steps():
+    rows = [{"step": s, "reward_mean": r} for s, r in ((4, 0.0), (9, 0.2), (14, 0.9), (19, 1.0))]  # log_every 5
+    assert run_summary(rows, threshold=0.5, smooth_k=1)["steps_to_threshold"] == 15
 
 
 def test_collapses_count_episodes_below_the_running_best():
@@ -59,10 +67,45 @@ def test_run_summary_on_hand_made_rows():
     assert got["steps_to_threshold"] == 3  # smoothed [0, 0, 0.5, 1, ...]: index 2 reaches 0.5
     assert got["collapses"] == 0 and got["ratio_seq_var"] == pytest.approx(0.02)
     assert got["gate_weight_mean"] == pytest.approx(0.8) and got["clip_frac"] is None and got["clip_frac_low"] is None
+    assert got["logratio_seq_var"] is None  # not in these rows
     grpo = _rows([1.0, 1.0, 0.0, 0.0], clip_frac_low=0.1, clip_frac_high=0.05)
     got = run_summary(grpo, threshold=0.5, smooth_k=1)
     assert got["collapses"] == 1 and got["clip_frac"] == pytest.approx(0.15) and got["gate_weight_mean"] is None
     assert got["final_reward"] == 0.5  # fewer than 10 steps: the mean of all of them
+
+
+def test_run_summary_reads_every_registry_diagnostic_and_takes_extremes_of_min_keys():
+    from sapo_vl.losses import summary_stats
+
+    rows = _rows([0.5, 0.5], logratio_seq_var=0.01, ratio_dev_gt02_frac=0.03, frac_neg_r_lt1=0.2)
+    rows[0]["gate_weight_token_min"], rows[1]["gate_weight_token_min"] = 0.7, 0.4
+    rows[1]["logratio_seq_var"] = 0.03
+    got = run_summary(rows)
+    assert set(summary_stats()) <= set(got)
+    assert got["logratio_seq_var"] == pytest.approx(0.02) and got["ratio_dev_gt02_frac"] == pytest.approx(0.03)
+    assert got["frac_neg_r_lt1"] == pytest.approx(0.2) and got["gate_weight_token_min"] == 0.4  # lowest, not mean
+
+
+def test_sign_flip_p_by_hand():
+    # n = 3, diffs [1, 2, 3]: |sum| over the 8 sign patterns = 6, 0, 2, 4, 4, 2, 0, 6 (…); >= 6 twice → 2/8
+    assert sign_flip_p([1.0, 2.0, 3.0]) == 0.25
+    assert sign_flip_p([0.1] * 5) == 2 / 32  # all five seeds agree: the smallest p that 5 seeds can give
+    # [1, -1]: patterns give |sum| 0, 2, 2, 0 → observed 0 is reached by all four
+    assert sign_flip_p([1.0, -1.0]) == 1.0
+    assert sign_flip_p([]) is None
+
+
+def test_paired_differences_per_seed():
+    runs = {"sapo": {0: _rows([0.5] * 10), 1: _rows([0.7] * 10), 2: _rows([0.2] * 10)},
+            "grpo": {0: _rows([0.3] * 10), 1: _rows([0.4] * 10), 2: _rows([0.3] * 10)}}
+    got = paired(summarize(runs, smooth_k=1))["sapo-grpo"]["final_reward"]
+    # per seed: 0.5−0.3 = 0.2, 0.7−0.4 = 0.3, 0.2−0.3 = −0.1 → mean 0.1333, sample std 0.2082
+    assert got["diffs"] == pytest.approx({0: 0.2, 1: 0.3, 2: -0.1})
+    assert got["mean"] == pytest.approx(0.4 / 3) and got["std"] == pytest.approx(math.sqrt(0.0433333333))
+    assert (got["higher"], got["lower"]) == (2, 1)
+    assert got["t"] == pytest.approx((0.4 / 3) / (math.sqrt(0.0433333333) / math.sqrt(3)))
+    # sign patterns of [0.2, 0.3, −0.1]: |sums| 0.4, 0.6, 0.0, 0.2, 0.2, 0.0, 0.6, 0.4 → >= 0.4 four times
+    assert got["p_sign_flip"] == 0.5
 
 
 def test_summarize_gives_mean_and_std_over_seeds():
@@ -87,11 +130,33 @@ def test_report_writes_summary_table_and_plot(tmp_path, capsys):
     assert summary["algorithms"]["sapo"]["over_seeds"]["steps_to_threshold"]["mean"] == 6.0
     assert summary["algorithms"]["grpo"]["over_seeds"]["reached"] == 0  # 0.35 at most
     md = (tmp_path / "cmp" / "summary.md").read_text()
-    lines = md.strip().splitlines()
+    results, diagnostics, pairs = md.strip().split("\n\n")
+    lines = results.splitlines()
     assert len(lines) == 4 and lines[2].startswith("| sapo | 2 |") and "never (0/2)" in lines[3]
-    assert "0.300 ± 0.000" in lines[3]  # grpo clip fraction low + high, same for both seeds
+    head, _, sapo_row, grpo_row = diagnostics.splitlines()
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    assert cols[:2] == ["algorithm", "ratio_seq_var"] and "gate_weight_mean" in cols and "clip_frac_low" in cols
+    assert "logratio_seq_var" not in cols  # no run logged it: no empty column
+    assert [c.strip() for c in grpo_row.strip("|").split("|")][cols.index("clip_frac_high")] == "0.2000 ± 0.0000"
+    assert [c.strip() for c in sapo_row.strip("|").split("|")][cols.index("clip_frac_high")] == "–"
+    # paired: sapo − grpo final reward: seed s: (last-10 mean of 0.1i + 0.05s) − (0.05i) = 0.05·3.5 + 0.05s
+    assert "| sapo − grpo | final_reward | +0.175, +0.225 |" in pairs
+    assert summary["algorithms"]["sapo"]["seeds"]["0"]["final_reward"] == pytest.approx(0.35)
+    assert summary["paired"]["sapo-grpo"]["final_reward"]["higher"] == 2
     assert md in capsys.readouterr().out
     assert (tmp_path / "cmp" / "curves.png").stat().st_size > 5000
+
+
+def test_report_with_variants_writes_one_part_per_variant(tmp_path):
+    rows = {s: _rows([0.1 * s] * 4) for s in (0, 1)}
+    runs = {"mb2": {"sapo": rows, "gspo": rows}, "mb4": {"sapo": rows, "gspo": rows}}
+    assert compare.report(runs, tmp_path / "cmp", threshold=0.5, smooth_k=1) == 0
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    assert set(summary["variants"]) == {"mb2", "mb4"} and "algorithms" not in summary
+    assert summary["variants"]["mb4"]["paired"]["sapo-gspo"]["final_reward"]["mean"] == 0.0
+    md = (tmp_path / "cmp" / "summary.md").read_text()
+    assert md.startswith("### mb2\n") and "### mb4\n" in md
+    assert (tmp_path / "cmp" / "curves-mb2.png").exists() and (tmp_path / "cmp" / "curves-mb4.png").exists()
 
 
 def test_complete_runs_are_not_run_again(tmp_path, monkeypatch):
@@ -122,6 +187,34 @@ def test_bad_metric_line_names_the_file_and_line(tmp_path):
         compare.complete(p, 2)
 
 
+def test_bad_variants_are_clear_errors(capsys):
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={a/b: [train.steps=2]}"], seeds="0")) == 2
+    assert "compare.variants: name 'a/b'" in capsys.readouterr().err
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={mb2: train.steps}"], seeds="0")) == 2
+    assert "compare.variants.mb2: expected a list of str" in capsys.readouterr().err  # the typed config's check
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={mb2: [train.steps]}"], seeds="0")) == 2
+    assert "compare.variants.mb2: must be a list of dotted key=value overrides" in capsys.readouterr().err
+    # a variant whose override is not a valid config key fails before anything runs, naming the key
+    assert compare.run(_args("configs/demo.yaml", ["compare.variants={mb2: [algorithm.num_minibatchs=2]}"])) == 2
+    assert "num_minibatches" in capsys.readouterr().err
+
+
+def test_variants_name_their_runs_and_reuse_complete_ones(tmp_path, monkeypatch):
+    for v in ("mb2", "mb4"):
+        for a in ("sapo", "grpo"):
+            d = tmp_path / f"cmp-{v}-{a}-s0"
+            d.mkdir()
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows([0.5, 0.7])))
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    args = _args("configs/demo.yaml", [f"logging.out_dir={tmp_path}", "logging.run_name=cmp", "train.steps=2",
+                                       "compare.variants={mb2: [algorithm.num_minibatches=2], "
+                                       "mb4: [algorithm.num_minibatches=4]}"], algorithms="sapo,grpo", seeds="0")
+    assert compare.run(args) == 0
+    summary = json.loads((tmp_path / "cmp-comparison" / "summary.json").read_text())
+    assert set(summary["variants"]) == {"mb2", "mb4"}
+    assert set(summary["variants"]["mb4"]["algorithms"]) == {"sapo", "grpo"}
+
+
 def test_bad_seed_is_a_clear_error(capsys):
     assert compare.run(_args("configs/demo.yaml", [], algorithms="sapo", seeds="0,x")) == 2
     assert "invalid literal" in capsys.readouterr().err
@@ -143,7 +236,7 @@ def test_cli_end_to_end_two_algorithms_two_seeds(tmp_path, tiny_dense):
     from train_helpers import REPO, small_overrides
 
     ov = small_overrides(tmp_path, "cmp", **{"model.name_or_path": str(tiny_dense), "logging.plots": "false",
-                                              "logging.sample_every": 0,
+                                              "logging.sample_every": 1,
                                               "train.format_warmup_steps": 0})
     cmd = [sys.executable, "-m", "sapo_vl.cli", "compare", "configs/demo.yaml", *ov, "--algorithms", "sapo,grpo",
            "--seeds", "0,1", "--jobs", "2"]
@@ -156,9 +249,13 @@ def test_cli_end_to_end_two_algorithms_two_seeds(tmp_path, tiny_dense):
         assert all(s["steps"] == 2 for s in summary[a]["seeds"].values())
     assert summary["sapo"]["over_seeds"]["gate_weight_mean"]["n"] == 2
     assert summary["grpo"]["over_seeds"]["clip_frac"]["n"] == 2 and summary["grpo"]["over_seeds"]["gate_weight_mean"]["n"] == 0
-    # the two seeds drew different data: their first rollouts differ
-    first = [json.loads((tmp_path / f"cmp-sapo-s{s}" / "metrics.jsonl").read_text().splitlines()[0]) for s in (0, 1)]
-    assert first[0] != first[1]
+    # the prompts of a seed are the same under both algorithms, and differ between the two seeds
+    def prompts(a, s):
+        lines = (tmp_path / f"cmp-{a}-s{s}" / "samples" / "step_000001.jsonl").read_text().splitlines()
+        return [json.loads(l)["id"] for l in lines]
+
+    assert prompts("sapo", 0) == prompts("grpo", 0) and prompts("sapo", 1) == prompts("grpo", 1)
+    assert prompts("sapo", 0) != prompts("sapo", 1)
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("complete, not run again") == 4
 

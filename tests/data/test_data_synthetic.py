@@ -19,7 +19,8 @@ from sapo_vl.data.record import DOMAINS
 from sapo_vl.data.recipe import get_recipe
 from sapo_vl.data.synth import COLORS
 
-SYNTHETIC = ["synthetic_chart", "synthetic_clevr", "synthetic_color", "synthetic_count", "synthetic_geometry"]
+SYNTHETIC = ["synthetic_chart", "synthetic_clevr", "synthetic_color", "synthetic_color_think", "synthetic_count",
+             "synthetic_geometry"]
 
 
 def pixels(rec) -> np.ndarray:
@@ -64,6 +65,27 @@ def test_color_answer_is_the_pixel_majority():
         assert top == x.answer and n / sum(counts.values()) >= 0.6
         assert set(counts) <= {"red", "green", "blue", "yellow"}
     assert {x.answer for x in recs} == {"red", "green", "blue", "yellow"}
+
+
+def test_color_think_worked_response_names_what_the_pixels_show_and_scores_1():
+    from sapo_vl.verifiers import score
+
+    recs = list(get_recipe("synthetic_color_think").records("train", limit=60))
+    palette = {v: k for k, v in COLORS.items()}
+    for x in recs:
+        counts = Counter(palette[tuple(p)] for p in pixels(x).reshape(-1, 3))
+        top, n = counts.most_common(1)[0]
+        assert top == x.answer and n / sum(counts.values()) >= 0.5
+        m = re.fullmatch(r"<think>the image is (\w+) with ([\w ,]+); the largest color is (\w+)</think>"
+                         r"<answer>(\w+)</answer>", x.meta["response"])
+        assert m and m[1] == m[3] == m[4] == x.answer, x.meta["response"]
+        named = set(re.split(r", | and ", m[2]))
+        assert len(named) == 2 and x.answer not in named and set(counts) <= named | {x.answer}
+        assert x.meta["patches"][-1] in counts  # the patch drawn last is never covered
+        assert score(x.verifier, x.meta["response"], x.answer, **x.verifier_params).score == 1.0
+        # the answer is read only from the tags: the right color said without them scores 0
+        assert score(x.verifier, x.answer, x.answer, **x.verifier_params).score == 0.0
+    assert len({x.answer for x in recs}) == 6
 
 
 def test_color_difficulty_knobs():
