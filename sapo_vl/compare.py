@@ -1,7 +1,8 @@
 """`sapo-vl compare CONFIG --algorithms sapo,gspo,grpo --seeds 0,1,2`: one config under each algorithm and seed.
 
 Every (algorithm, seed) trains in its own process (`python -m sapo_vl.train CONFIG algorithm.name=A train.seed=S
-...`, or under `--launcher "deepspeed --num_gpus 8"`), into `OUT_DIR/RUN-NAME-A-sS`; `--jobs N` runs N at once.
+...`, or under `--launcher "deepspeed --num_gpus 8"`), into `OUT_DIR/RUN-NAME-A-sS`; `--jobs N` runs N at once,
+each under a launcher on its own master port and GPUs (`sapo_vl.launch`).
 The seed sets the data order, the initial weights' sampling and the rollout sampling, so the runs of one seed
 see the same prompts whatever the algorithm. A run whose `metrics.jsonl` already reaches `train.steps` is not
 run again; an unfinished one resumes from its last checkpoint (`train.resume=auto`), or, with none, has its folder
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .launch import LaunchError, env_with, train_command
 
 # figures of `run_summary` that the table shows, with their column titles
 TABLE = [("final_reward", "final reward (last 10)"), ("mean_reward", "mean reward"),
@@ -177,7 +179,6 @@ def run(args: argparse.Namespace) -> int:
         print("error: --algorithms needs at least one name and --jobs must be >= 1", file=sys.stderr)
         return 2
     base, out, steps = cfg.logging.run_name or "compare", Path(cfg.logging.out_dir), cfg.train.steps
-    launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     todo, paths = [], {}
     for s in seeds:  # seed-major, so a partial comparison holds every algorithm of the first seeds
         for a in algos:
@@ -191,21 +192,29 @@ def run(args: argparse.Namespace) -> int:
             if done:
                 print(f"== {a} seed {s}: complete, not run again ({paths[a, s]})", flush=True)
                 continue
-            todo.append((a, s, [*launcher, "-m", "sapo_vl.train", args.config, *args.overrides, f"algorithm.name={a}",
-                                f"train.seed={s}", f"logging.run_name={name}", "train.resume=auto"]))
+            todo.append((a, s, [args.config, *args.overrides, f"algorithm.name={a}", f"train.seed={s}",
+                                f"logging.run_name={name}", "train.resume=auto"]))
     t0, running, failed = time.time(), [], []
     while todo or running:
         while todo and len(running) < args.jobs:
-            a, s, cmd = todo.pop(0)
+            a, s, rest = todo.pop(0)
+            slot = min(set(range(args.jobs)) - {r[3] for r in running})  # its own GPUs and port (sapo_vl.launch)
+            try:
+                head, env = train_command(args.launcher, slot=slot, jobs=args.jobs)
+            except LaunchError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            cmd = [*head, *rest]
             _prepare(paths[a, s].parent)
             paths[a, s].parent.mkdir(parents=True, exist_ok=True)
             log = paths[a, s].parent / "compare.log"
             print(f"== {a} seed {s}: {shlex.join(cmd)}  (output: {log})", flush=True)
-            running.append((a, s, subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT)))
+            running.append((a, s, subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT,
+                                                   env=env_with(env)), slot))
         time.sleep(1.0)
         for item in [r for r in running if r[2].poll() is not None]:
             running.remove(item)
-            a, s, proc = item
+            a, s, proc, _ = item
             ok = proc.returncode == 0 and complete(paths[a, s], steps)
             print(f"== {a} seed {s}: {'done' if ok else 'FAILED'} after {time.time() - t0:.0f}s", flush=True)
             if not ok:

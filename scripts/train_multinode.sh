@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deepspeed --hostfile "${HOSTFILE:-hostfile}" --master_addr "${MASTER_ADDR:-$(hostname)}" --master_port "${MASTER_PORT:-29500}" \
-  -m sapo_vl.train configs/qwen3vl_8b.yaml rollout.prompts_per_step=256 "$@"
+  --module sapo_vl.train configs/qwen3vl_8b.yaml rollout.prompts_per_step=256 "$@"
