@@ -105,7 +105,7 @@ def main() -> None:
             prompts.append(user_prompt("Write a long story about a red cube.", n_images=0))
             images.append([])
     settings = SamplingSettings(group_size=args.group_size, max_new_tokens=args.max_new_tokens)
-    engines = {"hf": HFEngine(_WholeParameters(), policy, proc, cfg, device=device),
+    engines = {"hf": HFEngine(_WholeParameters(), policy, proc, cfg, device=device, speed_only=True),
                "vllm": VLLMEngine(None, policy, proc, cfg, device=device)}
     results = {}
     for name, engine in engines.items():

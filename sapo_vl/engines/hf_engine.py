@@ -2,6 +2,11 @@
 
 It samples with the DeepSpeed engine's own module, so there are no weights to send after an update. Under ZeRO-3
 the parameters are gathered once for the whole rollout (`ds.gathered`), not once per layer per token.
+
+It refuses `transformers` older than `MIN_TRANSFORMERS`: on 5.19 (vLLM's pins hold it below 5.21) its log-probs
+of the sampled tokens differ from the trainer's teacher-forced forward by up to 0.4 (measured,
+`tests/test_sampling.py::test_sampled_logprobs_match_teacher_forced_forward`), so SAPO's ratios would be wrong
+without a word; 5.24 is the oldest release that test passed on.
 """
 from __future__ import annotations
 
@@ -13,13 +18,38 @@ from .. import ds
 from ..sampling import Samples, sample_completions
 from .base import SamplingSettings
 
+MIN_TRANSFORMERS = "5.24"
+"""Oldest `transformers` on which the sampler's log-probs were measured to match the trainer's forward."""
+
+
+class TransformersVersionError(RuntimeError):
+    """The installed `transformers` makes the "hf" sampler's log-probs disagree with the trainer's forward."""
+
+
+def check_transformers(version: str | None = None) -> None:
+    """Raise `TransformersVersionError` when `version` (default: the installed one) is older than MIN_TRANSFORMERS."""
+    import transformers
+    from packaging.version import Version
+
+    version = version or transformers.__version__
+    if Version(version) < Version(MIN_TRANSFORMERS):
+        raise TransformersVersionError(
+            f"rollout.engine=hf with transformers {version}: below {MIN_TRANSFORMERS} its sampled-token log-probs "
+            "differ from the trainer's forward by up to 0.4 (measured on 5.19), which would make every SAPO ratio "
+            f"wrong. Either pip install 'transformers>={MIN_TRANSFORMERS}' (not possible beside vLLM 0.33, which "
+            "pins < 5.21), or sample with rollout.engine=vllm in this environment.")
+
 
 class HFEngine:
     name = "hf"
 
-    def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None):
+    def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None,
+                 speed_only: bool = False):
         """ds_engine: the DeepSpeed engine training `policy` (the `transformers` model, possibly PEFT-wrapped);
-        cfg: the run's `Config` (`rollout.shared_prefill`, `rollout.generation_batch_size`)."""
+        cfg: the run's `Config` (`rollout.shared_prefill`, `rollout.generation_batch_size`). speed_only: skip the
+        `transformers` version check (a benchmark that reads tokens/s, never the log-probs)."""
+        if not speed_only:
+            check_transformers()
         self.ds_engine = ds_engine
         self.policy = policy
         self.processor = processor
