@@ -209,7 +209,8 @@ def _repack_after_reload(model, tied: bool) -> int:
 def start_checkpoint(name_or_path: str, model) -> Path | None:
     """The local folder whose safetensors vLLM can start from: the checkpoint the policy was loaded from (a hub id's
     cached snapshot; a LoRA adapter folder's base). None when there is none, or when its MoE expert tensors are not
-    in the layout vLLM loads (a checkpoint saved by `transformers` 5): then the weights are written instead."""
+    in the hub layout vLLM loads (a MoE checkpoint saved by `transformers` 5, or expert shapes that differ): then the
+    weights are written instead."""
     from ..models.loading import adapter_base, resolve_model_path
 
     path = resolve_model_path(name_or_path)
@@ -231,6 +232,10 @@ def start_checkpoint(name_or_path: str, model) -> Path | None:
     experts = {n: getattr(p, "ds_shape", p.shape) for n, p in model.named_parameters()
                if n.endswith(MOE_EXPERT_TENSORS)}
     if experts:
+        saved_by = json.loads((folder / "config.json").read_text()).get("transformers_version", "0") \
+            if (folder / "config.json").is_file() else "0"
+        if int(saved_by.split(".")[0] or 0) >= 5:  # transformers 5 saves fused experts under its own names/layout
+            return None
         from safetensors import safe_open
 
         want = {n.rsplit(".", 1)[0].rsplit(".", 1)[-1] + "." + n.rsplit(".", 1)[-1]:  # "experts.gate_up_proj"
@@ -379,6 +384,12 @@ class VLLMEngine:
 
     def _start(self, config):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: the weight sync reaches the worker
+        if "RANK" not in os.environ:  # no launcher and no process group yet: a group of one, as `ds` makes it
+            from ..launch import free_port
+
+            os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_SIZE="1")
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(free_port()))
         try:
             from vllm import LLM
         except ImportError as err:
