@@ -34,7 +34,9 @@ models). Per rank, for a step of this config:
   expansion of one layer's K/V that SDPA gets when a padding mask is present) or the prefill's, whichever is
   larger; under ZeRO-3 the full weights gathered on every rank for the whole rollout;
 - the colocated vLLM engine (`rollout.engine: vllm`): `rollout.vllm.gpu_memory_utilization` × the GPU at the
-  rollout; during the update too unless sleep mode gives it back;
+  rollout; during the update too unless sleep mode gives it back; its weight sync's peak, one gathered bucket of
+  at most 1 GiB under ZeRO-3 (the sync streams whole modules, never the whole model); on the host, start-up reads
+  the checkpoint's own files (or one ≤ 1 GiB shard of a copy written once per node), and sleep keeps no copy;
 - the KL reference model (`algorithm.kl_beta > 0`): a frozen copy in `model.dtype`, partitioned 1/N under ZeRO-3
   (as the partitioned loader places it);
 - runtime: 2 GiB on a GPU for the CUDA context, NCCL and the caching allocator's own blocks.
@@ -63,6 +65,8 @@ from .config import Config
 from .models.archs import Arch, arch_for
 
 GIB = 1024 ** 3
+VLLM_SYNC_BUCKET = float(1 << 30)
+"""Bytes of one vLLM weight-sync bucket (`sapo_vl.engines.vllm_engine.SYNC_BUCKET_BYTES`)."""
 RUNTIME_GIB = 2.0
 """CUDA context, NCCL communicators and the caching allocator's own blocks, per GPU rank."""
 FRAGMENTATION = 0.05
@@ -402,6 +406,11 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
         sleeps = ro.vllm.enable_sleep_mode and device == "cuda"
         items.append(Item("vLLM engine (weights + KV cache)", share, 0.0 if sleeps else share,
                           f"{ro.vllm.gpu_memory_utilization} × GPU" + (", asleep in the update" if sleeps else "")))
+        # the weight sync streams buckets of whole modules (`vllm_engine.SYNC_BUCKET_BYTES`), gathered under ZeRO-3
+        bucket = min(VLLM_SYNC_BUCKET, P * w) if stage == 3 else 0.0
+        items.append(Item("vLLM weight sync (one gathered bucket)", G(bucket), 0.0,
+                          f"≤ {VLLM_SYNC_BUCKET / GIB:.0f} GiB of gathered parameters at a time" if bucket else
+                          "not ZeRO-3: the weights are whole"))
         need = P * w / max(1, ro.vllm.tensor_parallel_size)
         if device == "cuda" and need / GIB > share:
             notes.append(f"does not fit: vLLM's share ({share:.1f} GiB) is smaller than its weights "
@@ -421,8 +430,9 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
         host.append(("offloaded optimizer state + fp32 gradients", G(T * 16 / N * rpn)))
     if offload_par:
         host.append(("offloaded parameters", G(P * w / N * rpn)))
-    if engine == "vllm" and ro.vllm.enable_sleep_mode:
-        host.append(("vLLM sleeping weights", G(P * w * rpn / max(1, ro.vllm.tensor_parallel_size))))
+    if engine == "vllm":  # start-up reads the checkpoint's files (or a copy written once per node, shard by shard)
+        host.append(("vLLM start-up (one written shard at most; sleep keeps no host copy)",
+                     G(min(VLLM_SYNC_BUCKET, P * w))))
     if stage == 3:
         host.append(("loading (ZeRO-3 partitioned: rank 0 memory-maps the checkpoint)", G(P * w_ref)))
     else:

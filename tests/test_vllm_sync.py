@@ -44,3 +44,22 @@ def test_start_checkpoint_is_the_policys_own_folder_unless_vllm_cannot_load_it(t
     assert start_checkpoint(str(tiny_dense), dense) == tiny_dense
     moe = load_policy(str(tiny_moe))  # saved by transformers 5: experts in its own layout → written instead
     assert start_checkpoint(str(tiny_moe), moe) is None
+
+
+def test_memory_plan_holds_the_sync_bucket_and_no_sleeping_host_copy():
+    from sapo_vl.config import load_config
+    from sapo_vl.memplan import GIB, plan_memory
+
+    def plan(stage):
+        cfg = load_config(None, ["rollout.engine=vllm", f"deepspeed.zero_stage={stage}",
+                                 "model.name_or_path=Qwen/Qwen3-VL-8B-Instruct"])
+        return plan_memory(cfg, 8)
+
+    z3, z2 = plan(3), plan(2)
+    sync3 = next(i for i in z3.items if i.name.startswith("vLLM weight sync"))
+    sync2 = next(i for i in z2.items if i.name.startswith("vLLM weight sync"))
+    assert sync3.rollout == 1.0 and sync3.update == 0.0  # 1 GiB: one bucket, not the 8B model's 16 GiB
+    assert sync2.rollout == 0.0
+    assert not any("sleeping" in n for n, _ in z3.host)  # level-2 sleep keeps no host copy
+    start = next(g for n, g in z3.host if n.startswith("vLLM start-up"))
+    assert start == 1.0 and start < z3.params * 2 / GIB
