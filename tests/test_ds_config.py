@@ -73,7 +73,7 @@ def _engine(stage: int, precision: str, check: bool = True):
 
 def _step(engine, poison: bool):
     dtype = next(engine.module.parameters()).dtype
-    x = torch.linspace(-1, 1, 16, dtype=dtype).reshape(2, 8)
+    x = torch.linspace(-1, 1, 16, dtype=dtype).reshape(2, 8).to(engine.device)
     out = engine(x)  # (2, 4)
     loss = out.float().square().mean()
     if poison:
