@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--image", type=int, default=256, help="image side in pixels")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--dtype", default="auto", help="policy (and so vLLM) dtype: auto (bf16 on GPU, fp32 on CPU), "
+                    "bfloat16, float32")
     ap.add_argument("--engines", default="hf,vllm", help="comma-separated (default hf,vllm; hf alone needs no vLLM)")
     args = ap.parse_args()
     names = [n for n in args.engines.split(",") if n]
@@ -95,7 +97,7 @@ def main() -> None:
     cfg = load_config(None, [f"rollout.max_new_tokens={args.max_new_tokens}", "data.max_prompt_tokens=1024",
                              f"model.max_pixels={side * side}", f"rollout.vllm.max_num_seqs={max(64, rows)}"])
     proc = load_processor(path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
-    policy = load_policy(path, dtype="auto", device=device).eval()
+    policy = load_policy(path, dtype=args.dtype, device=device).eval()
     prompts, images = [], []
     for i in range(args.prompts):
         if i % 2 == 0:

@@ -51,12 +51,17 @@ class Result:
 
 def run(cmd: list[str], env: dict, timeout: int) -> tuple[int, str]:
     """(return code, stdout + stderr) of `cmd` in the repository; 124 when it ran past `timeout` seconds."""
+    import signal
+
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own process group: a timeout ends its builds and ranks too
     try:
-        res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-        return res.returncode, res.stdout + res.stderr
-    except subprocess.TimeoutExpired as err:
-        out = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
-        return 124, out + f"\n(timed out after {timeout}s)"
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return 124, (out or "") + f"\n(timed out after {timeout}s)"
 
 
 def json_line(out: str) -> dict:
@@ -79,7 +84,7 @@ def section_demo(env: dict, cpu: bool, work: str) -> Result:
     steps = 2 if cpu else 100
     extra = ["train.format_warmup_steps=0", "rollout.prompts_per_step=2", "rollout.group_size=2"] if cpu else []
     code, out = run([sys.executable, "-m", "sapo_vl.train", "configs/demo.yaml",
-                     *train_overrides(work, "demo", cpu, steps), *extra], env, 120 if cpu else 240)
+                     *train_overrides(work, "demo", cpu, steps), *extra], env, 300 if cpu else 240)
     rows = _metrics(Path(work) / "demo")
     if code or len(rows) != steps:
         return Result("demo-bf16", "FAIL", f"exit {code}: {tail(out)}")
@@ -196,7 +201,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
     if cpu:
-        env.update(DS_ACCELERATOR="cpu", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+        env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     device = "CPU (dry mode)" if cpu else f"{gpus} × {torch.cuda.get_device_name(0)}"
     has_vllm = subprocess.run([sys.executable, "-c", "import vllm.entrypoints.llm"], env=env,
                               capture_output=True).returncode == 0

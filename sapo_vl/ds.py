@@ -70,12 +70,13 @@ LOCK_REPORT_S = 30.0
 
 def extensions_dir() -> Path:
     """This environment's own folder for DeepSpeed's JIT-built ops: `~/.cache/torch_extensions/sapo_vl-<env>`,
-    <env> a hash of the interpreter's prefix and the torch version. Two venvs (`.venv`, `.venv-vllm`) or two
+    <env> a hash of the interpreter's prefix, the torch version and whether a GPU is visible. Two venvs (`.venv`, `.venv-vllm`) or two
     checkouts then never rebuild each other's op, nor wait on each other's build lock."""
     import hashlib
     import sys
 
-    key = hashlib.sha1(f"{sys.prefix}|{torch.__version__}".encode()).hexdigest()[:12]
+    # (with and without a visible GPU the op is built with other flags: two folders, or each rebuilds the other)
+    key = hashlib.sha1(f"{sys.prefix}|{torch.__version__}|{torch.cuda.is_available()}".encode()).hexdigest()[:12]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "torch_extensions" / f"sapo_vl-{key}"
 
