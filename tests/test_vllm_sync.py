@@ -63,3 +63,19 @@ def test_memory_plan_holds_the_sync_bucket_and_no_sleeping_host_copy():
     assert not any("sleeping" in n for n, _ in z3.host)  # level-2 sleep keeps no host copy
     start = next(g for n, g in z3.host if n.startswith("vLLM start-up"))
     assert start == 1.0 and start < z3.params * 2 / GIB
+
+
+def test_start_checkpoint_refuses_a_folder_that_does_not_hold_the_policys_tensors(tiny_dense, tmp_path):
+    """A policy whose shapes differ from the folder named (another model under that name) is written instead."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    cfg = AutoConfig.from_pretrained(tiny_dense)
+    cfg.text_config.vocab_size += 64  # same names, another embedding shape
+    other = AutoModelForImageTextToText.from_config(cfg)
+    assert start_checkpoint(str(tiny_dense), other) is None
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(load_policy(str(tiny_dense)), LoraConfig(r=2, target_modules=["q_proj"]))
+    from sapo_vl.models.loading import hf_model
+
+    assert start_checkpoint(str(tiny_dense), hf_model(lora)) == tiny_dense  # base weights named as saved

@@ -208,9 +208,9 @@ def _repack_after_reload(model, tied: bool) -> int:
 
 def start_checkpoint(name_or_path: str, model) -> Path | None:
     """The local folder whose safetensors vLLM can start from: the checkpoint the policy was loaded from (a hub id's
-    cached snapshot; a LoRA adapter folder's base). None when there is none, or when its MoE expert tensors are not
-    in the hub layout vLLM loads (a MoE checkpoint saved by `transformers` 5, or expert shapes that differ): then the
-    weights are written instead."""
+    cached snapshot; a LoRA adapter folder's base). None when there is none, when its tensors are not the policy's
+    (names and shapes), or when its MoE experts are not in the hub layout vLLM loads (a MoE checkpoint saved by
+    `transformers` 5): then the weights are written instead."""
     from ..models.loading import adapter_base, resolve_model_path
 
     path = resolve_model_path(name_or_path)
@@ -227,26 +227,36 @@ def start_checkpoint(name_or_path: str, model) -> Path | None:
         except Exception:  # noqa: BLE001: not in the local cache (or no hub client): write instead
             return None
     files = sorted(folder.glob("*.safetensors"))
-    if not files:
+    if not files or not _same_shapes(files, model):
         return None
-    experts = {n: getattr(p, "ds_shape", p.shape) for n, p in model.named_parameters()
-               if n.endswith(MOE_EXPERT_TENSORS)}
-    if experts:
+    experts = any(n.endswith(MOE_EXPERT_TENSORS) for n, _ in model.named_parameters())
+    if experts:  # transformers 5 saves fused experts under its own names / layout, which vLLM does not load
         saved_by = json.loads((folder / "config.json").read_text()).get("transformers_version", "0") \
             if (folder / "config.json").is_file() else "0"
-        if int(saved_by.split(".")[0] or 0) >= 5:  # transformers 5 saves fused experts under its own names/layout
+        if int(saved_by.split(".")[0] or 0) >= 5:
             return None
-        from safetensors import safe_open
-
-        want = {n.rsplit(".", 1)[0].rsplit(".", 1)[-1] + "." + n.rsplit(".", 1)[-1]:  # "experts.gate_up_proj"
-                (*tuple(s)[:-2], tuple(s)[-1], tuple(s)[-2]) for n, s in experts.items()}
-        for f in files:
-            with safe_open(str(f), "pt") as sf:
-                for key in sf.keys():
-                    suffix = next((k for k in want if key.endswith(k)), None)
-                    if suffix is not None and tuple(sf.get_slice(key).get_shape()) != want[suffix]:
-                        return None
     return folder
+
+
+def _same_shapes(files: list[Path], model) -> bool:
+    """The checkpoint holds the policy's tensors: most of its names are the policy's parameter names, with the same
+    (full, ZeRO-3 `ds_shape`) shapes; MoE experts may be transposed (the hub layout)."""
+    from safetensors import safe_open
+
+    ours = {n.replace(".base_layer.", "."): tuple(getattr(p, "ds_shape", p.shape))
+            for n, p in model.named_parameters() if ".lora_" not in n}  # a LoRA layer's base weight, by its own name
+    matched = 0
+    for f in files:
+        with safe_open(str(f), "pt") as sf:
+            for key in sf.keys():
+                if key not in ours:
+                    continue
+                shape, want = tuple(sf.get_slice(key).get_shape()), ours[key]
+                hub = key.endswith(MOE_EXPERT_TENSORS) and shape == (*want[:-2], want[-1], want[-2])
+                if shape != want and not hub:
+                    return False
+                matched += 1
+    return matched >= len(ours) // 2
 
 
 def write_once_per_node(policy, ds_engine, own_dir: str) -> Path:
@@ -360,7 +370,7 @@ class VLLMEngine:
         """
         model.config.save_pretrained(self._dir)
         self.processor.save_pretrained(self._dir)
-        src = start_checkpoint(self.cfg.model.name_or_path, model)
+        src = start_checkpoint(getattr(model.config, "_name_or_path", "") or self.cfg.model.name_or_path, model)
         if src is not None:
             for f in src.iterdir():
                 if f.name.endswith((".safetensors", ".safetensors.index.json")):
