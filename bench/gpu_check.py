@@ -84,7 +84,7 @@ def section_demo(env: dict, cpu: bool, work: str) -> Result:
     steps = 2 if cpu else 100
     extra = ["train.format_warmup_steps=0", "rollout.prompts_per_step=2", "rollout.group_size=2"] if cpu else []
     code, out = run([sys.executable, "-m", "sapo_vl.train", "configs/demo.yaml",
-                     *train_overrides(work, "demo", cpu, steps), *extra], env, 300 if cpu else 240)
+                     *train_overrides(work, "demo", cpu, steps), *extra], env, 300)
     rows = _metrics(Path(work) / "demo")
     if code or len(rows) != steps:
         return Result("demo-bf16", "FAIL", f"exit {code}: {tail(out)}")

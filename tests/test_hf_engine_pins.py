@@ -25,7 +25,8 @@ def test_engine_checks_the_installed_version(monkeypatch):
     import torch
 
     cfg = load_config(None, [])
-    monkeypatch.setattr(transformers, "__version__", "5.19.0")
+    # (patched where HFEngine looks it up: its module's globals)
+    monkeypatch.setitem(check_transformers.__globals__, "installed_transformers", lambda: "5.19.0")
     with pytest.raises(TransformersVersionError, match="5.19.0"):
         HFEngine(None, None, None, cfg, device=torch.device("cpu"))
     HFEngine(None, None, None, cfg, device=torch.device("cpu"), speed_only=True)  # the engine bench reads tokens/s

@@ -26,12 +26,17 @@ class TransformersVersionError(RuntimeError):
     """The installed `transformers` makes the "hf" sampler's log-probs disagree with the trainer's forward."""
 
 
+def installed_transformers() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
 def check_transformers(version: str | None = None) -> None:
     """Raise `TransformersVersionError` when `version` (default: the installed one) is older than MIN_TRANSFORMERS."""
-    import transformers
     from packaging.version import Version
 
-    version = version or transformers.__version__
+    version = version or installed_transformers()
     if Version(version) < Version(MIN_TRANSFORMERS):
         raise TransformersVersionError(
             f"rollout.engine=hf with transformers {version}: below {MIN_TRANSFORMERS} its sampled-token log-probs "
