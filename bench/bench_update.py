@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/bench_update.py [--prompts 4] [--group 8] [--image-tokens 1024] [--text-tokens 80]
                                            [--min-len 64] [--max-len 256] [--micro 4] [--budget 0]
+                                           [--arch small|qwen3-vl-2b]
+
+`--arch qwen3-vl-2b` runs random weights in Qwen3-VL-2B's shapes (`bench_engines.QWEN3_VL_2B`) instead, in bf16 on
+a GPU (fp32 on CPU), and adds the update's model FLOPs utilisation on a GPU whose peak it knows (`gpu_check`).
 
 The update phase = the π_old pass + μ × `num_minibatches` optimizer steps (μ = 1, 2 minibatches, as the demo),
 on the DeepSpeed engine (ZeRO-0, fp32, CPU or one GPU), of a random-weight Qwen3-VL built here (~18M parameters:
@@ -31,15 +35,25 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 VOCAB = 16_384
 IMAGE, VSTART, VEND = VOCAB - 3, VOCAB - 2, VOCAB - 1
 
 
-def build_model(seed: int = 0):
+def set_arch(arch: str) -> None:
+    """Token ids for `arch`: the small model's 16,384-token vocabulary or Qwen3-VL-2B's 151,936."""
+    global VOCAB, IMAGE, VSTART, VEND
+    VOCAB = 151_936 if arch == "qwen3-vl-2b" else 16_384
+    IMAGE, VSTART, VEND = VOCAB - 3, VOCAB - 2, VOCAB - 1
+
+
+def build_model(seed: int = 0, arch: str = "small"):
     import torch
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
+    if arch == "qwen3-vl-2b":
+        return _build_2b(seed)
     text = dict(vocab_size=VOCAB, hidden_size=384, intermediate_size=1152, num_hidden_layers=6,
                 num_attention_heads=6, num_key_value_heads=2, head_dim=64, max_position_embeddings=8192,
                 rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [12, 10, 10],
@@ -54,6 +68,32 @@ def build_model(seed: int = 0):
     cfg.vision_config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     return Qwen3VLForConditionalGeneration(cfg).float()
+
+
+def _build_2b(seed: int):
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_engines import QWEN3_VL_2B
+
+    text = dict(QWEN3_VL_2B["text"], pad_token_id=0)
+    vision = dict(QWEN3_VL_2B["vision"], in_channels=3, patch_size=16, spatial_merge_size=2, temporal_patch_size=2)
+    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, image_token_id=IMAGE, video_token_id=VOCAB - 4,
+                        vision_start_token_id=VSTART, vision_end_token_id=VEND, tie_word_embeddings=True)
+    for c in (cfg, cfg.get_text_config(), cfg.vision_config):
+        c._attn_implementation = "sdpa"
+    torch.manual_seed(seed)
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return Qwen3VLForConditionalGeneration(cfg).to(dtype)
+
+
+def peak_tflops() -> float | None:
+    """Dense bf16 peak of this GPU in TFLOP/s, for the ones this project ran on; None otherwise."""
+    import torch
+
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+    return next((v for k, v in {"H100": 989.0, "H200": 989.0, "A100": 312.0}.items() if k in name), None)
 
 
 def build_rollout(args):
@@ -112,14 +152,16 @@ def child(path: str, args) -> dict:
     from sapo_vl.update import UpdateSettings, micro_batch_source, rollout_logprobs, update_policy
 
     torch.set_num_threads(args.threads)
+    set_arch(args.arch)
     dist = ds.init_distributed()
-    cfg = load_config(None, ["deepspeed.zero_stage=0", "deepspeed.precision=fp32", "optimizer.lr=1e-5",
+    precision = "bf16" if args.arch == "qwen3-vl-2b" and torch.cuda.is_available() else "fp32"
+    cfg = load_config(None, ["deepspeed.zero_stage=0", f"deepspeed.precision={precision}", "optimizer.lr=1e-5",
                              "algorithm.updates_per_rollout=1", "algorithm.num_minibatches=2",
                              f"rollout.prompts_per_step={args.prompts}", f"rollout.group_size={args.group}",
                              f"deepspeed.micro_batch_size={args.micro}"])
     plan = batch_plan(cfg, 1)
     ro = build_rollout(args)
-    model = build_model().to(dist.device)
+    model = build_model(arch=args.arch).to(dist.device)
     engine = ds.create_engine(packing.PackedPolicyLogprobs(model), cfg, micro_batch=plan.micro,
                               grad_accum=plan.grad_accum, dist=dist, total_optimizer_steps=10)
     patches = [0]
@@ -141,7 +183,11 @@ def child(path: str, args) -> dict:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    tokens = int(ro.prompt_mask.sum()) + int(ro.completion_mask.sum())  # each prompt once + every completion token
+    flops = 8 * sum(p.numel() for p in model.parameters()) * tokens  # π_old forward (2PT) + update fwd/bwd (6PT)
+    peak = peak_tflops()
     return {"path": path, "seconds": seconds, "cpu_s": cpu, "peak_mb": _peak() - base, "patches": patches[0],
+            "mfu": flops / seconds / (peak * 1e12) if peak else None,
             "params": sum(p.numel() for p in model.parameters()), "padding_frac": stats.get("padding_frac"),
             "micro_batches": stats.get("micro_batches"), "device": str(dist.device)}
 
@@ -157,6 +203,7 @@ def main() -> None:
     ap.add_argument("--micro", type=int, default=4, help="row path: completion rows per micro-batch")
     ap.add_argument("--budget", type=int, default=0, help="packed path: padded tokens per micro-batch (0: see doc)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per path (process time is the figure)")
+    ap.add_argument("--arch", choices=["small", "qwen3-vl-2b"], default="small")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -179,6 +226,9 @@ def main() -> None:
           f"({p['micro_batches']:.0f} micro-batches, padding {p['padding_frac']:.1%})")
     print(f"update speedup: {r['cpu_s'] / p['cpu_s']:.2f}× (CPU time; wall {r['seconds'] / p['seconds']:.2f}×; vision-tower patches per rollout "
           f"{r['patches']:,} → {p['patches']:,})")
+    if p.get("mfu") is not None:
+        print(f"update MFU (packed path, model FLOPs 8·P·tokens / bf16 peak): {p['mfu']:.1%}")
+    print("json: " + json.dumps(out))
 
 
 if __name__ == "__main__":

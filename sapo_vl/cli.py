@@ -4,7 +4,7 @@
     sapo-vl config show CONFIG [key=value ...]      print a resolved config
     sapo-vl recipe list|preview|check|build         author and build data recipes
     sapo-vl eval --task T --model M --out DIR       evaluate (also --suite, --list)
-    sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed -m sapo_vl.train` for more)
+    sapo-vl train CONFIG [key=value ...]            train (one process; `deepspeed --module sapo_vl.train` for more)
     sapo-vl compare CONFIG --algorithms sapo,gspo,grpo --seeds 0,1,2   every algorithm × seed, summary + plot
     sapo-vl sft CONFIG [key=value ...]              supervised cold start on worked responses → RUN_DIR/hf
     sapo-vl export HF_DIR OUT_DIR [--merge]         a checkpoint as a standalone transformers folder (LoRA merged)
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tiny_model(sub)
     _add_module(sub, "demo", "demo", "main", "run the embedded default job offline (what `make demo` runs)")
     _add_module(sub, "train", "train", "run", "train a policy with SAPO / GSPO / GRPO (one process; use the "
-                "deepspeed launcher with -m sapo_vl.train for several)")
+                "deepspeed launcher with --module sapo_vl.train for several)")
     _add_module(sub, "compare", "compare", "run", "train the same config under several algorithms and seeds; "
                 "summary.json, table and plot")
     _add_module(sub, "sft", "sft", "run", "supervised cold start on the recipes' worked responses; saves an "

@@ -1,7 +1,8 @@
 """`sapo-vl compare CONFIG --algorithms sapo,gspo,grpo --seeds 0,1,2`: one config under each algorithm and seed.
 
 Every (algorithm, seed) trains in its own process (`python -m sapo_vl.train CONFIG algorithm.name=A train.seed=S
-...`, or under `--launcher "deepspeed --num_gpus 8"`), into `OUT_DIR/RUN-NAME-A-sS`; `--jobs N` runs N at once.
+...`, or under `--launcher "deepspeed --num_gpus 8"`), into `OUT_DIR/RUN-NAME-A-sS`; `--jobs N` runs N at once,
+each under a launcher on its own master port and GPUs (`sapo_vl.launch`).
 The seed sets the data order, the initial weights' sampling and the rollout sampling, so the runs of one seed
 see the same prompts whatever the algorithm. A config's `compare.variants` (name → overrides) repeats the whole
 comparison per variant, into `OUT_DIR/RUN-NAME-VARIANT-A-sS`. A run whose `metrics.jsonl` already reaches
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .launch import LaunchError, env_with, train_command
 
 from .losses import summary_stats
 
@@ -246,7 +248,6 @@ def run(args: argparse.Namespace) -> int:
         print("error: --algorithms needs at least one name and --jobs must be >= 1", file=sys.stderr)
         return 2
     base, out, steps = cfg.logging.run_name or "compare", Path(cfg.logging.out_dir), cfg.train.steps
-    launcher = shlex.split(args.launcher) if args.launcher else [sys.executable]
     todo, paths = [], {}
     for s in seeds:  # seed-major, so a partial comparison holds every algorithm and variant of the first seeds
         for v in variants:
@@ -261,10 +262,14 @@ def run(args: argparse.Namespace) -> int:
                 if done:
                     print(f"== {name}: complete, not run again ({paths[v, a, s]})", flush=True)
                     continue
-                todo.append(((v, a, s), [*launcher, "-m", "sapo_vl.train", args.config, *args.overrides,
-                                         *_variant_overrides(cfg, v), f"algorithm.name={a}", f"train.seed={s}",
-                                         f"logging.run_name={name}", "train.resume=auto"]))
-    failed = execute(todo, paths, steps, args.jobs)
+                todo.append(((v, a, s), [args.config, *args.overrides, *_variant_overrides(cfg, v),
+                                         f"algorithm.name={a}", f"train.seed={s}", f"logging.run_name={name}",
+                                         "train.resume=auto"]))
+    try:
+        failed = execute(todo, paths, steps, jobs=args.jobs, launcher=args.launcher)
+    except LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if failed:
         for key in failed:
             print(f"error: the run {paths[key].parent.name} failed; see {paths[key].parent / 'compare.log'}",
@@ -274,22 +279,27 @@ def run(args: argparse.Namespace) -> int:
     return report(runs, out / f"{base}-comparison", threshold=args.threshold, smooth_k=args.smooth)
 
 
-def execute(todo: list, paths: dict, steps: int, jobs: int) -> list:
-    """Run the (key, command) pairs of `todo`, `jobs` at a time, each into the folder of `paths[key]`; returns the
-    keys whose run failed (non-zero exit, or a log that does not reach `steps`)."""
+def execute(todo: list, paths: dict, steps: int, *, jobs: int, launcher: str) -> list:
+    """Run the (key, training arguments) pairs of `todo`, `jobs` at a time, each under `launcher` on its own slot
+    (master port and GPUs, `sapo_vl.launch`) and into the folder of `paths[key]`; returns the keys whose run failed
+    (non-zero exit, or a log that does not reach `steps`). LaunchError when the launcher's jobs would share GPUs."""
     t0, running, failed = time.time(), [], []
     while todo or running:
         while todo and len(running) < jobs:
-            key, cmd = todo.pop(0)
+            key, rest = todo.pop(0)
+            slot = min(set(range(jobs)) - {r[2] for r in running})
+            head, env = train_command(launcher, slot=slot, jobs=jobs)
+            cmd = [*head, *rest]
             _prepare(paths[key].parent)
             paths[key].parent.mkdir(parents=True, exist_ok=True)
             log = paths[key].parent / "compare.log"
             print(f"== {paths[key].parent.name}: {shlex.join(cmd)}  (output: {log})", flush=True)
-            running.append((key, subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT)))
+            running.append((key, subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT,
+                                                  env=env_with(env)), slot))
         time.sleep(1.0)
         for item in [r for r in running if r[1].poll() is not None]:
             running.remove(item)
-            key, proc = item
+            key, proc, _ = item
             ok = proc.returncode == 0 and complete(paths[key], steps)
             print(f"== {paths[key].parent.name}: {'done' if ok else 'FAILED'} after {time.time() - t0:.0f}s",
                   flush=True)

@@ -38,7 +38,12 @@ def _free_port() -> int:
 
 
 def init_distributed() -> Dist:
-    """Join (or create) the process group; one process needs no launcher."""
+    """Join (or create) the process group; one process needs no launcher.
+
+    DeepSpeed builds its CPU communication op (and its other JIT ops) on first use into `TORCH_EXTENSIONS_DIR`;
+    unless the user set one, each environment gets its own (`extensions_dir`), and a wait on another process's
+    build lock is reported after `LOCK_REPORT_S` seconds, naming the lock file (`build_lock_watch`).
+    """
     import deepspeed
     import torch.distributed as dist
 
@@ -46,14 +51,88 @@ def init_distributed() -> Dist:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_SIZE="1")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
     cuda = torch.cuda.is_available()
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+        with build_lock_watch(Path(os.environ["TORCH_EXTENSIONS_DIR"])):
+            deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         torch.cuda.set_device(local)
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, device=device)
+
+
+LOCK_REPORT_S = 30.0
+"""Seconds a run waits on an op build lock before it says so (naming the file)."""
+
+
+def extensions_dir() -> Path:
+    """This environment's own folder for DeepSpeed's JIT-built ops: `~/.cache/torch_extensions/sapo_vl-<env>`,
+    <env> a hash of the interpreter's prefix, the torch version and whether a GPU is visible. Two venvs (`.venv`, `.venv-vllm`) or two
+    checkouts then never rebuild each other's op, nor wait on each other's build lock."""
+    import hashlib
+    import sys
+
+    # (with and without a visible GPU the op is built with other flags: two folders, or each rebuilds the other)
+    key = hashlib.sha1(f"{sys.prefix}|{torch.__version__}|{torch.cuda.is_available()}".encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "torch_extensions" / f"sapo_vl-{key}"
+
+
+def held_locks(root: Path) -> list[Path]:
+    """Build lock files under `root` that another process holds: an OS lock (torch >= 2.14's `FileLock`) that we
+    cannot take, or, for torch's older `FileBaton` whose lock is the file itself, any lock file."""
+    import fcntl
+
+    baton = "FileBaton" in vars(__import__("torch.utils.cpp_extension", fromlist=["x"]))
+    held = []
+    for lock in root.glob("*/lock") if root.is_dir() else []:
+        if baton:
+            held.append(lock)
+            continue
+        try:
+            with open(lock, "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+        except BlockingIOError:
+            held.append(lock)
+        except OSError:
+            continue
+    return held
+
+
+@contextlib.contextmanager
+def build_lock_watch(root: Path, after: float = LOCK_REPORT_S, poll: float = 1.0) -> Iterator[None]:
+    """While the body runs, say on stderr (once per file) when a build lock under `root` has been held by someone
+    else for `after` seconds: the body is then most likely waiting on it, with no word from torch or DeepSpeed."""
+    import sys
+    import threading
+    import time
+
+    done, seen, told = threading.Event(), {}, set()
+
+    def watch():
+        while not done.wait(poll):
+            now = time.monotonic()
+            held = held_locks(root)
+            for lock in held:
+                seen.setdefault(lock, now)
+                if now - seen[lock] >= after and lock not in told:
+                    told.add(lock)
+                    print(f"sapo_vl: waiting {now - seen[lock]:.0f}s on the op build lock {lock}: another process "
+                          "is building this op, or one was killed mid-build and left the lock; if no build is "
+                          "running, delete that file", file=sys.stderr, flush=True)
+            for lock in set(seen) - set(held):
+                del seen[lock]
+
+    thread = threading.Thread(target=watch, name="sapo_vl-build-lock-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def precision(cfg: Config, device: torch.device) -> str:
@@ -79,7 +158,9 @@ def ds_config(cfg: Config, *, micro_batch: int, grad_accum: int, world_size: int
         "train_batch_size": micro_batch * grad_accum * world_size,
         "gradient_clipping": cfg.optimizer.max_grad_norm,
         "zero_optimization": zero,
-        "bf16": {"enabled": precision(cfg, device) == "bf16"},
+        # The NaN guard relies on ZeRO 1-2 dropping a step whose gradients are not finite; under bf16 that check
+        # is this flag, whose default differs between DeepSpeed versions: set it, whatever the default.
+        "bf16": {"enabled": precision(cfg, device) == "bf16", "check_grad_overflow": True},
         "fp16": {"enabled": precision(cfg, device) == "fp16", "initial_scale_power": 16},
         "zero_allow_untested_optimizer": True,
         "zero_force_ds_cpu_optimizer": False,
@@ -95,7 +176,22 @@ def ds_config(cfg: Config, *, micro_batch: int, grad_accum: int, world_size: int
         user = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"deepspeed.config_file: {path} is not valid JSON: {err}") from err
-    return _fill_auto(user, ours)
+    return _bf16_overflow_check(_fill_auto(user, ours), path)
+
+
+def _bf16_overflow_check(conf: dict, path: Path) -> dict:
+    """A user's config with bf16 on keeps DeepSpeed's gradient overflow check on (set when missing; refused off):
+    without it a step with NaN gradients (a poisoned micro-batch, `poisoned`) writes NaN into every weight."""
+    key = "bf16" if "bf16" in conf else "bfloat16"
+    section = conf.get(key)
+    if not isinstance(section, dict) or not section.get("enabled", False):
+        return conf
+    if section.get("check_grad_overflow", True) is not True:
+        raise ValueError(f"deepspeed.config_file: {path} sets {key}.check_grad_overflow to "
+                         f"{section['check_grad_overflow']!r}; the NaN guard needs it true (a step with non-finite "
+                         "gradients would otherwise write NaN into every weight): remove the key or set it true")
+    conf[key] = {**section, "check_grad_overflow": True}
+    return conf
 
 
 def _fill_auto(user: Any, ours: Any) -> Any:
@@ -174,16 +270,23 @@ def backward(engine, loss: torch.Tensor, world_size: int) -> None:
     engine.backward(loss * world_size, scale_wrt_gas=False)
 
 
+class SkippedStepError(RuntimeError):
+    """An optimizer step with non-finite gradients was applied: the weights may now hold NaN."""
+
+
 def optimizer_step(engine, skip: bool) -> None:
     """`engine.step()`, which at a gradient-accumulation boundary is the optimizer step.
 
     A step that must not happen (`skip`: a non-finite loss on some rank) reaches the boundary with non-finite
     gradients (see `poisoned`); under ZeRO 1-3 DeepSpeed then drops the whole step (no weight, no optimizer
-    state changes). Under ZeRO-0 nothing checks, so here the gradients are zeroed and the step taken at learning
-    rate 0, also when they are non-finite without a non-finite loss; the pre-clip gradient norm is recorded (see
-    `grad_norm`).
+    state changes, the learning-rate schedule does not advance, `engine.skipped_steps` + 1). That it did is
+    checked after the step: a poisoned step that DeepSpeed applied (its overflow check off) stops the run with
+    `SkippedStepError`. Under ZeRO-0 nothing checks, so here the gradients are zeroed and the step taken at
+    learning rate 0, also when they are non-finite without a non-finite loss, and the schedule is put back, as
+    ZeRO 1-3 leave it; the pre-clip gradient norm is recorded (see `grad_norm`).
     """
-    if engine.zero_optimization_stage() == 0 and engine.is_gradient_accumulation_boundary():
+    boundary = engine.is_gradient_accumulation_boundary()
+    if engine.zero_optimization_stage() == 0 and boundary:
         grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) \
             if grads else torch.zeros(())
@@ -193,18 +296,33 @@ def optimizer_step(engine, skip: bool) -> None:
                 g.zero_()
             _step_at_lr_zero(engine)  # zero gradients at learning rate 0: every weight stays bit-identical
             return
+    skipped_before = engine.skipped_steps
     engine.step()
+    if skip and boundary and engine.skipped_steps == skipped_before:
+        raise SkippedStepError(
+            f"ZeRO-{engine.zero_optimization_stage()}: DeepSpeed applied an optimizer step with non-finite gradients "
+            "(its overflow check is off: a deepspeed.config_file with bf16.check_grad_overflow false, or a DeepSpeed "
+            "older than this project's floor); the weights may now hold NaN. Stopping before they are saved.")
 
 
 def _step_at_lr_zero(engine) -> None:
-    """The boundary step with every learning rate at 0 (AdamW's moments still decay by β; weights do not move)."""
+    """The boundary step with every learning rate at 0 (AdamW's moments still decay by β; weights do not move).
+
+    The learning-rate schedule is left where it was and the step counted in `engine.skipped_steps`, as DeepSpeed
+    does for a step it drops under ZeRO 1-3.
+    """
     groups = engine.optimizer.param_groups
     saved = [g["lr"] for g in groups]
+    sched = engine.lr_scheduler
+    sched_state = sched.state_dict() if sched is not None else None
     for g in groups:
         g["lr"] = 0.0
     engine.step()
     for g, lr in zip(groups, saved):
         g["lr"] = lr
+    if sched is not None:
+        sched.load_state_dict(sched_state)
+    engine.skipped_steps += 1
 
 
 def poisoned(loss: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:

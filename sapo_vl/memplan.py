@@ -34,7 +34,9 @@ models). Per rank, for a step of this config:
   expansion of one layer's K/V that SDPA gets when a padding mask is present) or the prefill's, whichever is
   larger; under ZeRO-3 the full weights gathered on every rank for the whole rollout;
 - the colocated vLLM engine (`rollout.engine: vllm`): `rollout.vllm.gpu_memory_utilization` × the GPU at the
-  rollout; during the update too unless sleep mode gives it back;
+  rollout; during the update too unless sleep mode gives it back; its weight sync's peak, one gathered bucket of
+  at most 1 GiB under ZeRO-3 (the sync streams whole modules, never the whole model); on the host, start-up reads
+  the checkpoint's own files (or one ≤ 1 GiB shard of a copy written once per node), and sleep keeps no copy;
 - the KL reference model (`algorithm.kl_beta > 0`): a frozen copy in `model.dtype`, partitioned 1/N under ZeRO-3
   (as the partitioned loader places it);
 - runtime: 2 GiB on a GPU for the CUDA context, NCCL and the caching allocator's own blocks.
@@ -63,6 +65,8 @@ from .config import Config
 from .models.archs import Arch, arch_for
 
 GIB = 1024 ** 3
+VLLM_SYNC_BUCKET = float(1 << 30)
+"""Bytes of one vLLM weight-sync bucket (`sapo_vl.engines.vllm_engine.SYNC_BUCKET_BYTES`)."""
 RUNTIME_GIB = 2.0
 """CUDA context, NCCL communicators and the caching allocator's own blocks, per GPU rank."""
 FRAGMENTATION = 0.05
@@ -530,13 +534,18 @@ def vllm_generation_memory(c: PlanContext) -> GenerationMemory:
     out = GenerationMemory(rows_at_once=c.shape.rows_per_rank, items=[
         Item("vLLM engine (weights + KV cache)", share, 0.0 if sleeps else share,
              f"{v.gpu_memory_utilization} × GPU" + (", asleep in the update" if sleeps else ""))])
+    # the weight sync streams buckets of whole modules (`vllm_engine.SYNC_BUCKET_BYTES`), gathered under ZeRO-3
+    bucket = min(VLLM_SYNC_BUCKET, c.params * c.w) if c.stage == 3 else 0.0
+    out.items.append(Item("vLLM weight sync (one gathered bucket)", _gib(bucket), 0.0,
+                          f"≤ {VLLM_SYNC_BUCKET / GIB:.0f} GiB of gathered parameters at a time" if bucket else
+                          "not ZeRO-3: the weights are whole"))
     need = c.params * c.w / max(1, v.tensor_parallel_size)
     if c.device == "cuda" and need / GIB > share:
         out.notes.append(f"does not fit: vLLM's share ({share:.1f} GiB) is smaller than its weights "
                          f"({need / GIB:.1f} GiB): raise rollout.vllm.gpu_memory_utilization or tensor_parallel_size")
-    if v.enable_sleep_mode:
-        out.host.append(("vLLM sleeping weights",
-                         _gib(c.params * c.w * c.ranks_per_node / max(1, v.tensor_parallel_size))))
+    # start-up reads the checkpoint's files (or a copy written once per node, shard by shard)
+    out.host.append(("vLLM start-up (one written shard at most; sleep keeps no host copy)",
+                     _gib(min(VLLM_SYNC_BUCKET, c.params * c.w))))
     return out
 
 

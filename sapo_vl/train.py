@@ -1,6 +1,6 @@
 """The training loop: SAPO (or GSPO / GRPO) for Qwen3-VL under DeepSpeed, top to bottom, no Trainer class.
 
-    deepspeed --num_gpus N -m sapo_vl.train CONFIG [key=value ...]     (also --hostfile for several nodes)
+    deepspeed --num_gpus N --module sapo_vl.train CONFIG [key=value ...]     (also --hostfile for several nodes)
     torchrun --nproc_per_node N -m sapo_vl.train CONFIG [key=value ...]
     sapo-vl train CONFIG [key=value ...]                                (one process)
 

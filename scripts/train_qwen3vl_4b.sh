@@ -3,4 +3,4 @@
 # Usage: NUM_GPUS=8 bash scripts/train_qwen3vl_4b.sh [key=value ...]   (overrides go to configs/qwen3vl_4b.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-deepspeed --num_gpus "${NUM_GPUS:-8}" -m sapo_vl.train configs/qwen3vl_4b.yaml "$@"
+deepspeed --num_gpus "${NUM_GPUS:-8}" --module sapo_vl.train configs/qwen3vl_4b.yaml "$@"

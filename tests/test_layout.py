@@ -82,7 +82,7 @@ def test_no_import_circles_in_the_library():
 
 ROOMS = [
     ("foundations", ["sapo_vl", "sapo_vl.suggest", "sapo_vl.typed_config", "sapo_vl.dist", "sapo_vl.algorithms",
-                     "sapo_vl.models.tiny", "sapo_vl.models.__init__", "sapo_vl.data.record",
+                     "sapo_vl.models.tiny", "sapo_vl.models.__init__", "sapo_vl.data.record", "sapo_vl.launch",
                      "sapo_vl.data.images", "sapo_vl.verifiers", "sapo_vl.engines.base", "sapo_vl.engines.__init__"]),
     ("config, models, data", ["sapo_vl.losses", "sapo_vl.runlog", "sapo_vl.config", "sapo_vl.config_cli",
                               "sapo_vl.batch_plan", "sapo_vl.metrics", "sapo_vl.models", "sapo_vl.data",

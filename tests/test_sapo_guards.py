@@ -17,7 +17,7 @@ from sapo_vl.algorithms import (
     sign_case_fractions,
 )
 from sapo_vl.losses import COMMON_STATS, LOSS_VALUES, LOSSES, summary_stats
-from sapo_vl.runlog import UpdateStats
+from sapo_vl.metrics import UpdateStats
 
 
 def _t(x):

@@ -4,6 +4,11 @@ It samples with the DeepSpeed engine's own module, so there are no weights to se
 the parameters are gathered once for the whole rollout (`ds.gathered`), not once per layer per token. When the
 policy's routers are hooked for routing replay (`sapo_vl.routing`), the experts of every prompt and completion token
 are recorded on the samples.
+
+It refuses `transformers` older than `MIN_TRANSFORMERS`: on 5.19 (vLLM's pins hold it below 5.21) its log-probs
+of the sampled tokens differ from the trainer's teacher-forced forward by up to 0.4 (measured,
+`tests/test_sampling.py::test_sampled_logprobs_match_teacher_forced_forward`), so SAPO's ratios would be wrong
+without a word; 5.24 is the oldest release that test passed on.
 """
 from __future__ import annotations
 
@@ -16,6 +21,32 @@ from ..memplan import GenerationMemory, PlanContext, hf_generation_memory
 from ..sampling import sample_completions
 from .base import Samples, SamplingSettings
 
+MIN_TRANSFORMERS = "5.24"
+"""Oldest `transformers` on which the sampler's log-probs were measured to match the trainer's forward."""
+
+
+class TransformersVersionError(RuntimeError):
+    """The installed `transformers` makes the "hf" sampler's log-probs disagree with the trainer's forward."""
+
+
+def installed_transformers() -> str:
+    import transformers
+
+    return transformers.__version__
+
+
+def check_transformers(version: str | None = None) -> None:
+    """Raise `TransformersVersionError` when `version` (default: the installed one) is older than MIN_TRANSFORMERS."""
+    from packaging.version import Version
+
+    version = version or installed_transformers()
+    if Version(version) < Version(MIN_TRANSFORMERS):
+        raise TransformersVersionError(
+            f"rollout.engine=hf with transformers {version}: below {MIN_TRANSFORMERS} its sampled-token log-probs "
+            "differ from the trainer's forward by up to 0.4 (measured on 5.19), which would make every SAPO ratio "
+            f"wrong. Either pip install 'transformers>={MIN_TRANSFORMERS}' (not possible beside vLLM 0.33, which "
+            "pins < 5.21), or sample with rollout.engine=vllm in this environment.")
+
 
 class HFEngine:
     name = "hf"
@@ -23,9 +54,13 @@ class HFEngine:
     memory_knobs = ("rollout.generation_batch_size",)
     """Config keys that lower this engine's rollout memory (the plan's knob search tries them)."""
 
-    def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None):
+    def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None,
+                 speed_only: bool = False):
         """ds_engine: the DeepSpeed engine training `policy` (the `transformers` model, possibly PEFT-wrapped);
-        cfg: the run's `Config` (`rollout.shared_prefill`, `rollout.generation_batch_size`)."""
+        cfg: the run's `Config` (`rollout.shared_prefill`, `rollout.generation_batch_size`). speed_only: skip the
+        `transformers` version check (a benchmark that reads tokens/s, never the log-probs)."""
+        if not speed_only:
+            check_transformers()
         self.ds_engine = ds_engine
         self.policy = policy
         self.processor = processor

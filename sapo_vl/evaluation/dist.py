@@ -1,7 +1,7 @@
 """Data parallelism for eval with `torch.distributed` only: join the group a launcher describes, share and
 collect Python objects. No DeepSpeed engine: inference needs none.
 
-`torchrun --nproc_per_node N -m sapo_vl.evaluation ...` and `deepspeed --num_gpus N -m sapo_vl.evaluation ...`
+`torchrun --nproc_per_node N -m sapo_vl.evaluation ...` and `deepspeed --num_gpus N --module sapo_vl.evaluation ...`
 both set RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; `join()` then opens an NCCL group on
 GPUs or a gloo group on CPUs. A plain run, or a trainer that already opened a group, needs nothing here.
 """
