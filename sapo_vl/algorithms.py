@@ -1,6 +1,7 @@
 """The algorithm core: SAPO, GSPO and GRPO policy losses, loss aggregation, group advantages, KL.
 
-Pure tensor functions: they take tensors and scalars, never a config object. Shapes are
+Pure tensor functions: they take tensors and scalars, never a config object; a policy loss takes one batch's
+tensors as a `LossInputs` and its hyperparameters as keywords. Shapes are
 B = sequences in the (micro-)batch, T = response tokens (right-padded; `mask` is 1 on real response tokens).
 `docs/algorithm.md` (the project's spec, in this repository) is followed to the letter; where this module
 chooses something the spec leaves open, the docstring says so. The name → loss registry is `sapo_vl.losses`.
@@ -15,12 +16,14 @@ chooses something the spec leaves open, the docstring says so. The name → loss
 - A sequence whose mask is all zeros contributes nothing and is not counted among the sequences.
 - Every loss is returned as a scalar to *minimise* (the negated surrogate) together with a dict of floats.
 
-Micro-batching and data parallelism: pass the global normalisers (`global_tokens` for "token-mean",
+Micro-batching and data parallelism: pass the global normalisers (`LossInputs.global_tokens` for "token-mean",
 `global_seqs` for the sequence modes) taken over the whole optimizer batch on every rank; then summing the
 micro-batch losses (and DeepSpeed's gradient all-reduce, which averages over `world_size`: multiply by it)
 gives exactly the full-batch gradient. See `aggregate`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -34,6 +37,27 @@ KL_ESTIMATORS = ("k1", "k3")
 
 # ----------------------------------------------------------------------------------------------------------------
 # Input checks
+
+
+@dataclass
+class LossInputs:
+    """One (micro-)batch's inputs to a policy loss: what varies from batch to batch, beside the loss's own
+    hyperparameters (its config section, the aggregation, KL's β and estimator)."""
+
+    logprobs: Tensor
+    """(B, T) log π_θ of the response tokens, with gradient."""
+    old_logprobs: Tensor
+    """(B, T) log π_old (the importance ratios' denominator; detached)."""
+    advantages: Tensor
+    """(B,) per sequence, or (B, T) per token (importance-weighted, `corrected_advantages`)."""
+    mask: Tensor
+    """(B, T) 1 on the response tokens the loss counts."""
+    ref_logprobs: Tensor | None = None
+    """(B, T) log π_ref, for the KL term (with `kl_beta` > 0)."""
+    global_tokens: float | None = None
+    """Loss tokens of the whole minibatch over all ranks (the aggregation's normaliser; None = this batch's)."""
+    global_seqs: float | None = None
+    """Sequences with a loss token in the whole minibatch over all ranks (likewise)."""
 
 
 def _check_inputs(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor) -> None:
@@ -123,26 +147,16 @@ def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, estimator: str = "k3") ->
 
 
 def _finish(
-    pg_mat: Tensor,
-    logprobs: Tensor,
-    mask: Tensor,
-    agg: str,
-    stats: dict[str, float],
-    *,
-    ref_logprobs: Tensor | None,
-    kl_beta: float,
-    kl_estimator: str,
-    global_tokens: float | None,
-    global_seqs: float | None,
+    pg_mat: Tensor, x: LossInputs, stats: dict[str, float], *, agg: str, kl_beta: float, kl_estimator: str,
     max_len: int | None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Add β·KL (when asked), aggregate, and record the loss values."""
-    loss_mat = pg_mat  # (B, T)
-    if kl_beta and ref_logprobs is not None:
-        kl = kl_penalty(logprobs, ref_logprobs, kl_estimator)  # (B, T)
+    loss_mat, mask = pg_mat, x.mask  # (B, T)
+    if kl_beta and x.ref_logprobs is not None:
+        kl = kl_penalty(x.logprobs, x.ref_logprobs, kl_estimator)  # (B, T)
         loss_mat = pg_mat + kl_beta * kl
         stats["kl"] = _masked_mean_float(kl, mask)
-    kw = dict(global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len)
+    kw = dict(global_tokens=x.global_tokens, global_seqs=x.global_seqs, max_len=max_len)
     loss = aggregate(loss_mat, mask, agg, **kw)  # ()
     stats["pg_loss"] = float(aggregate(pg_mat.detach(), mask, agg, **kw))
     stats["loss"] = float(loss.detach())
@@ -273,19 +287,13 @@ def sapo_weight(ratio: Tensor, tau: Tensor | float) -> Tensor:
 
 
 def sapo_loss(
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
+    x: LossInputs,
     *,
     tau_pos: float = 1.0,
     tau_neg: float = 1.05,
     agg: str = "seq-mean-token-mean",
-    ref_logprobs: Tensor | None = None,
     kl_beta: float = 0.0,
     kl_estimator: str = "k3",
-    global_tokens: float | None = None,
-    global_seqs: float | None = None,
     max_len: int | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """SAPO: maximise mean f(r_{i,t})·Â_i with f(r) = (4/τ)σ(τ(r−1)), τ = τ_pos if Â > 0 else τ_neg.
@@ -295,6 +303,7 @@ def sapo_loss(
     Stats: `regime_stats` and `gate_weight_stats` (mean sech² weight, fractions of tokens below 0.99 / 0.9 / 0.5:
     `soft_suppressed_frac` is the last, and the lowest token weight).
     """
+    logprobs, old_logprobs, advantages, mask = x.logprobs, x.old_logprobs, x.advantages, x.mask
     _check_inputs(logprobs, old_logprobs, advantages, mask)
     if tau_pos <= 0 or tau_neg <= 0:
         raise ValueError(f"SAPO temperatures must be > 0, got tau_pos={tau_pos}, tau_neg={tau_neg}")
@@ -305,26 +314,17 @@ def sapo_loss(
     pg_mat = -sapo_gate(ratio, tau) * adv  # (B, T)
     stats = regime_stats(log_ratio, adv, mask)
     stats.update(gate_weight_stats(sapo_weight(ratio.detach(), tau), mask))
-    return _finish(
-        pg_mat, logprobs, mask, agg, stats, ref_logprobs=ref_logprobs, kl_beta=kl_beta,
-        kl_estimator=kl_estimator, global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len,
-    )
+    return _finish(pg_mat, x, stats, agg=agg, kl_beta=kl_beta, kl_estimator=kl_estimator, max_len=max_len)
 
 
 def gspo_loss(
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
+    x: LossInputs,
     *,
     eps_low: float = 3e-4,
     eps_high: float = 4e-4,
     agg: str = "seq-mean-token-mean",
-    ref_logprobs: Tensor | None = None,
     kl_beta: float = 0.0,
     kl_estimator: str = "k3",
-    global_tokens: float | None = None,
-    global_seqs: float | None = None,
     max_len: int | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """GSPO (token form): s_i = exp(mean_t log r_{i,t}) per sequence, applied per token with gradient s_i·∇log π.
@@ -333,6 +333,7 @@ def gspo_loss(
     min(s·Â, clip(s, 1−ε_l, 1+ε_h)·Â). Stats: `regime_stats` of the token ratios, `seq_ratio_mean`,
     clip fractions of the sequence ratio.
     """
+    logprobs, old_logprobs, advantages, mask = x.logprobs, x.old_logprobs, x.advantages, x.mask
     _check_inputs(logprobs, old_logprobs, advantages, mask)
     m = mask.to(logprobs.dtype)  # (B, T)
     tok_log_ratio = _clamped_log_ratio(logprobs, old_logprobs)  # (B, T)
@@ -348,27 +349,18 @@ def gspo_loss(
     seq_has = m.sum(-1) > 0
     stats["seq_ratio_mean"] = float(torch.exp(seq_log_ratio)[seq_has].mean()) if seq_has.any() else 1.0
     stats.update(_clip_fractions(s.detach(), adv, mask, 1.0 - eps_low, 1.0 + eps_high))
-    return _finish(
-        pg_mat, logprobs, mask, agg, stats, ref_logprobs=ref_logprobs, kl_beta=kl_beta,
-        kl_estimator=kl_estimator, global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len,
-    )
+    return _finish(pg_mat, x, stats, agg=agg, kl_beta=kl_beta, kl_estimator=kl_estimator, max_len=max_len)
 
 
 def grpo_loss(
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
+    x: LossInputs,
     *,
     eps_low: float = 0.2,
     eps_high: float = 0.28,
     dual_clip: float | None = None,
     agg: str = "token-mean",
-    ref_logprobs: Tensor | None = None,
     kl_beta: float = 0.0,
     kl_estimator: str = "k3",
-    global_tokens: float | None = None,
-    global_seqs: float | None = None,
     max_len: int | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """GRPO with DAPO's clip-higher: min(r·Â, clip(r, 1−ε_l, 1+ε_h)·Â) per token.
@@ -376,6 +368,7 @@ def grpo_loss(
     `dual_clip` = c > 1 additionally bounds the loss of Â < 0 tokens by c·|Â| (dual-clip PPO).
     Stats: `regime_stats`, clip fractions (low, high) and `dual_clip_frac`.
     """
+    logprobs, old_logprobs, advantages, mask = x.logprobs, x.old_logprobs, x.advantages, x.mask
     _check_inputs(logprobs, old_logprobs, advantages, mask)
     if dual_clip is not None and dual_clip <= 1.0:
         raise ValueError(f"dual_clip must be > 1 (e.g. 3.0), got {dual_clip}")
@@ -392,10 +385,7 @@ def grpo_loss(
         dual = torch.minimum(pg_mat, pg3)  # (B, T)
         stats["dual_clip_frac"] = _masked_mean_float(((pg_mat > pg3) & (adv < 0)).float(), mask)
         pg_mat = torch.where(adv < 0, dual, pg_mat)  # (B, T)
-    return _finish(
-        pg_mat, logprobs, mask, agg, stats, ref_logprobs=ref_logprobs, kl_beta=kl_beta,
-        kl_estimator=kl_estimator, global_tokens=global_tokens, global_seqs=global_seqs, max_len=max_len,
-    )
+    return _finish(pg_mat, x, stats, agg=agg, kl_beta=kl_beta, kl_estimator=kl_estimator, max_len=max_len)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -556,7 +546,7 @@ def corrected_advantages(advantages: Tensor, weights: Tensor) -> Tensor:
 
 
 __all__ = [
-    "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "aggregate", "kl_penalty",
+    "AGG_MODES", "ADVANTAGE_SCALES", "KL_ESTIMATORS", "LossInputs", "aggregate", "kl_penalty",
     "sapo_gate", "sapo_weight", "sapo_loss", "gspo_loss", "grpo_loss", "zero_std_groups", "group_advantages", "ratio_stats",
     "overlong_penalty", "CORRECTION_MODES", "logratio_seq_var", "sign_case_fractions",
     "ratio_deviation_fractions", "gate_weight_stats", "regime_stats", "RATIO_DEVIATIONS", "GATE_WEIGHT_LEVELS",

@@ -29,6 +29,7 @@ import torch
 import torch.distributed as tdist
 
 from . import ds
+from .algorithms import LossInputs
 from .batch_plan import BatchPlan
 from .config import Config
 from .data.stream import PromptStream
@@ -217,8 +218,9 @@ def minibatch_step(engine, rollout: Rollout, source: MicroBatchSource, rows: lis
         mask = rollout.loss_mask[r, :lc].to(device)
         old = rollout.old_logprobs[r, :lc].to(device) if rollout.old_logprobs is not None else logp.detach()
         ref = rollout.ref_logprobs[r, :lc].to(device) if rollout.ref_logprobs is not None else None
-        loss, stats = u.loss_fn(logp, old, rollout.token_advantages(r, lc).to(device), mask, ref_logprobs=ref,
-                                global_tokens=g_tok, global_seqs=g_seq, **u.loss_kwargs)
+        x = LossInputs(logp, old, rollout.token_advantages(r, lc).to(device), mask, ref_logprobs=ref,
+                       global_tokens=g_tok, global_seqs=g_seq)
+        loss, stats = u.loss_fn(x, **u.loss_kwargs)
         if all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
             bad = True  # the whole optimizer step is dropped, on every rank
             loss = ds.poisoned(loss, logp)

@@ -6,6 +6,7 @@ import torch
 
 from sapo_vl.losses import LOSSES
 from sapo_vl.algorithms import (
+    LossInputs,
     AGG_MODES,
     aggregate,
     grpo_loss,
@@ -64,9 +65,9 @@ def test_sapo_loss_by_hand():
     # row 1: f(1) = (4/1.05)·0.5 = 1.9047619; loss = −f·Â = +1.9047619
     row0 = -(2.0 + 4 * SIG1) / 2
     row1 = 2.0 / 1.05
-    loss, stats = sapo_loss(logp, old, adv, mask)
+    loss, stats = sapo_loss(LossInputs(logp, old, adv, mask))
     assert loss.item() == pytest.approx((row0 + row1) / 2, abs=1e-9)  # = −0.2786777
-    loss_tok, _ = sapo_loss(logp, old, adv, mask, agg="token-mean")
+    loss_tok, _ = sapo_loss(LossInputs(logp, old, adv, mask), agg="token-mean")
     assert loss_tok.item() == pytest.approx((-2.0 - 4 * SIG1 + row1) / 3, abs=1e-9)  # = −1.0064908
     # ratio stats over the 3 response tokens [1, 2, 1]
     assert stats["ratio_mean"] == pytest.approx(4 / 3)
@@ -99,7 +100,7 @@ def test_sapo_on_policy_gradient_equals_policy_gradient(agg):
     mask[:, 0] = 1.0
     adv = torch.randn(B, dtype=torch.float64)
     logp = logp0.clone().requires_grad_(True)
-    loss, stats = sapo_loss(logp, logp0, adv, mask, agg=agg, max_len=T)  # old = current → r = 1
+    loss, stats = sapo_loss(LossInputs(logp, logp0, adv, mask), agg=agg, max_len=T)  # old = current → r = 1
     (g_sapo,) = torch.autograd.grad(loss, logp)
     logp2 = logp0.clone().requires_grad_(True)
     pg = aggregate(-adv[:, None] * logp2, mask, agg, max_len=T)  # plain REINFORCE surrogate −Â·log π
@@ -108,14 +109,14 @@ def test_sapo_on_policy_gradient_equals_policy_gradient(agg):
     assert stats["gate_weight_mean"] == pytest.approx(1.0)
     # GRPO on-policy is the same step too (no clipping at r = 1)
     logp3 = logp0.clone().requires_grad_(True)
-    (g_grpo,) = torch.autograd.grad(grpo_loss(logp3, logp0, adv, mask, agg=agg, max_len=T)[0], logp3)
+    (g_grpo,) = torch.autograd.grad(grpo_loss(LossInputs(logp3, logp0, adv, mask), agg=agg, max_len=T)[0], logp3)
     torch.testing.assert_close(g_grpo, g_pg)
 
 
 def test_sapo_off_policy_gradient_is_weighted_by_gate():
     # one token, Â = +1, r = e^{0.8}: d loss / d logp = −sech²(τ(r−1)/2)·r (coefficient on ∇log π is w(r)·r)
     logp, old, adv, mask = _inputs([[0.8]], [[1]], [1.0])
-    loss, _ = sapo_loss(logp, old, adv, mask)
+    loss, _ = sapo_loss(LossInputs(logp, old, adv, mask))
     (g,) = torch.autograd.grad(loss, logp)
     r = math.exp(0.8)
     assert g.item() == pytest.approx(-r / math.cosh((r - 1) / 2) ** 2)
@@ -126,7 +127,7 @@ def test_gspo_loss_by_hand():
     # row 0: token log-ratios [ln2, 0] → s = exp(ln2 / 2) = √2 = 1.41421; Â = +1 → clipped at 1 + 4e-4
     # row 1: one token, log-ratio 0 → s = 1, Â = −1 → loss = +1
     logp, old, adv, mask = _inputs([[LN2, 0.0], [0.0, 3.0]], [[1, 1], [1, 0]], [1.0, -1.0])
-    loss, stats = gspo_loss(logp, old, adv, mask)
+    loss, stats = gspo_loss(LossInputs(logp, old, adv, mask))
     # seq-mean-token-mean: (−1.0004 + 1) / 2 = −0.0002
     assert loss.item() == pytest.approx((-1.0004 + 1.0) / 2)
     assert stats["seq_ratio_mean"] == pytest.approx((math.sqrt(2) + 1) / 2)
@@ -139,7 +140,7 @@ def test_gspo_loss_by_hand():
 def test_gspo_gradient_is_sequence_ratio_times_grad_logp():
     # unclipped (wide ε): token t of row i gets −Â_i·s_i / |y_i| / N
     logp, old, adv, mask = _inputs([[0.2, -0.1, 0.3], [0.05, 0.0, 0.0]], [[1, 1, 1], [1, 1, 0]], [0.5, -2.0])
-    loss, _ = gspo_loss(logp, old, adv, mask, eps_low=10.0, eps_high=10.0)
+    loss, _ = gspo_loss(LossInputs(logp, old, adv, mask), eps_low=10.0, eps_high=10.0)
     (g,) = torch.autograd.grad(loss, logp)
     s0, s1 = math.exp(0.4 / 3), math.exp(0.05 / 2)
     expected = torch.tensor(
@@ -153,7 +154,7 @@ def test_grpo_loss_by_hand():
     # ratios [[1.5, 0.5], [0.7, 1.0]], Â = [+1, −1], ε = (0.2, 0.28)
     d = [[math.log(1.5), math.log(0.5)], [math.log(0.7), 0.0]]
     logp, old, adv, mask = _inputs(d, [[1, 1], [1, 1]], [1.0, -1.0])
-    loss, stats = grpo_loss(logp, old, adv, mask)
+    loss, stats = grpo_loss(LossInputs(logp, old, adv, mask))
     # r=1.5, Â=+1: max(−1.5, −1.28) = −1.28 (clipped high); r=0.5, Â=+1: max(−0.5, −0.8) = −0.5
     # r=0.7, Â=−1: max(0.7, 0.8) = 0.8 (clipped low); r=1.0, Â=−1: 1.0
     # token-mean: (−1.28 − 0.5 + 0.8 + 1.0) / 4 = 0.005
@@ -167,13 +168,13 @@ def test_grpo_loss_by_hand():
 def test_grpo_dual_clip_by_hand():
     # Â = −1, r = 5: plain clipped loss = max(5, 0.8) = 5; dual clip c = 3 caps it at 3·|Â| = 3
     logp, old, adv, mask = _inputs([[math.log(5.0), 0.0]], [[1, 1]], [-1.0])
-    loss, stats = grpo_loss(logp, old, adv, mask, dual_clip=3.0)
+    loss, stats = grpo_loss(LossInputs(logp, old, adv, mask), dual_clip=3.0)
     assert loss.item() == pytest.approx((3.0 + 1.0) / 2)
     assert stats["dual_clip_frac"] == pytest.approx(0.5)
-    plain, _ = grpo_loss(logp, old, adv, mask)
+    plain, _ = grpo_loss(LossInputs(logp, old, adv, mask))
     assert plain.item() == pytest.approx((5.0 + 1.0) / 2)
     with pytest.raises(ValueError, match="dual_clip must be > 1"):
-        grpo_loss(logp, old, adv, mask, dual_clip=0.5)
+        grpo_loss(LossInputs(logp, old, adv, mask), dual_clip=0.5)
 
 
 # ---------------------------------------------------------------------------------------------------- all losses
@@ -189,7 +190,7 @@ def test_gradcheck_float64(name):
     kw = {"eps_low": 0.5, "eps_high": 0.5} if name != "sapo" else {}
 
     def f(logp):
-        return LOSSES[name].fn(logp, old, adv, mask, **kw)[0]
+        return LOSSES[name].fn(LossInputs(logp, old, adv, mask), **kw)[0]
 
     assert torch.autograd.gradcheck(f, ((old + delta).requires_grad_(True),))
 
@@ -199,12 +200,12 @@ def test_gradcheck_float64(name):
 def test_no_nan_at_extreme_log_ratios_and_empty_rows(name, agg):
     d = [[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4], [0.0, 0.0, 0.0]]
     logp, old, adv, mask = _inputs(d, [[1, 1, 1], [1, 1, 0], [0, 0, 0]], [1.0, -1.0, 2.0], dtype=torch.float32)
-    loss, stats = LOSSES[name].fn(logp, old, adv, mask, agg=agg, max_len=3)
+    loss, stats = LOSSES[name].fn(LossInputs(logp, old, adv, mask), agg=agg, max_len=3)
     (g,) = torch.autograd.grad(loss, logp)
     assert torch.isfinite(loss) and torch.isfinite(g).all()
     assert all(math.isfinite(v) for v in stats.values()), stats
     # a batch whose mask is all zeros gives a zero loss, not NaN
-    loss0, _ = LOSSES[name].fn(logp, old, adv, torch.zeros_like(mask), agg=agg, max_len=3)
+    loss0, _ = LOSSES[name].fn(LossInputs(logp, old, adv, torch.zeros_like(mask)), agg=agg, max_len=3)
     assert loss0.item() == 0.0
 
 
@@ -220,13 +221,13 @@ def test_micro_batch_and_rank_invariance(name, agg):
     adv = torch.randn(B, dtype=torch.float64)
     kw = dict(agg=agg, max_len=T)
     full = logp0.clone().requires_grad_(True)
-    LOSSES[name].fn(full, old, adv, mask, **kw)[0].backward()
+    LOSSES[name].fn(LossInputs(full, old, adv, mask), **kw)[0].backward()
     n_tok, n_seq = float(mask.sum()), float((mask.sum(-1) > 0).sum())
     # 4 micro-batches of 2, with the global normalisers: summed gradients equal the full-batch gradient
     micro = logp0.clone().requires_grad_(True)
     for s in range(0, B, 2):
         sl = slice(s, s + 2)
-        loss, _ = LOSSES[name].fn(micro[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq, **kw)
+        loss, _ = LOSSES[name].fn(LossInputs(micro[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq), **kw)
         loss.backward()
     torch.testing.assert_close(micro.grad, full.grad)
     # 2 ranks × 2 micro-batches: each rank scales by world_size, the all-reduce averages → the same gradient
@@ -236,7 +237,7 @@ def test_micro_batch_and_rank_invariance(name, agg):
         x = logp0.clone().requires_grad_(True)
         for s in range(r * 4, r * 4 + 4, 2):
             sl = slice(s, s + 2)
-            loss, _ = LOSSES[name].fn(x[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq, **kw)
+            loss, _ = LOSSES[name].fn(LossInputs(x[sl], old[sl], adv[sl], mask[sl], global_tokens=n_tok, global_seqs=n_seq), **kw)
             (loss * world).backward()
         rank_grads.append(x.grad)
     torch.testing.assert_close(sum(rank_grads) / world, full.grad)
@@ -246,19 +247,19 @@ def test_micro_batch_and_rank_invariance(name, agg):
 def test_shape_mismatch_errors_name_the_argument(name):
     logp = torch.zeros(2, 3, requires_grad=True)
     with pytest.raises(ValueError, match=r"old_logprobs has shape \(2, 4\)"):
-        LOSSES[name].fn(logp, torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3))
+        LOSSES[name].fn(LossInputs(logp, torch.zeros(2, 4), torch.zeros(2), torch.ones(2, 3)))
     with pytest.raises(ValueError, match=r"mask has shape \(3, 3\)"):
-        LOSSES[name].fn(logp, torch.zeros(2, 3), torch.zeros(2), torch.ones(3, 3))
+        LOSSES[name].fn(LossInputs(logp, torch.zeros(2, 3), torch.zeros(2), torch.ones(3, 3)))
     with pytest.raises(ValueError, match=r"advantages has shape \(5,\)"):
-        LOSSES[name].fn(logp, torch.zeros(2, 3), torch.zeros(5), torch.ones(2, 3))
+        LOSSES[name].fn(LossInputs(logp, torch.zeros(2, 3), torch.zeros(5), torch.ones(2, 3)))
     with pytest.raises(ValueError, match=r"logprobs must be \(B, T\)"):
-        LOSSES[name].fn(torch.zeros(6), torch.zeros(6), torch.zeros(6), torch.ones(6))
+        LOSSES[name].fn(LossInputs(torch.zeros(6), torch.zeros(6), torch.zeros(6), torch.ones(6)))
 
 
 def test_token_level_advantages_accepted():
     logp, old, _, mask = _inputs([[0.0, 0.0]], [[1, 1]], [0.0])
     adv_bt = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
-    loss, _ = sapo_loss(logp, old, adv_bt, mask)
+    loss, _ = sapo_loss(LossInputs(logp, old, adv_bt, mask))
     # token losses −2·1 and +(2/1.05)·1 → mean (−2 + 1.9047619) / 2
     assert loss.item() == pytest.approx((-2.0 + 2 / 1.05) / 2)
 
@@ -274,7 +275,7 @@ def test_kl_estimators_and_beta():
     lp = logp.clone().requires_grad_(True)
     mask = torch.ones(1, 1, dtype=torch.float64)
     adv = torch.zeros(1, dtype=torch.float64)
-    loss, stats = sapo_loss(lp, logp, adv, mask, ref_logprobs=ref, kl_beta=0.1)
+    loss, stats = sapo_loss(LossInputs(lp, logp, adv, mask, ref_logprobs=ref), kl_beta=0.1)
     assert loss.item() == pytest.approx(0.1 * (0.5 + LN2 - 1))  # Â = 0: only β·k3 remains
     assert stats["kl"] == pytest.approx(0.5 + LN2 - 1)
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sapo_vl.algorithms import (
+    LossInputs,
     corrected_advantages,
     grpo_loss,
     mismatch_stats,
@@ -136,7 +137,7 @@ def test_corrected_advantages_weight_sapo_by_hand():
     w = _t([[2.0, 0.5], [1.0, 1.5]])
     adv = corrected_advantages(_t([1.0, -1.0]), w)  # (B, T): [[2, 0.5], [−1, −1.5]]
     assert torch.equal(adv, _t([[2.0, 0.5], [-1.0, -1.5]]))
-    loss, _ = sapo_loss(logp, old, adv, mask)
+    loss, _ = sapo_loss(LossInputs(logp, old, adv, mask))
     # row 0 (τ = 1): −2·2, −2·0.5 → mean −2.5; row 1 (τ = 1.05): +(2/1.05)·1, ·1.5 → mean (2/1.05)·1.25
     assert loss.item() == pytest.approx((-2.5 + 2 / 1.05 * 1.25) / 2)  # = −0.0595238
     loss.backward()
@@ -157,8 +158,8 @@ def test_weighting_advantages_weights_every_token_loss(name):
         for t in range(3):
             one = torch.zeros(2, 3, dtype=torch.float64)
             one[i, t] = 1.0
-            plain, _ = LOSSES[name].fn(logp, old, adv, one, agg="token-mean", **kw)
-            weighted, _ = LOSSES[name].fn(logp, old, corrected_advantages(adv, w), one, agg="token-mean", **kw)
+            plain, _ = LOSSES[name].fn(LossInputs(logp, old, adv, one), agg="token-mean", **kw)
+            weighted, _ = LOSSES[name].fn(LossInputs(logp, old, corrected_advantages(adv, w), one), agg="token-mean", **kw)
             assert weighted.item() == pytest.approx(w[i, t].item() * plain.item(), rel=1e-12, abs=1e-15)
 
 
@@ -166,7 +167,7 @@ def test_mis_mask_removes_tokens_from_the_loss():
     old, sample, mask = _inputs()
     w, m, _ = rollout_correction(old, sample, mask, mode="mis", threshold=2.0)
     logp = old.clone().requires_grad_(True)
-    loss, _ = grpo_loss(logp, old, corrected_advantages(_t([1.0, 1.0, 1.0]), w), m)
+    loss, _ = grpo_loss(LossInputs(logp, old, corrected_advantages(_t([1.0, 1.0, 1.0]), w), m))
     loss.backward()
     # dropped tokens get no gradient; kept ones −w/4 (token-mean over the 4 kept tokens, r = 1 so no clip)
     assert torch.allclose(logp.grad, -w / 4)

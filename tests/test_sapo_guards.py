@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sapo_vl.algorithms import (
+    LossInputs,
     gate_weight_stats,
     logratio_seq_var,
     ratio_deviation_fractions,
@@ -79,7 +80,7 @@ def test_each_loss_returns_exactly_its_declared_stats():
     mask, adv = torch.ones(3, 4), _t([1.0, -1.0, 0.5])
     for name, entry in LOSSES.items():
         extra = {"dual_clip": 3.0} if name == "grpo" else {}
-        _, stats = entry.fn(logp, old, adv, mask, kl_beta=0.1, ref_logprobs=old, **extra)
+        _, stats = entry.fn(LossInputs(logp, old, adv, mask, ref_logprobs=old), kl_beta=0.1, **extra)
         assert set(stats) == set(COMMON_STATS) | set(entry.stats) | set(LOSS_VALUES), name
     assert summary_stats()[: len(COMMON_STATS)] == list(COMMON_STATS)
     assert len(summary_stats()) == len(set(summary_stats()))
@@ -93,10 +94,10 @@ def test_token_diagnostics_aggregate_exactly_over_micro_batches():
     old = torch.zeros(B, T, dtype=torch.float64)
     mask = (torch.rand(B, T) > 0.3).double()
     adv = torch.randn(B, dtype=torch.float64)
-    _, full = sapo_loss(logp, old, adv, mask)
+    _, full = sapo_loss(LossInputs(logp, old, adv, mask))
     acc = UpdateStats()
     for rows in ([0, 1, 2], [3], [4, 5, 6, 7]):
-        _, s = sapo_loss(logp[rows], old[rows], adv[rows], mask[rows])
+        _, s = sapo_loss(LossInputs(logp[rows], old[rows], adv[rows], mask[rows]))
         acc.add(s, float(mask[rows].sum()), float((mask[rows].sum(-1) > 0).sum()))
     got = acc.result(1)
     token_fracs = [k for k in COMMON_STATS + LOSSES["sapo"].stats if k.endswith("_frac") or k.startswith("frac_")]
@@ -118,7 +119,7 @@ def test_each_temperature_changes_loss_and_gradient_as_the_formula_says(adv):
     r = math.exp(0.4)
     for tau_pos, tau_neg in ((1.0, 1.05), (2.0, 1.05), (1.0, 3.0), (0.5, 0.25)):
         logp, old, a, mask = _one_token(0.4, adv)
-        loss, _ = sapo_loss(logp, old, a, mask, tau_pos=tau_pos, tau_neg=tau_neg)
+        loss, _ = sapo_loss(LossInputs(logp, old, a, mask), tau_pos=tau_pos, tau_neg=tau_neg)
         (g,) = torch.autograd.grad(loss, logp)
         tau = tau_pos if adv > 0 else tau_neg
         sig = 1 / (1 + math.exp(-tau * (r - 1)))
@@ -126,7 +127,7 @@ def test_each_temperature_changes_loss_and_gradient_as_the_formula_says(adv):
         assert g.item() == pytest.approx(-adv * r / math.cosh(tau * (r - 1) / 2) ** 2, rel=1e-12)
     # and the temperature of the other sign changes nothing
     for a_val, same in ((1.0, dict(tau_pos=1.0)), (-1.0, dict(tau_neg=1.05))):
-        vals = [sapo_loss(*_one_token(0.4, a_val), **same, **other)[0].item()
+        vals = [sapo_loss(LossInputs(*_one_token(0.4, a_val)), **same, **other)[0].item()
                 for other in ([dict(tau_neg=0.7), dict(tau_neg=4.0)] if a_val > 0 else
                               [dict(tau_pos=0.7), dict(tau_pos=4.0)])]
         assert vals[0] == vals[1]
@@ -136,7 +137,7 @@ def test_the_advantage_multiplies_the_gate():
     """Per token the loss is −Â·f(r): linear in Â (scale Â, scale loss and gradient), zero gradient at Â = 0."""
     def loss_grad(adv, log_r=0.3):
         logp, old, a, mask = _one_token(log_r, adv)
-        loss, _ = sapo_loss(logp, old, a, mask, tau_pos=1.0, tau_neg=1.0)
+        loss, _ = sapo_loss(LossInputs(logp, old, a, mask), tau_pos=1.0, tau_neg=1.0)
         return loss.item(), torch.autograd.grad(loss, logp)[0].item()
 
     l1, g1 = loss_grad(1.0)
