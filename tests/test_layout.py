@@ -1,5 +1,5 @@
-"""The package's shape: rooms that import only downwards, no import circles, and eval/ and data_recipes/
-installed inside the sapo_vl namespace."""
+"""The package's shape: rooms that import only downwards, no import circles, functions of a readable size, and
+eval/ and data_recipes/ installed inside the sapo_vl namespace."""
 import ast
 import subprocess
 import sys
@@ -122,6 +122,33 @@ def test_every_module_has_a_room_and_imports_only_downwards():
     assert upward_imports(graph) == []
     planted = {**graph, "sapo_vl.dist": graph["sapo_vl.dist"] | {"sapo_vl.train"}}  # the check sees a bad arrow
     assert upward_imports(planted) == ["sapo_vl.dist (foundations) imports sapo_vl.train (the loop and its commands)"]
+
+
+MAX_LINES, MAX_PARAMS = 80, 8
+
+
+def oversized_functions(root: Path) -> list[str]:
+    """Functions over MAX_LINES lines or with more than MAX_PARAMS parameters (self / cls not counted)."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = n.args
+                params = [x for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+                params += [x for x in (a.vararg, a.kwarg) if x is not None]
+                lines = n.end_lineno - n.lineno + 1
+                if lines > MAX_LINES or len(params) > MAX_PARAMS:
+                    out.append(f"{path.relative_to(root.parent)}:{n.lineno} {n.name}: {lines} lines, {len(params)} params")
+    return out
+
+
+def test_no_function_is_longer_than_80_lines_or_takes_more_than_8_parameters(tmp_path):
+    (tmp_path / "big.py").write_text("def f(a, b, c, d, e, f, g, h, i):\n    pass\n\n\ndef g(self):\n" +
+                                     "    x = 1\n" * 80)
+    assert [x.split(" ", 1)[1] for x in oversized_functions(tmp_path)] == ["f: 2 lines, 9 params",
+                                                                          "g: 81 lines, 0 params"]
+    # the library, and the task and recipe files installed inside its namespace
+    assert [f for root in (LIB, REPO / "eval", REPO / "data_recipes") for f in oversized_functions(root)] == []
 
 
 def test_library_never_imports_eval_or_data_recipes_by_their_folder_names():
