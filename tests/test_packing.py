@@ -188,7 +188,7 @@ def test_each_image_goes_through_the_tower_once_per_micro_batch(tiny):
     assert row_seen == [G * distinct]  # the row path encodes each image once per completion
 
 
-def test_eager_attention_takes_the_additive_mask(tiny_dense):
+def test_eager_model_runs_the_kernel_too(tiny_dense):
     torch.manual_seed(0)
     model, proc = load_policy(str(tiny_dense), attn_implementation="eager"), load_processor(str(tiny_dense))
     ro = make_rollout(proc, "mixed")
@@ -201,14 +201,25 @@ def test_eager_attention_takes_the_additive_mask(tiny_dense):
     assert max(_rel(g_got[k], g_want[k]) for k in g_want if g_want[k].norm() > 0) <= TOL
 
 
-def test_flash_attention_is_refused_with_the_key_to_change(tiny_dense):
+def test_packed_forward_needs_no_mask_so_any_attention_implementation_runs_it(tiny_dense, monkeypatch):
     model, proc = load_policy(str(tiny_dense)), load_processor(str(tiny_dense))
     ro = make_rollout(proc, "one_image")
     table = packing.prompt_table(ro, model)
     batch = packing.packed_batch(table, [(0, (0, 1, 2))])
-    model.config.get_text_config()._attn_implementation = "flash_attention_2"
-    with pytest.raises(ValueError, match="attn_implementation"):
-        packing.packed_logprobs(PolicyLogprobs(model), batch)
+    with torch.no_grad():
+        want, _ = packing.packed_logprobs(PolicyLogprobs(model), batch)
+        text = model.config.get_text_config()
+        text._attn_implementation = "flash_attention_2"  # the row path could not run here (no flash-attn on CPU)
+        got, _ = packing.packed_logprobs(PolicyLogprobs(model), batch)
+        assert torch.equal(got, want)
+        text._attn_implementation = "sdpa"
+        monkeypatch.setattr(packing, "route", lambda model: None)  # a forward that bypasses the kernel is refused
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, "sdpa", sdpa_attention_forward)
+        with pytest.raises(RuntimeError, match="shared-prefix kernel"):
+            packing.packed_logprobs(PolicyLogprobs(model), batch)
 
 
 # ---------------------------------------------------------------------------------------------------- the update
@@ -291,10 +302,12 @@ def test_config_keys_are_validated_with_their_names():
     from sapo_vl.config import ConfigError, load_config
 
     cfg = load_config(None, [])
-    assert cfg.algorithm.shared_prefix and cfg.deepspeed.micro_batch_tokens == 0
-    with pytest.raises(ConfigError, match="algorithm.shared_prefix.*attn_implementation"):
-        load_config(None, ["model.attn_implementation=flash_attention_2"])
-    load_config(None, ["model.attn_implementation=flash_attention_2", "algorithm.shared_prefix=false"])
+    assert cfg.algorithm.shared_prefix == "auto" and cfg.deepspeed.micro_batch_tokens == 0
+    for value, want in (("true", True), ("false", False), ("auto", "auto")):
+        assert load_config(None, [f"algorithm.shared_prefix={value}"]).algorithm.shared_prefix == want
+    with pytest.raises(ConfigError, match="algorithm.shared_prefix"):
+        load_config(None, ["algorithm.shared_prefix=sometimes"])
+    load_config(None, ["model.attn_implementation=flash_attention_2", "algorithm.shared_prefix=true"])  # no mask
     with pytest.raises(ConfigError, match="deepspeed.micro_batch_tokens"):
         load_config(None, ["deepspeed.micro_batch_tokens=-1"])
 
