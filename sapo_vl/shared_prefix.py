@@ -298,3 +298,72 @@ def route(model) -> None:
     if getattr(current, "shared_prefix_route", None) == impl:
         return
     ALL_ATTENTION_FUNCTIONS.register(impl, _routed(impl, current))
+
+
+# ---------------------------------------------------------------------------------------------------- cost estimate
+@dataclass(frozen=True)
+class UnitCosts:
+    """Forward FLOPs per unit of work of a model (the backward multiplies every term alike). The vocabulary
+    projection is left out: both paths run it on the same completion tokens."""
+
+    token: float
+    """One token through the text layers' projections and MLP: 2 × active parameters per token."""
+    pair: float
+    """One attended (query, key) pair over all text layers: 4 × layers × heads × head_dim (QKᵀ and PV)."""
+    patch: float
+    """One image patch through the vision tower's linear layers and mergers."""
+    patch_pair: float
+    """One attended pair of patches of an image over all vision blocks: 4 × depth × width."""
+
+    @classmethod
+    def of(cls, arch) -> "UnitCosts":
+        """From a `sapo_vl.models.archs.Arch` (published sizes, or `arch_from_config` of a model's config)."""
+        h, hd = arch.hidden_size, arch.head_dim
+        attn = 2 * h * (arch.num_heads + arch.num_kv_heads) * hd
+        mlp = (arch.experts_per_token * 3 * h * arch.moe_intermediate_size + h * arch.num_experts if arch.moe
+               else 3 * h * arch.intermediate_size)
+        v = arch.vision
+        m2 = v.spatial_merge_size ** 2
+        embed = v.in_channels * v.temporal_patch_size * v.patch_size ** 2 * v.hidden_size
+        block = 4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size
+        merger = (v.hidden_size * m2) * (v.hidden_size * m2 + v.out_hidden_size) / m2  # per patch
+        return cls(token=2.0 * arch.num_layers * (attn + mlp), pair=4.0 * arch.num_layers * arch.num_heads * hd,
+                   patch=2.0 * (embed + v.depth * block + (1 + len(v.deepstack_layers)) * merger),
+                   patch_pair=4.0 * v.depth * v.hidden_size)
+
+
+def path_costs(batch: list[tuple[int, tuple[int, ...]]], prompt_len: list[int], completion_len: list[int],
+               image_patches: list[list[int]], unit: UnitCosts) -> tuple[float, float]:
+    """(packed, row) forward FLOPs of one micro-batch of packed rows `batch` [(prompt g, completion rows)].
+
+    image_patches[g]: patches of each of prompt g's images. Packed (`shared_prefix_attention`): R rows padded to
+    the longest, L tokens; attention R·Pmax²/2 (prompts, causal) + Σ c·P (completions → prompt) + n·Cmax²/2
+    (completions, causal, padded to the longest); each distinct prompt's images once. Row (`Rollout.micro_batch`):
+    n rows of Pmax + Cmax tokens; attention n·(Pmax + Cmax)² under a padding mask (the kernels skip no block), half
+    that when no row is padded; each row encodes its prompt's images.
+    """
+    plen = [prompt_len[g] for g, _ in batch]
+    clen = [completion_len[r] for _, rs in batch for r in rs]
+    n, pmax, cmax = len(clen), max(plen), max(clen)
+    rows_len = [p + sum(completion_len[r] for r in rs) for p, (_, rs) in zip(plen, batch)]
+    vision = lambda g: sum(unit.patch * p + unit.patch_pair * p * p for p in image_patches[g])  # noqa: E731
+    packed = (unit.token * len(batch) * max(rows_len)
+              + unit.pair * (len(batch) * pmax**2 / 2 + sum(prompt_len[g] * completion_len[r] for g, rs in batch
+                                                            for r in rs) + n * cmax**2 / 2)
+              + sum(vision(g) for g in {g for g, _ in batch}))
+    length = pmax + cmax
+    padded = len(set(plen)) > 1 or len(set(clen)) > 1
+    row = (unit.token * n * length + unit.pair * n * length**2 / (1 if padded else 2)
+           + sum(vision(g) * len(rs) for g, rs in batch))
+    return packed, row
+
+
+def prefer_packed(batch: list[tuple[int, tuple[int, ...]]], prompt_len: list[int], completion_len: list[int],
+                  image_patches: list[list[int]], unit: UnitCosts, token_budget: int = 0) -> bool:
+    """`algorithm.shared_prefix: auto`'s choice for one micro-batch: packed unless the row path costs less and its
+    n × (Pmax + Cmax) padded tokens fit `token_budget` (0 = unbounded); a tie goes to the row path."""
+    packed, row = path_costs(batch, prompt_len, completion_len, image_patches, unit)
+    n = sum(len(rs) for _, rs in batch)
+    fits = not token_budget or n * (max(prompt_len[g] for g, _ in batch)
+                                    + max(completion_len[r] for _, rs in batch for r in rs)) <= token_budget
+    return not (fits and row <= packed)

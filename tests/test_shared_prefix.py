@@ -85,3 +85,38 @@ def test_float64_gradcheck_of_the_whole_function():
     q = torch.randn(2, 2, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     k, v = (torch.randn(2, 1, 6, 4, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
     assert torch.autograd.gradcheck(lambda a, b, c: sp.shared_prefix_attention(a, b, c, lay, 0.7), (q, k, v))
+
+
+# ---------------------------------------------------------------------------------------------------- cost estimate
+def test_unit_costs_by_hand():
+    from sapo_vl.models.archs import Arch, VisionArch
+
+    vision = VisionArch(depth=1, hidden_size=4, intermediate_size=8, out_hidden_size=8, patch_size=2,
+                        temporal_patch_size=1, spatial_merge_size=1, in_channels=1)
+    arch = Arch(name="hand", num_layers=2, hidden_size=8, intermediate_size=16, num_heads=2, num_kv_heads=1,
+                head_dim=4, vocab_size=10, tie_word_embeddings=True, vision=vision)
+    unit = sp.UnitCosts.of(arch)
+    # per layer: q,k,v,o = 2·8·(2+1)·4 = 192 MACs, MLP 3·8·16 = 384 MACs; 2 FLOPs per MAC, 2 layers: 4·576
+    assert unit.token == 2304
+    assert unit.pair == 4 * 2 * 2 * 4  # layers × heads × head_dim × (QKᵀ + PV) × 2
+    # patch embedding 1·1·2²·4 = 16, one block 4·4² + 2·4·8 = 128, merger (4·1)·(4·1 + 8) / 1 = 48; × 2 FLOPs
+    assert unit.patch == 2 * (16 + 128 + 48)
+    assert unit.patch_pair == 4 * 1 * 4
+
+
+def test_path_costs_by_hand():
+    unit = sp.UnitCosts(token=10, pair=1, patch=100, patch_pair=0.5)
+    # one prompt of 4 tokens and one 4-patch image; its completions of 2 and 3 tokens packed in one row
+    packed, row = sp.path_costs([(0, (0, 1))], [4], [2, 3], [[4]], unit)
+    # packed: 1 row × 9 tokens = 90; pairs 4²/2 + (2·4 + 3·4) + 2·3²/2 = 8 + 20 + 9 = 37; image once 4·100 + 16·0.5
+    assert packed == 90 + 37 + 408
+    # row: 2 rows × (4 + 3) = 14 tokens = 140; padded (2 ≠ 3), so 2 · 7² = 98 pairs; the image twice
+    assert row == 140 + 98 + 2 * 408
+    assert sp.prefer_packed([(0, (0, 1))], [4], [2, 3], [[4]], unit)
+    # text only, 1-token prompts, five 4-token completions: one row of 4, one row of 1 (the batch pads to 17)
+    batch, plen, clen, none = [(0, (0, 1, 2, 3)), (1, (4,))], [1, 1], [4] * 5, [[], []]
+    packed, row = sp.path_costs(batch, plen, clen, none, unit)
+    assert packed == 10 * 2 * 17 + (2 * 1 / 2 + 5 * 4 * 1 + 5 * 4**2 / 2)  # 340 + 61
+    assert row == 10 * 5 * 5 + 5 * 5**2 / 2  # no padding: 250 + 62.5
+    assert not sp.prefer_packed(batch, plen, clen, none, unit)  # row is cheaper and 5 × 5 tokens fit
+    assert sp.prefer_packed(batch, plen, clen, none, unit, token_budget=20)  # ... but not within 20 tokens
