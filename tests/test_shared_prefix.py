@@ -66,6 +66,32 @@ def test_kernel_equals_the_dense_mask_in_float64(name):
         assert rel(g, h) < 1e-12
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_cuda_kernels_equal_the_dense_mask(dtype, tol):
+    """FlashAttention (bf16) and memory-efficient attention (fp32) with their log-sum-exps, against the float64
+    dense reference of the same inputs."""
+    plen, clens, heads, kv_heads = [40, 9], [[33, 20, 7], [64]], 8, 2
+    length = max(p + sum(c) for p, c in zip(plen, clens)) + 5
+    gen = torch.Generator().manual_seed(3)
+    x = lambda h: torch.randn(2, h, length, 64, generator=gen, dtype=torch.float64)  # noqa: E731
+    q, k, v = x(heads), x(kv_heads), x(kv_heads)
+    seg = segments(plen, clens, length)
+    real = seg >= 0
+    w = torch.randn(2, length, heads, 64, generator=gen, dtype=torch.float64) * real[:, :, None, None]
+    ins = [t.to("cuda", dtype).requires_grad_() for t in (q, k, v)]
+    got = sp.shared_prefix_attention(*ins, sp.layout_of(plen, clens, length).to("cuda"), 0.125)
+    grads = torch.autograd.grad((got * w.to("cuda", dtype)).sum(), ins)
+    ref = [t.clone().requires_grad_() for t in (q, k, v)]
+    want = dense_reference(*ref, seg, 0.125)
+    want_grads = torch.autograd.grad((want * w).sum(), ref)
+    rel = lambda a, b: float((a.double().cpu() - b).norm() / b.norm())  # noqa: E731
+    assert rel(got.detach()[real.cuda()], want.detach()[real]) < tol
+    for g, h in zip(grads, want_grads):
+        assert rel(g, h) < tol
+
+
 def test_fallback_equals_the_fused_cpu_kernel():
     gen = torch.Generator().manual_seed(1)
     q, k, v, do = (torch.randn(2, 3, 9, 4, generator=gen, dtype=torch.float64) for _ in range(4))
