@@ -9,8 +9,8 @@ Both engines sample the same prompts (half with an image) at temperature 1 from 
 built here from a config (no hub): the tiny checkpoint with vLLM-compatible heads, or `--arch qwen3-vl-2b`,
 random weights in Qwen3-VL-2B's shapes (28 layers, hidden 2048, 16 heads of 128, vocabulary 151,936, 24-block
 vision tower). A random model rarely stops early, so rows run to `--max-new-tokens`. Prints completion
-tokens/s of each engine (after one warm-up call) and their ratio, measured in this run. Target on a GPU
-(issue 12): vLLM >= 5x the `transformers` engine at 64 rows x 1,024 tokens.
+tokens/s of each engine (after one warm-up call) and their ratio, measured in this run. Target on a GPU:
+vLLM >= 5x the `transformers` engine at 64 rows x 1,024 tokens.
 """
 import argparse
 import os

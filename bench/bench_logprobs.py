@@ -5,7 +5,7 @@
 
 Each variant runs in its own process; the figure is the growth of peak resident memory over the process's
 baseline after its inputs exist (CPU), or torch.cuda.max_memory_allocated (GPU). Both are printed with their ratio.
-Target (issue 4): chunked at most a quarter of the naive peak.
+Target: chunked at most a quarter of the naive peak.
 """
 import argparse
 import json

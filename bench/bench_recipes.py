@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sapo_vl.data.build import Mix, build
+from sapo_vl.data.build import BuildSettings, Mix, build
 from sapo_vl.data.images import load_image
 from sapo_vl.data.recipe import list_recipes
 from sapo_vl.data.images import encode_png as png
@@ -35,7 +35,7 @@ def main() -> None:
         gen = n_gen / (time.perf_counter() - t)
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
-            m = build([Mix(r.name)], Path(out), limit=args.n)
+            m = build([Mix(r.name)], Path(out), BuildSettings(limit=args.n))
             built = m["records"] / (time.perf_counter() - t)
         rows.append((r.name, gen, built, m["records"]))
     print(f"{'recipe':<22} {'generate rec/s':>15} {'build rec/s':>12} {'records':>8}")

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_rollout.py decode  [--max-new-tokens 512] [--generation-batch-size 8] ...
     .venv/bin/python bench/bench_rollout.py prefill [--model sapo-vl/tiny-qwen3-vl] [--group-size 8] [--image 896]
 
-`decode` (issue 11): today's decode path against the one before it, at long completions. The old loop is
+`decode`: today's decode path (preallocated KV cache, finished rows dropped) against the one before it, at long completions. The old loop is
 vendored below (`legacy_sample_completions`: `DynamicCache`, which concatenates at every token, a host sync per
 token, every row decoded to the end, all rows at once). The model is a random Qwen3-VL built in a temporary folder
 with more layers and heads than the tiny one, so that the KV cache dominates. Both paths sample with one generator
@@ -14,7 +14,7 @@ The memory ratio comes from the generation chunks (half the rows by default); wi
 the cache holds every row, as before, and only the speed differs. On a CPU, pages of the pre-allocated cache
 count once written; on a GPU the whole chunk's cache counts from the start.
 
-`prefill` (issue 4): shared prefill (each prompt and image encoded once, KV cache repeated G times) against
+`prefill`: shared prefill (each prompt and image encoded once, KV cache repeated G times) against
 expanding every prompt G times before the prefill (what `generate(num_return_sequences=G)` does). Target: shared
 prefill at least 2x faster at G = 8 with a large image.
 """
@@ -34,7 +34,8 @@ from PIL import Image, ImageDraw
 
 from sapo_vl.data.record import user_prompt
 from sapo_vl.models.loading import encode_prompts, hf_model, load_policy, load_processor
-from sapo_vl.sampling import NEVER_SAMPLE, STOP_TOKENS, Samples, process_logits, sample_completions, token_ids
+from sapo_vl.engines.base import Samples
+from sapo_vl.sampling import NEVER_SAMPLE, STOP_TOKENS, process_logits, sample_completions, token_ids
 
 
 # ---------------------------------------------------------------------------------------------- the old decode loop
@@ -47,14 +48,14 @@ def _legacy_prefill(model, inputs):
                                         attention_mask=inputs["attention_mask"])
         next_pos = inputs["attention_mask"].sum(-1) + deltas[:, 0].to(inputs["attention_mask"].device)
     else:
-        next_pos = inputs["attention_mask"].sum(-1)  # (the text-only position bug of issue 9, kept as it was)
+        next_pos = inputs["attention_mask"].sum(-1)  # (the old text-only position numbering that counted left padding, kept as it was)
     return out.logits[:, -1], out.cache, next_pos
 
 
 @torch.no_grad()
 def legacy_sample_completions(model, processor, prompts, images, *, group_size, max_new_tokens, temperature=1.0,
                               top_p=1.0, top_k=0, generator=None) -> Samples:
-    """The sampler as it was before issue 11 (shared prefill only), for comparison."""
+    """The sampler as it was before the preallocated KV cache and row dropping (shared prefill only), for comparison."""
     tok = processor.tokenizer
     device = next(model.parameters()).device
     G = group_size

@@ -1,4 +1,4 @@
-"""One update phase at a vision-language rollout shape: today's row path vs packed micro-batches (issue 13).
+"""One update phase at a vision-language rollout shape: the row path vs packed shared-prefix micro-batches.
 
     .venv/bin/python bench/bench_update.py [--prompts 4] [--group 8] [--image-tokens 1024] [--text-tokens 80]
                                            [--min-len 64] [--max-len 256] [--micro 4] [--budget 0]
@@ -11,9 +11,9 @@ make the projection, identical in both paths, most of the work). The rollout is 
 one image (`--image-tokens` merged tokens = 4× as many vision patches) plus text, G completions each of
 uniformly random length in [min-len, max-len].
 
-- row path (`update.rollout_logprobs` + `update.update_policy`): one prompt+completion row per completion,
+- row path (`update.update_policy` on `update.RowSource`): one prompt+completion row per completion,
   `--micro` rows per micro-batch, the image re-encoded in every row;
-- packed path (`packing`): group-aware minibatches, one row per group [prompt, completion 1 … G] with the
+- packed path (`update.update_policy` on `packing.PackedSource`): group-aware minibatches, one row per group [prompt, completion 1 … G] with the
   shared-prefix mask, each image encoded once per micro-batch, micro-batches bounded by `--budget` padded tokens
   (0 = the row path's padded micro-batch size: micro × (prompt + longest completion)).
 
@@ -109,7 +109,7 @@ def child(path: str, args) -> dict:
     from sapo_vl.algorithms import sapo_loss
     from sapo_vl.batch_plan import batch_plan
     from sapo_vl.config import load_config
-    from sapo_vl.update import rollout_logprobs, update_policy
+    from sapo_vl.update import UpdateSettings, micro_batch_source, rollout_logprobs, update_policy
 
     torch.set_num_threads(args.threads)
     dist = ds.init_distributed()
@@ -119,32 +119,25 @@ def child(path: str, args) -> dict:
                              f"deepspeed.micro_batch_size={args.micro}"])
     plan = batch_plan(cfg, 1)
     ro = build_rollout(args)
-    rows = list(range(ro.n))
     model = build_model().to(dist.device)
     engine = ds.create_engine(packing.PackedPolicyLogprobs(model), cfg, micro_batch=plan.micro,
                               grad_accum=plan.grad_accum, dist=dist, total_optimizer_steps=10)
     patches = [0]
     model.model.visual.register_forward_pre_hook(lambda m, a: patches.__setitem__(0, patches[0] + int(a[0].shape[0])))
-    kw = dict(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=2, temperature=1.0,
-              seed=0, touch_vision=False)
+    lp_max = int(ro.prompt_mask.sum(-1).max())
+    budget = args.budget or plan.micro * (lp_max + int(ro.completion_mask.sum(-1).max()))
+    u = UpdateSettings(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=2,
+                       temperature=1.0, shared_prefix=path == "packed", micro_rows=plan.micro, micro_tokens=budget,
+                       touch_vision=False)
+    ro.loss_mask = ro.completion_mask
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     base = _peak()
     t0, c0 = time.perf_counter(), time.process_time()
-    if path == "row":
-        ro.old_logprobs, _ = rollout_logprobs(engine, ro, rows, plan.micro, dist.device, 1.0, False)
-        stats, _ = update_policy(engine, ro, ro.completion_mask, plan=plan, dist=dist, **kw)
-    else:
-        lp_max = int(ro.prompt_mask.sum(-1).max())
-        budget = args.budget or plan.micro * (lp_max + int(ro.completion_mask.sum(-1).max()))
-        limits = {"token_budget": budget}
-        table = packing.prompt_table(ro, model)
-        old, _, _ = packing.packed_rollout_logprobs(engine, table, rows, limits=limits, device=dist.device,
-                                                    temperature=1.0, touch_vision=False)
-        stats, _ = packing.packed_update_policy(engine, table, ro.advantages, ro.completion_mask, old_logprobs=old,
-                                                ref_logprobs=None, limits=limits, world_size=1, device=dist.device,
-                                                **kw)
+    source = micro_batch_source(ro, model, u, dist.device)
+    ro.old_logprobs, _ = rollout_logprobs(engine, ro, source, u)
+    stats, _ = update_policy(engine, ro, source, u, seed=0)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0

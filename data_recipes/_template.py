@@ -17,7 +17,8 @@ Rules of the game:
   pipeline (confined to --root, EXIF, RGB, resize) and skip a bad one with its reason.
 - Yield `Skip(id, reason)` for a row you cannot use: it is counted and named in the summaries.
 - Ids must be unique and stable: "<NAME>/<split>/<row number>".
-- Options are the keyword arguments after `root`, with defaults; pass them with `-o key=value`.
+- Options are the keyword arguments after `root`, with defaults; pass them with `-o key=value`. A recipe
+  with many knobs puts them in an `Options` dataclass instead (see synthetic_color.py).
 """
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ VERIFIER = "choice"  # multiple choice; free-form rows use "math" or "exact" (se
 DESCRIPTION = "MathVista testmini: math on figures, charts and photos; choice / math / exact per row."
 PROMPT = "{question}\n{hint}\nThink step by step, then give the final answer inside <answer></answer>."
 SPLITS = ("testmini", "test")
+SIZES = {"testmini": 1000, "test": 5141}
 HINTS = {"integer": "Answer with an integer.", "list": "Answer with a Python list.",
          "text": "Answer with a word or phrase."}
 
@@ -41,7 +42,7 @@ def scoring(row: dict) -> tuple[str, str, dict, str]:
     if row.get("question_type") == "multi_choice":
         choices = parse_options(row.get("choices"))
         if answer not in choices:
-            raise BadRow(f"answer {answer[:40]!r} is not one of the choices")
+            raise BadRow(f"bad answer: {answer[:40]!r} is not one of the choices")
         return "choice", LETTERS[choices.index(answer)], {"choices": choices}, "Answer with the option's letter."
     if kind == "integer":
         return "math", answer, {}, HINTS["integer"]

@@ -11,6 +11,7 @@ Check it:  sapo-vl recipe check synthetic_chart
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -92,21 +93,34 @@ def draw_chart(kind: str, labels: list[str], values: list[float], show_values: b
     return img, geometry
 
 
-def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
-            size: int | None = None, kinds: str = "bar,line,pie", min_items: int = 3, max_items: int = 6,
-            max_value: int = 90, decimals: int = 0, show_values: bool = True) -> Iterator[Record]:
-    """Records of `split`.
+@dataclass(frozen=True)
+class Options:
+    """The knobs of the generator (`-o key=value`)."""
 
-    size: records in the split (default 1000 train / 200 test).
-    kinds: comma-separated chart kinds drawn uniformly (bar, line, pie).
-    min_items, max_items: bars / points / slices per chart (at most 8).
-    max_value: values lie in [5, max_value] (pie: percentages summing to 100).
-    decimals: decimals in values and answers; show_values: print the values on the chart.
-    """
-    kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
+    size: int | None = None
+    """Records in the split (default 1000 train / 200 test)."""
+    kinds: str = "bar,line,pie"
+    """Comma-separated chart kinds drawn uniformly (bar, line, pie)."""
+    min_items: int = 3
+    """Fewest bars / points / slices per chart."""
+    max_items: int = 6
+    """Most bars / points / slices per chart (at most 8)."""
+    max_value: int = 90
+    """Values lie in [5, max_value] (pie: percentages summing to 100)."""
+    decimals: int = 0
+    """Decimals in values and answers."""
+    show_values: bool = True
+    """Print the values on the chart."""
+
+
+def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
+            options: Options = Options()) -> Iterator[Record]:
+    """Records of `split`, drawn with `options`."""
+    min_items, max_items, decimals = options.min_items, options.max_items, options.decimals
+    kind_list = [k.strip() for k in options.kinds.split(",") if k.strip()]
     if not kind_list or set(kind_list) - {"bar", "line", "pie"} or not 2 <= min_items <= max_items <= 8:
         raise ValueError("kinds must be a subset of bar,line,pie and 2 <= min_items <= max_items <= 8")
-    n = split_size(split, size) if limit is None else min(split_size(split, size), limit)
+    n = split_size(split, options.size) if limit is None else min(split_size(split, options.size), limit)
     scale = 10 ** decimals
     for i in range(n):
         rng = rng_for(NAME, split, seed, i)
@@ -123,8 +137,8 @@ def records(split: str = "train", *, seed: int = 0, limit: int | None = None, ro
                 if len(set(values)) == k and min(values) >= 3:
                     break
         else:
-            values = [v / scale for v in rng.sample(range(5 * scale, max_value * scale + 1), k)]
-        img, geometry = draw_chart(kind, labels, values, show_values, decimals)
+            values = [v / scale for v in rng.sample(range(5 * scale, options.max_value * scale + 1), k)]
+        img, geometry = draw_chart(kind, labels, values, options.show_values, decimals)
         qtype = rng.choice(["value", "max", "min", "diff"])
         a, b = rng.sample(range(k), 2)
         la, lb = labels[a], labels[b]

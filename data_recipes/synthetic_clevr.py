@@ -10,6 +10,7 @@ Check it:  sapo-vl recipe check synthetic_clevr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -70,23 +71,38 @@ def unique_name(o: dict, objects: list[dict]) -> str | None:
     return None
 
 
-def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
-            size: int | None = None, min_objects: int = 3, max_objects: int = 6, colors: int = 4,
-            relations: float = 0.5, width: int = 320, height: int = 256, min_gap: int = 8) -> Iterator[Record]:
-    """Records of `split`.
+@dataclass(frozen=True)
+class Options:
+    """The knobs of the generator (`-o key=value`)."""
 
-    size: records in the split (default 1000 train / 200 test).
-    min_objects, max_objects: objects per scene (fewer if they do not fit); colors: palette size.
-    relations: fraction of questions with a spatial relation to a reference object (harder).
-    width, height: canvas in pixels (multiples of 32: no resize).
-    min_gap: least x and y distance between two object centres.
-    """
-    palette = list(COLORS)[:colors]
-    n = split_size(split, size) if limit is None else min(split_size(split, size), limit)
+    size: int | None = None
+    """Records in the split (default 1000 train / 200 test)."""
+    min_objects: int = 3
+    """Fewest objects per scene (fewer if they do not fit)."""
+    max_objects: int = 6
+    """Most objects per scene."""
+    colors: int = 4
+    """Palette size."""
+    relations: float = 0.5
+    """Fraction of questions with a spatial relation to a reference object (harder)."""
+    width: int = 320
+    """Canvas width in pixels (a multiple of 32: no resize)."""
+    height: int = 256
+    """Canvas height in pixels (a multiple of 32: no resize)."""
+    min_gap: int = 8
+    """Least x and y distance between two object centres."""
+
+
+def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
+            options: Options = Options()) -> Iterator[Record]:
+    """Records of `split`, drawn with `options`."""
+    width, height, min_gap = options.width, options.height, options.min_gap
+    palette = list(COLORS)[:options.colors]
+    n = split_size(split, options.size) if limit is None else min(split_size(split, options.size), limit)
     for i in range(n):
         rng = rng_for(NAME, split, seed, i)
         objects: list[dict] = []
-        want = rng.randint(min_objects, max_objects)
+        want = rng.randint(options.min_objects, options.max_objects)
         for _ in range(200 * want):
             if len(objects) == want:
                 break
@@ -107,7 +123,7 @@ def records(split: str = "train", *, seed: int = 0, limit: int | None = None, ro
         phrase = describe(pick, attrs) + "s"
         refs = [(o, unique_name(o, objects)) for o in objects]
         refs = [(o, name) for o, name in refs if name]
-        if refs and rng.random() < relations:
+        if refs and rng.random() < options.relations:
             ref, ref_name = rng.choice(refs)
             rel = rng.choice(list(RELATIONS))
             match = [o for o in match if o is not ref and RELATIONS[rel](o, ref)]

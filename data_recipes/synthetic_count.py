@@ -7,6 +7,7 @@ Check it:  sapo-vl recipe check synthetic_count
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -36,25 +37,40 @@ def draw_shape(draw: ImageDraw.ImageDraw, kind: str, box: tuple[int, int, int, i
         draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
 
 
-def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
-            size: int | None = None, min_count: int = 1, max_count: int = 8, image_size: int = 256,
-            grid: int = 5, kinds: int = 3, colors: int = 4, questions: str = "all,kind,color") -> Iterator[Record]:
-    """Records of `split`.
+@dataclass(frozen=True)
+class Options:
+    """The knobs of the generator (`-o key=value`)."""
 
-    size: records in the split (default 1000 train / 200 test).
-    min_count, max_count: range of the number of shapes drawn (max_count <= grid * grid).
-    image_size: side of the square canvas in pixels; grid: cells per side (smaller cells, smaller shapes).
-    kinds: how many of circle/square/triangle appear; colors: how many palette colors are used.
-    questions: comma-separated question types drawn uniformly: all (every shape), kind, color.
-    """
+    size: int | None = None
+    """Records in the split (default 1000 train / 200 test)."""
+    min_count: int = 1
+    """Fewest shapes drawn."""
+    max_count: int = 8
+    """Most shapes drawn (at most grid * grid)."""
+    image_size: int = 256
+    """Side of the square canvas in pixels."""
+    grid: int = 5
+    """Cells per side, one shape per cell (smaller cells, smaller shapes)."""
+    kinds: int = 3
+    """How many of circle/square/triangle appear."""
+    colors: int = 4
+    """How many palette colors are used."""
+    questions: str = "all,kind,color"
+    """Comma-separated question types drawn uniformly: all (every shape), kind, color."""
+
+
+def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
+            options: Options = Options()) -> Iterator[Record]:
+    """Records of `split`, drawn with `options`."""
+    min_count, max_count, image_size, grid = options.min_count, options.max_count, options.image_size, options.grid
     if not 1 <= min_count <= max_count <= grid * grid or image_size // grid < 8:
         raise ValueError(f"need 1 <= min_count <= max_count <= grid*grid and cells of 8+ pixels")
-    kind_names, color_names = KINDS[:kinds], list(COLORS)[:colors]
-    qtypes = [q.strip() for q in questions.split(",") if q.strip()]
+    kind_names, color_names = KINDS[:options.kinds], list(COLORS)[:options.colors]
+    qtypes = [q.strip() for q in options.questions.split(",") if q.strip()]
     if not qtypes or set(qtypes) - {"all", "kind", "color"}:
-        raise ValueError(f"questions must be a comma-separated subset of all,kind,color, got {questions!r}")
+        raise ValueError(f"questions must be a comma-separated subset of all,kind,color, got {options.questions!r}")
     cell = image_size // grid
-    n = split_size(split, size) if limit is None else min(split_size(split, size), limit)
+    n = split_size(split, options.size) if limit is None else min(split_size(split, options.size), limit)
     for i in range(n):
         rng = rng_for(NAME, split, seed, i)
         img = Image.new("RGB", (image_size, image_size), (255, 255, 255))

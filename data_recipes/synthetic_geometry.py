@@ -10,6 +10,7 @@ Check it:  sapo-vl recipe check synthetic_geometry
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -132,26 +133,33 @@ def make(problem: str, rng, max_side: int, radicals: bool) -> tuple[Image.Image,
     return img, "Find the circumference of the circle. Leave your answer in terms of \\pi.", rf"{2 * r}\pi", meta
 
 
-def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
-            size: int | None = None, problems: str = ",".join(PROBLEMS), max_side: int = 12,
-            radicals: bool = True) -> Iterator[Record]:
-    """Records of `split`.
+@dataclass(frozen=True)
+class Options:
+    """The knobs of the generator (`-o key=value`)."""
 
-    size: records in the split (default 1000 train / 200 test).
-    problems: comma-separated subset of PROBLEMS, drawn uniformly.
-    max_side: largest side length or radius (integers from 2).
-    radicals: allow answers like 5\\sqrt{2}; False keeps every answer an integer or a multiple of pi.
-    """
-    chosen = [p.strip() for p in problems.split(",") if p.strip()]
+    size: int | None = None
+    """Records in the split (default 1000 train / 200 test)."""
+    problems: str = ",".join(PROBLEMS)
+    """Comma-separated subset of PROBLEMS, drawn uniformly."""
+    max_side: int = 12
+    """Largest side length or radius (integers from 2)."""
+    radicals: bool = True
+    """Allow answers like 5\\sqrt{2}; False keeps every answer an integer or a multiple of pi."""
+
+
+def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
+            options: Options = Options()) -> Iterator[Record]:
+    """Records of `split`, drawn with `options`."""
+    chosen = [p.strip() for p in options.problems.split(",") if p.strip()]
     if not chosen or set(chosen) - set(PROBLEMS):
         raise ValueError(f"problems must be a comma-separated subset of {','.join(PROBLEMS)}")
-    if max_side < 4:  # legs (3, 4) make the smallest right triangle with an integer hypotenuse
+    if options.max_side < 4:  # legs (3, 4) make the smallest right triangle with an integer hypotenuse
         raise ValueError("max_side must be at least 4")
-    n = split_size(split, size) if limit is None else min(split_size(split, size), limit)
+    n = split_size(split, options.size) if limit is None else min(split_size(split, options.size), limit)
     for i in range(n):
         rng = rng_for(NAME, split, seed, i)
         problem = rng.choice(chosen)
-        img, question, answer, meta = make(problem, rng, max_side, radicals)
+        img, question, answer, meta = make(problem, rng, options.max_side, options.radicals)
         yield Record(id=f"{NAME}/{split}/{i}", prompt=user_prompt(PROMPT.format(question=question)), answer=answer,
                      images=[png(img)], verifier=VERIFIER, domain=DOMAIN, source=SOURCE, split=split,
                      meta={"problem": problem, "question": question, **meta})

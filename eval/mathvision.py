@@ -4,7 +4,9 @@
     sapo-vl eval --task mathvision --model PATH --data-path /data/MathVision --out runs/eval/mathvision
 
 Prompt: the recipe's (question, options A-E when there are any, "Think step by step, then give the final
-answer inside <answer></answer>."). Answer: <answer> content, else the last \\boxed{} (what MATH-V reads).
+answer inside <answer></answer>."). Every row is kept as MATH-V's own harness keeps it: one merged picture
+per row (`<image2>` ... in the text name its parts and stay as text), no option block when the options are
+just "A" ... "E" (3,040 of 3,040 rows, measured on the release: README, "Checking a benchmark release"). Answer: <answer> content, else the last \\boxed{} (what MATH-V reads).
 Scoring per row: with options -> `choice` (letter or option text); free form -> `math` (math-verify).
 
 Published rule reproduced: MATH-V's evaluation (Wang et al., NeurIPS 2024 Datasets and Benchmarks;

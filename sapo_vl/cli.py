@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .typed_config import parse_with_overrides
 
@@ -58,15 +58,6 @@ def _add_module(sub, name: str, module_name: str, run: str, help: str) -> None:
     p.set_defaults(func=getattr(module, run))
 
 
-def _optional(register: Callable[[], None]) -> None:
-    """Register a command group whose module may not exist yet in this build."""
-    try:
-        register()
-    except ImportError as err:  # pragma: no cover - only while a command group is missing
-        if "sapo_vl" not in str(err):
-            raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sapo-vl",
@@ -83,23 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_module(sub, "export", "export", "main", "write a checkpoint (a LoRA adapter merged into its base with "
                 "--merge) as a standalone transformers checkpoint")
 
-    def _config():
-        from .config_cli import add_config_commands
+    from .config_cli import add_config_commands
+    from .data.cli import add_recipe_commands
+    from .evaluation.cli import add_eval_commands
 
-        add_config_commands(sub)
-
-    def _recipe():
-        from .data.cli import add_recipe_commands
-
-        add_recipe_commands(sub)
-
-    def _eval():
-        from .evaluation.cli import add_eval_commands
-
-        add_eval_commands(sub)
-
-    for register in (_config, _recipe, _eval):
-        _optional(register)
+    add_config_commands(sub)
+    add_recipe_commands(sub)
+    add_eval_commands(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from . import typed_config as tc
+from .engines import ROLLOUT_ENGINES
 from .losses import LOSSES, GrpoConfig, GspoConfig, SapoConfig
 from .typed_config import ConfigError, config_to_dict, dump_yaml, field_docs, parse_override  # noqa: F401 (the API)
 
@@ -31,7 +32,7 @@ Schedule = Literal["constant", "cosine", "linear"]
 ZeroStage = Literal[0, 1, 2, 3]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]  # the registered losses, `sapo_vl.losses`
-EngineName = Literal["hf", "vllm"]
+EngineName = Literal[tuple(ROLLOUT_ENGINES)]  # type: ignore[valid-type]  # the registered engines, `sapo_vl.engines`
 CorrectionMode = Literal["none", "tis", "mis"]
 CorrectionLevel = Literal["token", "sequence"]
 
@@ -397,20 +398,30 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 # ----------------------------------------------------------------------------------------- validation
 
 
-def problems(cfg: Config) -> list[str]:
-    """Cross-field checks that types cannot express, as 'key: what is wrong' lines (empty = valid)."""
-    out: list[str] = []
+class _Problems:
+    """Collects 'key: rule (got value)' lines for `problems`."""
 
-    def need(ok: bool, key: str, rule: str) -> None:
+    def __init__(self, cfg: Config):
+        self.cfg, self.out = cfg, []
+
+    def need(self, ok: bool, key: str, rule: str) -> None:
         if not ok:
-            value = cfg
+            value = self.cfg
             for part in key.split("."):
                 value = getattr(value, part)
-            out.append(f"{key}: {rule} (got {value!r})")
+            self.out.append(f"{key}: {rule} (got {value!r})")
 
-    m, d, r, a, o, ds, lg, ev, t = (
-        cfg.model, cfg.data, cfg.rollout, cfg.algorithm, cfg.optimizer, cfg.deepspeed, cfg.logging, cfg.eval, cfg.train,
-    )
+
+def problems(cfg: Config) -> list[str]:
+    """Cross-field checks that types cannot express, as 'key: what is wrong' lines (empty = valid)."""
+    p = _Problems(cfg)
+    for check in (_model_and_data, _rollout, _algorithm, _optimizer_and_deepspeed, _logging_eval_train):
+        check(cfg, p.need, p.out)
+    return p.out
+
+
+def _model_and_data(cfg: Config, need, out: list[str]) -> None:
+    m, d = cfg.model, cfg.data
     need(m.min_pixels > 0, "model.min_pixels", "must be > 0")
     need(m.max_pixels >= m.min_pixels, "model.max_pixels", "must be >= model.min_pixels")
     need(m.lora.r >= 0, "model.lora.r", "must be >= 0 (0 = off)")
@@ -427,6 +438,10 @@ def problems(cfg: Config) -> list[str]:
             out.append(f"data.recipes[{i}].limit: must be >= 1 or null (got {spec.limit!r})")
     need(d.max_prompt_tokens >= 1, "data.max_prompt_tokens", "must be >= 1")
 
+
+
+def _rollout(cfg: Config, need, out: list[str]) -> None:
+    r = cfg.rollout
     need(r.group_size >= 2, "rollout.group_size", "must be >= 2: advantages compare completions within a group")
     need(r.prompts_per_step >= 1, "rollout.prompts_per_step", "must be >= 1")
     need(r.temperature > 0, "rollout.temperature", "must be > 0")
@@ -440,6 +455,10 @@ def problems(cfg: Config) -> list[str]:
     need(r.score_workers >= 0, "rollout.score_workers", "must be >= 0")
     need(r.score_timeout_s > 0, "rollout.score_timeout_s", "must be > 0")
 
+
+
+def _algorithm(cfg: Config, need, out: list[str]) -> None:
+    a, r = cfg.algorithm, cfg.rollout
     need(a.updates_per_rollout >= 1, "algorithm.updates_per_rollout", "must be >= 1")
     need(a.num_minibatches >= 1, "algorithm.num_minibatches", "must be >= 1")
     need(a.num_minibatches <= r.prompts_per_step * r.group_size, "algorithm.num_minibatches",
@@ -460,6 +479,10 @@ def problems(cfg: Config) -> list[str]:
     need(a.gspo.eps_low < 1, "algorithm.gspo.eps_low", "must be < 1")
     need(a.grpo.dual_clip is None or a.grpo.dual_clip > 1, "algorithm.grpo.dual_clip", "must be > 1 or null")
 
+
+
+def _optimizer_and_deepspeed(cfg: Config, need, out: list[str]) -> None:
+    o, ds, a, m = cfg.optimizer, cfg.deepspeed, cfg.algorithm, cfg.model
     need(o.lr > 0 and math.isfinite(o.lr), "optimizer.lr", "must be > 0")
     need(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
     need(all(0 <= b < 1 for b in o.betas), "optimizer.betas", "must both be in [0, 1)")
@@ -472,6 +495,10 @@ def problems(cfg: Config) -> list[str]:
     need(ds.micro_batch_size >= 1, "deepspeed.micro_batch_size", "must be >= 1")
     need(ds.micro_batch_tokens >= 0, "deepspeed.micro_batch_tokens", "must be >= 0 (0 = from micro_batch_size)")
 
+
+
+def _logging_eval_train(cfg: Config, need, out: list[str]) -> None:
+    lg, ev, t = cfg.logging, cfg.eval, cfg.train
     need(lg.log_every >= 1, "logging.log_every", "must be >= 1")
     for key in ("sample_every", "save_every", "keep_checkpoints"):
         need(getattr(lg, key) >= 0, f"logging.{key}", "must be >= 0")
@@ -484,7 +511,6 @@ def problems(cfg: Config) -> list[str]:
 
     need(t.steps >= 1, "train.steps", "must be >= 1")
     need(t.seed >= 0, "train.seed", "must be >= 0")
-    return out
 
 
 def validate(cfg: Config, source: str = "config") -> None:

@@ -6,7 +6,6 @@
   its "auto" values filled from ours.
 - `create_engine(...)` builds the engine around `PolicyLogprobs` with AdamW and our LR schedule.
 - `gathered(engine)` gathers ZeRO-3 parameters once for a whole rollout (not once per layer per token).
-- `all_reduce` / `all_gather_cat`: the loop's small collectives (on the GPU under NCCL, the CPU under gloo).
 - `save_checkpoint` / `load_checkpoint` write resumable DeepSpeed checkpoints atomically (a crash mid-save leaves
   the last good one in place) plus a `transformers` folder loadable by `AutoModelForImageTextToText`.
 
@@ -220,47 +219,6 @@ def grad_norm(engine) -> float:
     if norm is None:
         norm = getattr(engine, "sapo_grad_norm", 0.0)
     return float(norm)
-
-
-# ---------------------------------------------------------------------------------------------------- collectives
-
-def comm_device() -> torch.device:
-    """Where collective tensors must live: the current GPU under NCCL, the CPU under gloo."""
-    if tdist.is_initialized() and tdist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
-def all_gather_cat(x: torch.Tensor, world: int) -> torch.Tensor:
-    """(n,) on every rank → (world·n,) in rank order, on the CPU."""
-    if world == 1:
-        return x
-    x = x.to(comm_device())
-    parts = [torch.zeros_like(x) for _ in range(world)]
-    tdist.all_gather(parts, x)
-    return torch.cat(parts).cpu()
-
-
-def world_size() -> int:
-    """Ranks in the open process group (1 without one)."""
-    return tdist.get_world_size() if tdist.is_initialized() else 1
-
-
-def all_gather_objects(obj: Any) -> list[Any]:
-    """Every rank's picklable `obj`, in rank order, on every rank."""
-    if not (tdist.is_initialized() and tdist.get_world_size() > 1):
-        return [obj]
-    out: list[Any] = [None] * tdist.get_world_size()
-    tdist.all_gather_object(out, obj)
-    return out
-
-
-def all_reduce(values: list[float], op=tdist.ReduceOp.SUM) -> list[float]:
-    if not (tdist.is_initialized() and tdist.get_world_size() > 1):
-        return [float(v) for v in values]
-    t = torch.tensor(values, dtype=torch.float64, device=comm_device())
-    tdist.all_reduce(t, op=op)
-    return t.tolist()
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints

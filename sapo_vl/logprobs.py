@@ -105,23 +105,16 @@ class PolicyLogprobs(nn.Module):
         self.chunk_size = chunk_size
         self.register_buffer("banned", torch.tensor(banned_ids or [], dtype=torch.long), persistent=False)
 
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor,
-        mm_token_type_ids: Tensor,
-        n_completion: int,
-        pixel_values: Tensor | None = None,
-        image_grid_thw: Tensor | None = None,
-        temperature: float = 1.0,
-        touch_vision: bool = False,
-        with_entropy: bool = True,
-    ) -> tuple[Tensor, Tensor]:
-        """Sequences (N, Lp + Lc) → (logp (N, Lc), entropy (N, Lc)) of their last `n_completion` tokens.
+    def forward(self, rows, *, temperature: float = 1.0, touch_vision: bool = False,
+                with_entropy: bool = True) -> tuple[Tensor, Tensor]:
+        """A `rollout.RowBatch` of N sequences (N, Lp + Lc) → (logp (N, Lc), entropy (N, Lc)) of their last
+        `rows.n_completion` tokens.
 
         touch_vision: run the vision tower on a 32×32 dummy image and add 0× its output when this batch has no
         image, so that every rank uses (ZeRO-3: gathers; ZeRO-2: reduces) the same parameters in the same order.
         """
+        input_ids, attention_mask, mm_token_type_ids = rows.input_ids, rows.attention_mask, rows.mm_token_type_ids
+        pixel_values, image_grid_thw, n_completion = rows.pixel_values, rows.image_grid_thw, rows.n_completion
         model = hf_model(self.policy)
         # The vision tower runs before the trunk on every rank, on the real images or (touch_vision) on a dummy,
         # so that ZeRO-3 gathers the same parameters in the same order everywhere.

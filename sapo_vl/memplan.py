@@ -30,7 +30,7 @@ models). Per rank, for a step of this config:
   most chunk × vocabulary logits exist (in the training dtype and a few fp32 copies);
 - ZeRO buffers: the gradient reduce bucket (DeepSpeed's default 5e8 elements) and, under ZeRO-3, the layers
   gathered for the forward/backward (two layers plus the 5e7-element prefetch bucket);
-- generation (the "hf" engine): the KV cache of the rows decoded at once, `rollout.generation_batch_size` rows
+- generation, planned by the rollout engine itself (`RolloutEngine.memory_items`); the "hf" engine: the KV cache of the rows decoded at once, `rollout.generation_batch_size` rows
   (0 = all B/N·G rows of the rank) × (prompt + new tokens) × layers × 2 × kv_heads × head_dim × w, allocated
   once per chunk by the sampler; the decode working memory (sampling over the vocabulary, and the grouped-query
   expansion of one layer's K/V that SDPA gets when a padding mask is present) or the prefill's, whichever is
@@ -298,56 +298,138 @@ def update_rows(cfg: Config, micro: int, minibatch_rows: int) -> tuple[int, int]
     return rows, row_len
 
 
+@dataclass(frozen=True)
+class PlanContext:
+    """What every section of the plan reads: the config, the architecture and the arithmetic derived from them."""
+
+    cfg: Config
+    arch: Arch
+    world_size: int
+    device: str
+    """"cuda" or "cpu" (see `plan_memory`)."""
+    gpu_gib: float
+    gpus_per_node: int
+    shape: Any
+    """The loop's `BatchPlan` (rows per rank, micro-batch, minibatch rows)."""
+    w: int
+    """Bytes per weight / activation / KV element in the DeepSpeed engine."""
+    w_ref: int
+    """Bytes per weight of `model.dtype` (the checkpoint as loaded, the KL reference)."""
+    mixed: bool
+    """bf16/fp16 precision: the optimizer keeps an fp32 master copy."""
+    params: int
+    trainable: int
+
+    @property
+    def stage(self) -> int:
+        return self.cfg.deepspeed.zero_stage
+
+    @property
+    def offload_optimizer(self) -> bool:
+        return self.cfg.deepspeed.offload_optimizer and self.stage >= 1
+
+    @property
+    def offload_params(self) -> bool:
+        return self.cfg.deepspeed.offload_params and self.stage == 3
+
+    @property
+    def ranks_per_node(self) -> int:
+        return min(self.world_size, self.gpus_per_node)
+
+    def per_layer_bytes(self) -> float:
+        """Activation bytes per token and text layer at the update's row length (`layer_activation_bytes`)."""
+        _, row_len = update_rows(self.cfg, self.shape.micro, self.shape.minibatch_rows)
+        return layer_activation_bytes(self.arch, self.w, row_len, lora=self.cfg.model.lora.r > 0,
+                                      shared_prefix=self.cfg.algorithm.shared_prefix is True)
+
+
+@dataclass
+class GenerationMemory:
+    """A rollout engine's part of the plan (`RolloutEngine.memory_items`)."""
+
+    items: list[Item]
+    """Device memory per rank, per phase."""
+    host: list[tuple[str, float]] = field(default_factory=list)
+    """Host memory per node."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings; one starting "does not fit:" makes the plan fail."""
+    rows_at_once: int = 0
+    """Rows the engine decodes at once (for the plan's header and the knob search)."""
+
+
 def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Arch | None = None,
                 device: str = "cuda", gpus_per_node: int = 8, search_knobs: bool = True) -> MemoryPlan:
     """The per-rank memory plan of `cfg` on `world_size` ranks of `gpu_gib` GiB (see the module docstring).
 
     arch: the model's numbers; None = `arch_for(cfg.model.name_or_path)` (offline). device: "cuda" plans for GPUs
     ("auto" dtypes = bf16); "cpu" for a CPU run ("auto" = fp32, no CUDA runtime) as the tests measure it.
+    The rollout engine plans its own items (`RolloutEngine.memory_items`, found through the engine registry).
     """
+    from .engines import engine_class
+
     arch = arch or arch_for(cfg.model.name_or_path)
-    N = world_size
-    ds, ro, m = cfg.deepspeed, cfg.rollout, cfg.model
-    shape = batch_plan(cfg, N)  # rows per rank and per micro-batch, as the training loop cuts them
-    w = _train_bytes(cfg, device)  # weights, activations, KV cache
-    w_ref = _bytes(m.dtype, device)
-    mixed = _precision(cfg, device) != "fp32"  # an fp32 master copy in the optimizer
-    P, T = arch.param_count(), trainable_params(arch, cfg)
-    stage = ds.zero_stage
-    offload_opt = ds.offload_optimizer and stage >= 1
-    offload_par = ds.offload_params and stage == 3
-    G = lambda n: n / GIB  # noqa: E731
-    items: list[Item] = []
+    ctx = PlanContext(cfg=cfg, arch=arch, world_size=world_size, device=device, gpu_gib=gpu_gib,
+                      gpus_per_node=gpus_per_node, shape=batch_plan(cfg, world_size), w=_train_bytes(cfg, device),
+                      w_ref=_bytes(cfg.model.dtype, device), mixed=_precision(cfg, device) != "fp32",
+                      params=arch.param_count(), trainable=trainable_params(arch, cfg))
+    gen = engine_class(cfg.rollout.engine).memory_items(ctx)
+    items = (persistent_items(ctx) + gradient_items(ctx) + activation_items(ctx) + zero_buffer_items(ctx) +
+             gen.items + reference_items(ctx))
+    if device == "cuda":
+        items.append(Item("runtime (CUDA, NCCL, allocator)", RUNTIME_GIB, RUNTIME_GIB, "fixed estimate"))
+    m, ro = cfg.model, cfg.rollout
+    settings = dict(weight_bytes=ctx.w, zero_stage=ctx.stage, offload_optimizer=ctx.offload_optimizer,
+                    offload_params=ctx.offload_params, rows_per_rank=ctx.shape.rows_per_rank,
+                    rows_at_once=gen.rows_at_once, prompt_tokens=cfg.data.max_prompt_tokens,
+                    new_tokens=ro.max_new_tokens, engine=ro.engine, micro=ctx.shape.micro,
+                    seq_len=cfg.data.max_prompt_tokens + ro.max_new_tokens, checkpointing=m.gradient_checkpointing)
+    plan = MemoryPlan(model=arch.name, device=device, world_size=world_size, gpu_gib=gpu_gib, params=ctx.params,
+                      trainable=ctx.trainable, items=items, host=host_items(ctx) + gen.host, gpus_per_node=gpus_per_node,
+                      settings=settings, notes=gen.notes)
+    if search_knobs and not plan.fits:
+        _find_knobs(plan, cfg, world_size, gpu_gib=gpu_gib, arch=arch, device=device, gpus_per_node=gpus_per_node)
+    return plan
 
-    # ---- persistent: parameters, optimizer state, the reference model, runtime
-    par = 0.0 if offload_par else P * w / (N if stage == 3 else 1)
-    items.append(Item("parameters", G(par), G(par), "host (offload)" if offload_par else
-                      f"{_count(P)} × {w} B" + (f" / {N} (ZeRO-3)" if stage == 3 else "")))
-    opt_per = 12 if (mixed or stage >= 1) else 8  # fp32 master + m + v; plain fp32 ZeRO-0: m + v only
-    opt = 0.0 if offload_opt else T * opt_per / (N if stage >= 1 else 1)
-    items.append(Item("optimizer state", G(opt), G(opt), "host (offload)" if offload_opt else
-                      f"{_count(T)} trainable × {opt_per} B" + (f" / {N} (ZeRO-{stage})" if stage >= 1 else "")))
 
-    # ---- gradients (update), ZeRO-3's persistent gradient partition (both)
+def _gib(n: float) -> float:
+    return n / GIB
+
+
+def persistent_items(c: PlanContext) -> list[Item]:
+    """Parameters and optimizer state: held through both phases."""
+    N, P, T, w = c.world_size, c.params, c.trainable, c.w
+    par = 0.0 if c.offload_params else P * w / (N if c.stage == 3 else 1)
+    opt_per = 12 if (c.mixed or c.stage >= 1) else 8  # fp32 master + m + v; plain fp32 ZeRO-0: m + v only
+    opt = 0.0 if c.offload_optimizer else T * opt_per / (N if c.stage >= 1 else 1)
+    return [
+        Item("parameters", _gib(par), _gib(par), "host (offload)" if c.offload_params else
+             f"{_count(P)} × {w} B" + (f" / {N} (ZeRO-3)" if c.stage == 3 else "")),
+        Item("optimizer state", _gib(opt), _gib(opt), "host (offload)" if c.offload_optimizer else
+             f"{_count(T)} trainable × {opt_per} B" + (f" / {N} (ZeRO-{c.stage})" if c.stage >= 1 else "")),
+    ]
+
+
+def gradient_items(c: PlanContext) -> list[Item]:
+    """Gradients in the update; ZeRO-3's persistent gradient partition in both phases."""
+    N, T, w, stage = c.world_size, c.trainable, c.w, c.stage
     g_lp = T * w / (N if stage >= 2 else 1)
-    if offload_opt and stage >= 2:  # each reduced bucket is copied into the host's fp32 gradient partition
+    if c.offload_optimizer and stage >= 2:  # each reduced bucket is copied into the host's fp32 gradient partition
         g_lp = 0.0
-    g_fp32 = 0.0 if (offload_opt or stage == 0) else T * 4 / N
-    if mixed and stage == 0:
+    g_fp32 = 0.0 if (c.offload_optimizer or stage == 0) else T * 4 / N
+    if c.mixed and stage == 0:
         g_fp32 = T * 4  # the bf16 optimizer's fp32 gradient accumulators
-    g_roll = g_lp if (stage == 3 and not offload_opt) else 0.0
-    g_note = ("host (offload): each reduced bucket goes to the fp32 partition" if offload_opt and stage >= 2 else
-              f"{w} B/param" + (f" / {N}" if stage >= 2 else "") + (" + fp32 partition" if g_fp32 else ""))
-    items.append(Item("gradients", G(g_roll), G(g_lp + g_fp32), g_note))
+    g_roll = g_lp if (stage == 3 and not c.offload_optimizer) else 0.0
+    note = ("host (offload): each reduced bucket goes to the fp32 partition" if c.offload_optimizer and stage >= 2
+            else f"{w} B/param" + (f" / {N}" if stage >= 2 else "") + (" + fp32 partition" if g_fp32 else ""))
+    return [Item("gradients", _gib(g_roll), _gib(g_lp + g_fp32), note)]
 
-    # ---- update activations and the log-prob head
-    lp, new = cfg.data.max_prompt_tokens, ro.max_new_tokens
-    seq = lp + new
-    micro = shape.micro
-    rows, row_len = update_rows(cfg, micro, shape.minibatch_rows)
+
+def activation_items(c: PlanContext) -> list[Item]:
+    """The update micro-batch's activations (text layers, a trained vision tower) and the chunked log-prob head."""
+    cfg, arch, w, m = c.cfg, c.arch, c.w, c.cfg.model
+    rows, row_len = update_rows(cfg, c.shape.micro, c.shape.minibatch_rows)
     tokens = rows * row_len  # padded tokens of one update micro-batch
-    per_layer = layer_activation_bytes(arch, w, row_len, lora=m.lora.r > 0,
-                                       shared_prefix=cfg.algorithm.shared_prefix is True)
+    per_layer = c.per_layer_bytes()
     if m.gradient_checkpointing:
         act = tokens * (arch.num_layers * w * arch.hidden_size + 2 * per_layer)
     else:
@@ -362,88 +444,94 @@ def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Ar
         vis_note = f" + vision tower on {patches} patches"
     layout = (f"{rows} packed row(s) × {row_len} tokens" if cfg.algorithm.shared_prefix is True
               else f"{rows} rows × {row_len} tokens")
-    items.append(Item("activations (update micro-batch)", 0.0, G(act),
-                      f"{layout}, {arch.num_layers} layers, checkpointing "
-                      f"{'on' if m.gradient_checkpointing else 'off'}{vis_note}"))
-    chunk = min(_chunk_size(), micro * ro.max_new_tokens)
+    chunk = min(_chunk_size(), c.shape.micro * cfg.rollout.max_new_tokens)
     head = chunk * arch.vocab_size * (w + 16)
-    items.append(Item("log-prob head (chunked logits)", 0.0, G(head), f"{chunk} positions × {arch.vocab_size} vocab"))
+    return [
+        Item("activations (update micro-batch)", 0.0, _gib(act),
+             f"{layout}, {arch.num_layers} layers, checkpointing {'on' if m.gradient_checkpointing else 'off'}{vis_note}"),
+        Item("log-prob head (chunked logits)", 0.0, _gib(head), f"{chunk} positions × {arch.vocab_size} vocab"),
+    ]
 
-    # ---- ZeRO buffers
-    if stage == 3:
-        live = min(P, 2 * arch.layer_param_count() + PREFETCH_BUCKET) * w
-        buf = min(T, REDUCE_BUCKET) * w + live
-        buf_note = "reduce bucket + gathered layers"
-    elif stage >= 1 or N > 1:
-        buf = min(T, REDUCE_BUCKET) * w
-        buf_note = "reduce bucket"
+
+def zero_buffer_items(c: PlanContext) -> list[Item]:
+    """DeepSpeed's gradient reduce bucket and, under ZeRO-3, the layers gathered for the forward/backward."""
+    P, T, w = c.params, c.trainable, c.w
+    if c.stage == 3:
+        live = min(P, 2 * c.arch.layer_param_count() + PREFETCH_BUCKET) * w
+        buf, note = min(T, REDUCE_BUCKET) * w + live, "reduce bucket + gathered layers"
+    elif c.stage >= 1 or c.world_size > 1:
+        buf, note = min(T, REDUCE_BUCKET) * w, "reduce bucket"
     else:
-        buf, buf_note = 0.0, "none (one rank)"
-    items.append(Item("ZeRO buffers", 0.0, G(buf), buf_note))
+        buf, note = 0.0, "none (one rank)"
+    return [Item("ZeRO buffers", 0.0, _gib(buf), note)]
 
-    # ---- generation
-    engine = ro.engine
-    rows_rank = shape.rows_per_rank
-    gbs = ro.generation_batch_size
+
+def reference_items(c: PlanContext) -> list[Item]:
+    """The frozen KL reference (`algorithm.kl_beta` > 0), partitioned under ZeRO-3."""
+    if c.cfg.algorithm.kl_beta <= 0:
+        return []
+    N = c.world_size
+    ref = c.params * c.w_ref / (N if c.stage == 3 else 1)
+    return [Item("KL reference model", _gib(ref), _gib(ref), f"{c.w_ref} B/param" + (f" / {N}" if c.stage == 3 else ""))]
+
+
+def host_items(c: PlanContext) -> list[tuple[str, float]]:
+    """Host memory per node: offloaded state and the load (the engine adds its own)."""
+    N, P, T, rpn = c.world_size, c.params, c.trainable, c.ranks_per_node
+    host: list[tuple[str, float]] = []
+    if c.offload_optimizer:
+        host.append(("offloaded optimizer state + fp32 gradients", _gib(T * 16 / N * rpn)))
+    if c.offload_params:
+        host.append(("offloaded parameters", _gib(P * c.w / N * rpn)))
+    if c.stage == 3:
+        host.append(("loading (ZeRO-3 partitioned: rank 0 memory-maps the checkpoint)", _gib(P * c.w_ref)))
+    else:
+        host.append(("loading (every rank reads the whole checkpoint)", _gib(P * c.w_ref * rpn)))
+    return host
+
+
+def hf_generation_memory(c: PlanContext) -> GenerationMemory:
+    """The "hf" engine: the KV cache of the rows decoded at once, the decode or prefill working memory, and under
+    ZeRO-3 the whole model gathered on every rank for the rollout."""
+    arch, w, ro = c.arch, c.w, c.cfg.rollout
+    lp = c.cfg.data.max_prompt_tokens
+    rows_rank, gbs = c.shape.rows_per_rank, ro.generation_batch_size
     rows_at_once = min(gbs, rows_rank) if gbs > 0 else rows_rank
     kv_tok = arch.num_layers * 2 * arch.num_kv_heads * arch.head_dim * w  # bytes per cached position
-    notes: list[str] = []
-    if engine == "hf":
-        kv = rows_at_once * (lp + ro.max_new_tokens) * kv_tok
-        prompts_at_once = math.ceil(rows_at_once / ro.group_size) if ro.shared_prefill else rows_at_once
-        expand = (arch.num_heads / arch.num_kv_heads - 1) if arch.num_heads > arch.num_kv_heads else 0
-        one_layer = rows_at_once * (lp + ro.max_new_tokens) * kv_tok / arch.num_layers
-        decode = rows_at_once * arch.vocab_size * (w + 20) + one_layer * (1 + expand)  # sampling + GQA + row drop
-        prefill = prompts_at_once * lp * (kv_tok + per_layer)  # the prompts' own cache + one layer's working set
-        work = max(decode, prefill - kv + one_layer)
-        items.append(Item("generation KV cache", G(kv), 0.0,
-                          f"{rows_at_once} rows × ({lp} + {ro.max_new_tokens}) × {arch.num_layers} layers × 2 × "
-                          f"{arch.num_kv_heads} × {arch.head_dim} × {w} B"))
-        items.append(Item("generation working memory", G(work), 0.0, "sampling logits, one layer's K/V expansion; "
-                          "or the prefill"))
-        gathered = P * w if (stage == 3) else 0.0
-        items.append(Item("gathered full weights (ZeRO-3)", G(gathered), 0.0,
-                          "whole model on every rank for the rollout" if gathered else "not ZeRO-3"))
-    else:
-        share = ro.vllm.gpu_memory_utilization * gpu_gib if device == "cuda" else 0.0
-        sleeps = ro.vllm.enable_sleep_mode and device == "cuda"
-        items.append(Item("vLLM engine (weights + KV cache)", share, 0.0 if sleeps else share,
-                          f"{ro.vllm.gpu_memory_utilization} × GPU" + (", asleep in the update" if sleeps else "")))
-        need = P * w / max(1, ro.vllm.tensor_parallel_size)
-        if device == "cuda" and need / GIB > share:
-            notes.append(f"does not fit: vLLM's share ({share:.1f} GiB) is smaller than its weights "
+    kv = rows_at_once * (lp + ro.max_new_tokens) * kv_tok
+    prompts_at_once = math.ceil(rows_at_once / ro.group_size) if ro.shared_prefill else rows_at_once
+    expand = (arch.num_heads / arch.num_kv_heads - 1) if arch.num_heads > arch.num_kv_heads else 0
+    one_layer = rows_at_once * (lp + ro.max_new_tokens) * kv_tok / arch.num_layers
+    decode = rows_at_once * arch.vocab_size * (w + 20) + one_layer * (1 + expand)  # sampling + GQA + row drop
+    prefill = prompts_at_once * lp * (kv_tok + c.per_layer_bytes())  # the prompts' cache + one layer's working set
+    work = max(decode, prefill - kv + one_layer)
+    gathered = c.params * w if c.stage == 3 else 0.0
+    return GenerationMemory(rows_at_once=rows_at_once, items=[
+        Item("generation KV cache", _gib(kv), 0.0,
+             f"{rows_at_once} rows × ({lp} + {ro.max_new_tokens}) × {arch.num_layers} layers × 2 × "
+             f"{arch.num_kv_heads} × {arch.head_dim} × {w} B"),
+        Item("generation working memory", _gib(work), 0.0, "sampling logits, one layer's K/V expansion; or the prefill"),
+        Item("gathered full weights (ZeRO-3)", _gib(gathered), 0.0,
+             "whole model on every rank for the rollout" if gathered else "not ZeRO-3"),
+    ])
+
+
+def vllm_generation_memory(c: PlanContext) -> GenerationMemory:
+    """The colocated vLLM engine: its share of the GPU at the rollout, and in the update unless it sleeps."""
+    v = c.cfg.rollout.vllm
+    share = v.gpu_memory_utilization * c.gpu_gib if c.device == "cuda" else 0.0
+    sleeps = v.enable_sleep_mode and c.device == "cuda"
+    out = GenerationMemory(rows_at_once=c.shape.rows_per_rank, items=[
+        Item("vLLM engine (weights + KV cache)", share, 0.0 if sleeps else share,
+             f"{v.gpu_memory_utilization} × GPU" + (", asleep in the update" if sleeps else ""))])
+    need = c.params * c.w / max(1, v.tensor_parallel_size)
+    if c.device == "cuda" and need / GIB > share:
+        out.notes.append(f"does not fit: vLLM's share ({share:.1f} GiB) is smaller than its weights "
                          f"({need / GIB:.1f} GiB): raise rollout.vllm.gpu_memory_utilization or tensor_parallel_size")
-
-    # ---- the KL reference model
-    if cfg.algorithm.kl_beta > 0:
-        ref = P * w_ref / (N if stage == 3 else 1)
-        items.append(Item("KL reference model", G(ref), G(ref), f"{w_ref} B/param" + (f" / {N}" if stage == 3 else "")))
-    if device == "cuda":
-        items.append(Item("runtime (CUDA, NCCL, allocator)", RUNTIME_GIB, RUNTIME_GIB, "fixed estimate"))
-
-    # ---- host per node
-    rpn = min(N, gpus_per_node)
-    host: list[tuple[str, float]] = []
-    if offload_opt:
-        host.append(("offloaded optimizer state + fp32 gradients", G(T * 16 / N * rpn)))
-    if offload_par:
-        host.append(("offloaded parameters", G(P * w / N * rpn)))
-    if engine == "vllm" and ro.vllm.enable_sleep_mode:
-        host.append(("vLLM sleeping weights", G(P * w * rpn / max(1, ro.vllm.tensor_parallel_size))))
-    if stage == 3:
-        host.append(("loading (ZeRO-3 partitioned: rank 0 memory-maps the checkpoint)", G(P * w_ref)))
-    else:
-        host.append(("loading (every rank reads the whole checkpoint)", G(P * w_ref * rpn)))
-
-    settings = dict(weight_bytes=w, zero_stage=stage, offload_optimizer=offload_opt, offload_params=offload_par,
-                    rows_per_rank=rows_rank, rows_at_once=rows_at_once if engine == "hf" else rows_rank,
-                    prompt_tokens=lp, new_tokens=ro.max_new_tokens, engine=engine, micro=micro, seq_len=seq,
-                    checkpointing=m.gradient_checkpointing)
-    plan = MemoryPlan(model=arch.name, device=device, world_size=N, gpu_gib=gpu_gib, params=P, trainable=T,
-                      items=items, host=host, gpus_per_node=gpus_per_node, settings=settings, notes=notes)
-    if search_knobs and not plan.fits:
-        _find_knobs(plan, cfg, world_size, gpu_gib=gpu_gib, arch=arch, device=device, gpus_per_node=gpus_per_node)
-    return plan
+    if v.enable_sleep_mode:
+        out.host.append(("vLLM sleeping weights",
+                         _gib(c.params * c.w * c.ranks_per_node / max(1, v.tensor_parallel_size))))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ knobs
@@ -463,7 +551,10 @@ def _candidates(cfg: Config, plan: MemoryPlan, every: bool = False) -> list[tupl
     s, ds, G = plan.settings, cfg.deepspeed, cfg.rollout.group_size
     out: list[tuple[str, list[Any]]] = []
     rollout_heavy = plan.rollout_gib >= plan.update_gib
-    if cfg.rollout.engine == "hf" and s["rows_at_once"] > 1 and (rollout_heavy or every):
+    from .engines import engine_class
+
+    decode_knob = "rollout.generation_batch_size" in engine_class(cfg.rollout.engine).memory_knobs
+    if decode_knob and s["rows_at_once"] > 1 and (rollout_heavy or every):
         n = s["rows_at_once"]
         groups = [k * G for k in range(n // G, 0, -1) if k * G < n]  # whole groups first: a prompt in one chunk
         out.append(("rollout.generation_batch_size", groups + list(range(min(G, n) - 1, 0, -1))))

@@ -18,8 +18,9 @@ The pieces, used by the π_old / reference passes and the optimizer steps alike:
   micro-batch go through the vision tower once; their pooled and deepstack features are indexed for every packed
   row of their prompt (gradients flow back to the tower through every use). `PackedPolicyLogprobs` is the
   trained module that takes either a row micro-batch or `packed=PackedBatch`.
-- `packed_rollout_logprobs` / `packed_update_policy`: the π_old (or reference) pass and the optimizer steps on
-  these micro-batches; `update.py` calls them when `algorithm.shared_prefix` is on.
+- `PackedSource`: these micro-batches as the update loop takes them (`update.MicroBatchSource`); the loop
+  (`update.py`) runs the π_old / reference passes and the optimizer steps on it when `algorithm.shared_prefix`
+  is on.
 
 Log-probabilities and gradients equal those of the one-row-per-completion path (`Rollout.micro_batch` +
 `PolicyLogprobs`) to float32 rounding: `tests/test_packing.py` measures the gap for one image, several images,
@@ -41,11 +42,11 @@ from typing import Sequence
 import torch
 import torch.distributed as tdist
 
-from . import ds
+from .dist import all_reduce
 from .logprobs import PolicyLogprobs, _dummy_vision, chunked_logprobs
 from .models.loading import hf_model
-from .runlog import UpdateStats
-from .shared_prefix import SharedPrefixLayout, layout_of, route
+from .models.archs import arch_from_config
+from .shared_prefix import SharedPrefixLayout, UnitCosts, layout_of, prefer_packed, route
 
 Tensor = torch.Tensor
 PackedRow = tuple[int, tuple[int, ...]]
@@ -152,7 +153,7 @@ def update_limits(table: "PromptTable", micro: int, micro_tokens: int) -> dict:
 def micro_batches_in_step(rows: Sequence[int], table: "PromptTable", **limits) -> list[list[PackedRow]]:
     """`plan_micro_batches` on this rank, re-planned so that every rank runs the same number of micro-batches."""
     local = plan_micro_batches(rows, table.group_size, table.prompt_len, table.completion_len, **limits)
-    need = int(ds.all_reduce([float(len(local))], tdist.ReduceOp.MAX)[0])
+    need = int(all_reduce([float(len(local))], tdist.ReduceOp.MAX)[0])
     if need == len(local):
         return local
     return plan_micro_batches(rows, table.group_size, table.prompt_len, table.completion_len,
@@ -242,6 +243,15 @@ class PackedBatch:
     def to(self, device) -> "PackedBatch":
         mv = lambda t: t.to(device) if isinstance(t, (Tensor, SharedPrefixLayout)) else t  # noqa: E731
         return PackedBatch(**{k: mv(v) for k, v in self.__dict__.items()})
+
+    def logprobs(self, module, **kw) -> tuple[Tensor, Tensor]:
+        """(n, Lc) log-probs and entropies of `rows` through `module` (a DeepSpeed engine around a
+        `PackedPolicyLogprobs`, or one itself: its hooks gather ZeRO-3 parameters)."""
+        return module(packed=self, **kw)
+
+    def counts(self) -> dict[str, float]:
+        return {"real_tokens": float(self.real_tokens), "padded_tokens": float(self.input_ids.numel()),
+                "vision_patches": float(vision_patches(self)), "packed": 1.0}
 
 
 def packed_batch(table: PromptTable, batch: list[PackedRow], device: torch.device | str = "cpu") -> PackedBatch:
@@ -344,9 +354,9 @@ def packed_logprobs(
 class PackedPolicyLogprobs(PolicyLogprobs):
     """`PolicyLogprobs` that also takes a `PackedBatch` (`packed=`), so the DeepSpeed engine can run both paths."""
 
-    def forward(self, *args, packed: PackedBatch | None = None, **kwargs) -> tuple[Tensor, Tensor]:
+    def forward(self, rows=None, *, packed: PackedBatch | None = None, **kwargs) -> tuple[Tensor, Tensor]:
         if packed is None:
-            return super().forward(*args, **kwargs)
+            return super().forward(rows, **kwargs)
         return packed_logprobs(self, packed, **kwargs)
 
 
@@ -355,92 +365,34 @@ def vision_patches(batch: PackedBatch) -> int:
     return 0 if batch.image_grid_thw is None else int(batch.image_grid_thw.prod(-1).sum())
 
 
-# ---------------------------------------------------------------------------------------------------- the passes
-def _forward(engine_or_module, batch: PackedBatch, **kw):
-    """Through the DeepSpeed engine when there is one (its hooks gather ZeRO-3 parameters), else the module."""
-    module = getattr(engine_or_module, "module", engine_or_module)
-    if module is engine_or_module:
-        return packed_logprobs(module, batch, **kw)
-    return engine_or_module(packed=batch, **kw)
+# ---------------------------------------------------------------------------------------------------- the source
+class PackedSource:
+    """`update.MicroBatchSource` of packed micro-batches: minibatches of whole groups (`group_minibatches`), cut into
+    token-budget micro-batches (`micro_batches_in_step`), each a `PackedBatch`. The prompt table is built once.
 
-
-@torch.no_grad()
-def packed_rollout_logprobs(module, table: PromptTable, rows: list[int], *, limits: dict, device, temperature: float,
-                            touch_vision: bool) -> tuple[Tensor, Tensor, dict[str, float]]:
-    """(N, Lc) log-probs and entropies of `rows` under `module` on packed micro-batches, and packing stats."""
-    lc = table.completion_ids.shape[1]
-    n = table.completion_ids.shape[0]
-    logp, ent = torch.zeros(n, lc), torch.zeros(n, lc)
-    stats: dict[str, float] = defaultdict(float)
-    for b in micro_batches_in_step(rows, table, **limits):
-        batch = packed_batch(table, b, device)
-        lp, e = _forward(module, batch, temperature=temperature, touch_vision=touch_vision)
-        logp[batch.rows, : batch.n_completion] = lp.float().cpu()
-        ent[batch.rows, : batch.n_completion] = e.float().cpu()
-        _count(stats, batch)
-    return logp, ent, dict(stats)
-
-
-def _count(stats: dict, batch: PackedBatch) -> None:
-    stats["real_tokens"] += batch.real_tokens
-    stats["padded_tokens"] += batch.input_ids.numel()
-    stats["vision_patches"] += vision_patches(batch)
-    stats["micro_batches"] += 1
-
-
-def packed_update_policy(engine, table: PromptTable, advantages: Tensor, loss_mask: Tensor, *, old_logprobs,
-                         ref_logprobs, loss_fn, loss_kwargs: dict, limits: dict, mu: int, num_minibatches: int,
-                         temperature: float, world_size: int, device, seed: int,
-                         touch_vision: bool) -> tuple[dict[str, float], int]:
-    """`update.update_policy` on group-aware minibatches and packed micro-batches; same losses, same normalisers.
-
-    advantages: (N,), or (N, Lc) when importance weights scale them per token (`Rollout.token_advantages`).
-    Each micro-batch's loss is normalised by the token / sequence counts of its whole minibatch over all ranks, so
-    the micro-batch gradients sum to the minibatch gradient however the minibatch is packed. The number of
-    micro-batches varies, so the accumulation boundary is set on the engine before each micro-batch.
-    Returns loss stats (token-weighted means; `padding_frac`, `vision_patches`, `micro_batches` of the packing)
-    and the number of skipped optimizer steps.
+    auto (`algorithm.shared_prefix: auto`): each planned micro-batch runs packed, or as one row micro-batch of
+    its completions (`Rollout.row_batch`) where `shared_prefix.prefer_packed` finds that cheaper and within the
+    token budget; the choice depends on lengths only, so every rank makes its own without a collective.
     """
-    acc = UpdateStats()
-    pack: dict[str, float] = defaultdict(float)
-    skipped = 0
-    ent_sum = ent_tokens = 0.0
-    gen = torch.Generator().manual_seed(seed)
-    n = table.completion_ids.shape[0]
-    for epoch in range(mu):
-        for mb in group_minibatches(n, table.group_size, num_minibatches, gen):
-            lm = loss_mask[mb]
-            g_tok, g_seq = ds.all_reduce([float(lm.sum()), float((lm.sum(-1) > 0).sum())])
-            plan = micro_batches_in_step(mb, table, **limits)
-            bad = False
-            for i, b in enumerate(plan):
-                batch = packed_batch(table, b, device)
-                rows, lc = batch.rows, batch.n_completion
-                mask = loss_mask[rows, :lc].to(device)
-                first_pass = epoch == 0 and old_logprobs is None
-                engine.set_gradient_accumulation_boundary(i == len(plan) - 1)
-                logp, ent = _forward(engine, batch, temperature=temperature, touch_vision=touch_vision,
-                                     with_entropy=first_pass)
-                old = old_logprobs[rows, :lc].to(device) if old_logprobs is not None else logp.detach()
-                ref = ref_logprobs[rows, :lc].to(device) if ref_logprobs is not None else None
-                adv = advantages[rows, :lc] if advantages.dim() == 2 else advantages[rows]  # (n,) or token (n, lc)
-                loss, stats = loss_fn(logp, old, adv.to(device), mask, ref_logprobs=ref,
-                                      global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
-                if ds.all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
-                    bad = True  # the whole optimizer step is dropped, on every rank
-                    loss = ds.poisoned(loss, logp)
-                ds.backward(engine, loss, world_size)
-                ds.optimizer_step(engine, skip=bad)
-                w = float(mask.sum())
-                if first_pass:
-                    ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
-                acc.add(stats, w, float((mask.sum(-1) > 0).sum()))
-                _count(pack, batch)
-            skipped += int(bad)
-    out = acc.result(mu * num_minibatches)
-    if ent_tokens:
-        out["entropy_update"] = ent_sum / ent_tokens
-    out["padding_frac"] = 1.0 - pack["real_tokens"] / max(pack["padded_tokens"], 1.0)
-    out["vision_patches"] = pack["vision_patches"]
-    out["micro_batches"] = pack["micro_batches"]
-    return out, skipped
+
+    def __init__(self, rollout, policy, *, micro_rows: int, micro_tokens: int, device: torch.device,
+                 auto: bool = False):
+        self.rollout = rollout
+        self.table = prompt_table(rollout, policy)
+        self.limits = update_limits(self.table, micro_rows, micro_tokens)
+        self.device = device
+        self.unit = UnitCosts.of(arch_from_config(hf_model(policy).config.to_dict(), "policy")) if auto else None
+        self.patches = [[] if g is None else [int(x) for x in g.prod(-1)] for g in self.table.image_grid_thw]
+
+    def minibatches(self, n_minibatches: int, generator: torch.Generator) -> list[list[int]]:
+        return group_minibatches(self.table.completion_ids.shape[0], self.table.group_size, n_minibatches, generator)
+
+    def plan(self, rows: Sequence[int]) -> list[list[PackedRow]]:
+        return micro_batches_in_step(rows, self.table, **self.limits)
+
+    def batch(self, plan: list[PackedRow]):
+        """A `PackedBatch`, or under auto a `RowBatch` of the same completions where the estimate prefers rows."""
+        if self.unit is not None and not prefer_packed(plan, self.table.prompt_len, self.table.completion_len,
+                                                       self.patches, self.unit, self.limits["token_budget"]):
+            return self.rollout.row_batch([r for _, rs in plan for r in rs], self.device)
+        return packed_batch(self.table, plan, self.device)

@@ -1,27 +1,26 @@
 """The rollout: B prompts × G completions with rewards and advantages, and how it is cut into micro-batches.
 
 `Rollout` keeps each prompt once (its token ids and its images' patches) and each completion once; a
-`MicroBatch` of completion rows is assembled on demand as prompt+completion sequences with the pixel patches of
+`RowBatch` of completion rows is assembled on demand as prompt+completion sequences with the pixel patches of
 the rows' prompts, ready for `PolicyLogprobs`. Rows g·G … g·G+G−1 form prompt g's group.
 
 `collect_rollout` makes one (sample with the rollout engine, then score with the verifiers);
-`refill_zero_std_groups` is DAPO's dynamic sampling on top of it.
+`sample_and_score` is a training step's, with DAPO's dynamic sampling (`refill_zero_std_groups`) on top.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as tdist
 
-from . import ds
 from .algorithms import corrected_advantages, overlong_penalty, zero_std_groups
 from .config import Config
 from .data.record import Record
-from .engines import RolloutEngine, SamplingSettings
-from .sampling import Samples
+from .dist import all_reduce, world_size
+from .engines.base import RolloutEngine, Samples, SamplingSettings
 from .verifiers.batch import score_batch
 from .verifiers.result import VerifierResult
 
@@ -29,8 +28,9 @@ Tensor = torch.Tensor
 
 
 @dataclass
-class MicroBatch:
-    """Completion rows of a rollout as model inputs (prompt + completion sequences) plus what their loss needs."""
+class RowBatch:
+    """Completion rows of a rollout as model inputs, one prompt+completion sequence per row (the row layout of
+    `update.MicroBatch`; `packing.PackedBatch` is the packed one)."""
 
     rows: list[int]
     """The rollout rows in this micro-batch, in order."""
@@ -48,18 +48,15 @@ class MicroBatch:
     """(n_images, 3) their patch grids."""
     mask: Tensor
     """(n, Lc') 1 on completion tokens."""
-    advantages: Tensor | None = None
-    """(n,) group advantages, once computed; (n, Lc') when importance weights scale them per token."""
-    old_logprobs: Tensor | None = None
-    """(n, Lc') π_old log-probs, when the rollout has them."""
-    ref_logprobs: Tensor | None = None
-    """(n, Lc') reference log-probs, when KL is on."""
 
-    def model_inputs(self) -> dict[str, Any]:
-        """Keyword arguments of `PolicyLogprobs.forward`."""
-        return dict(input_ids=self.input_ids, attention_mask=self.attention_mask,
-                    mm_token_type_ids=self.mm_token_type_ids, n_completion=self.n_completion,
-                    pixel_values=self.pixel_values, image_grid_thw=self.image_grid_thw)
+    def logprobs(self, module, **kw) -> tuple[Tensor, Tensor]:
+        """(n, Lc') log-probs and entropies through `module` (a DeepSpeed engine or a `PolicyLogprobs`)."""
+        return module(self, **kw)
+
+    def counts(self) -> dict[str, float]:
+        patches = 0 if self.image_grid_thw is None else int(self.image_grid_thw.prod(-1).sum())
+        return {"real_tokens": float(self.attention_mask.sum()), "padded_tokens": float(self.input_ids.numel()),
+                "vision_patches": float(patches)}
 
 
 @dataclass
@@ -95,6 +92,10 @@ class Rollout:
     """(N, Lc) log-probs under the policy that generated (π_old)."""
     ref_logprobs: Tensor | None = None
     """(N, Lc) log-probs under the reference policy, when KL is on."""
+    loss_mask: Tensor | None = None
+    """(N, Lc) 1 on the tokens the loss counts: completion tokens, less truncated rows (`algorithm.mask_truncated`),
+    the zero-std groups dynamic sampling could not replace, and what the mismatch correction masks (MIS). Set
+    with the advantages (`train.assign_advantages`)."""
     is_weights: Tensor | None = None
     """(N, Lc) importance weights π_old/π_sample of `algorithm.rollout_correction` (tis, mis), or None; they
     multiply each token's advantage (`algorithms.corrected_advantages`)."""
@@ -187,7 +188,7 @@ class Rollout:
             return adv
         return corrected_advantages(adv, self.is_weights[torch.as_tensor(rows, dtype=torch.long), :lc])  # (n, lc)
 
-    def micro_batch(self, rows: Sequence[int], device: torch.device | str = "cpu") -> MicroBatch:
+    def row_batch(self, rows: Sequence[int], device: torch.device | str = "cpu") -> RowBatch:
         """Model inputs for completion rows `rows`: prompt+completion sequences with their images' patches.
 
         Common left padding of the selected prompts and common right padding of the completions are trimmed.
@@ -203,16 +204,12 @@ class Rollout:
         mm = torch.cat([self.prompt_mm_types[prompt, first:], torch.zeros_like(cm[:, :lc])], dim=1)
         pix = [self.pixel_values[p] for p in prompt.tolist() if self.pixel_values[p] is not None]
         grids = [self.image_grid_thw[p] for p in prompt.tolist() if self.image_grid_thw[p] is not None]
-        to = lambda t: t.to(device) if t is not None else None  # noqa: E731
-        return MicroBatch(
+        return RowBatch(
             rows=rows_t.tolist(), input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
             mm_token_type_ids=mm.to(device), n_completion=lc,
             pixel_values=torch.cat(pix).to(device) if pix else None,
             image_grid_thw=torch.cat(grids).to(device) if grids else None,
             mask=cm[:, :lc].to(device),
-            advantages=to(self.token_advantages(rows_t, lc)) if self.advantages.numel() else None,
-            old_logprobs=to(self.old_logprobs[rows_t, :lc]) if self.old_logprobs is not None else None,
-            ref_logprobs=to(self.ref_logprobs[rows_t, :lc]) if self.ref_logprobs is not None else None,
         )
 
 
@@ -222,11 +219,48 @@ def sampling_settings(cfg: Config) -> SamplingSettings:
                             top_p=r.top_p, top_k=r.top_k)
 
 
-def collect_rollout(engine: RolloutEngine, prompts: list, cfg: Config, seed: int) -> tuple[Rollout, float, int]:
+@dataclass
+class Scored:
+    """A scored rollout and what it cost: this rank's rows, scoring time and counters for the log."""
+
+    rollout: Rollout
+    score_s: float = 0.0
+    """Seconds spent scoring (inside the rollout phase)."""
+    score_timeouts: int = 0
+    """Completions whose verifier ran out of time (scored 0)."""
+    zero_std_frac_sampled: float = 0.0
+    """Share of groups with zero reward spread as first sampled, over all ranks (before any refill)."""
+    dynamic_sampling_rounds: int = 0
+    """Extra rollouts drawn to refill zero-std groups (`algorithm.dynamic_sampling`)."""
+
+    def add_cost(self, other: "Scored") -> None:
+        self.score_s += other.score_s
+        self.score_timeouts += other.score_timeouts
+
+
+def sample_and_score(engine: RolloutEngine, stream, cfg: Config, seed: int, *, pad_id: int) -> Scored:
+    """This rank's scored rollout of the step: `rollout.prompts_per_step` prompts (over all ranks) from `stream`,
+    G completions each; with `algorithm.dynamic_sampling`, zero-std groups refilled from fresh prompts.
+
+    The engine's memory is reclaimed before sampling and released after (the update phase gets it back).
+    """
+    engine.reclaim_memory()
+    got = collect_rollout(engine, stream.next_batch(cfg.rollout.prompts_per_step), cfg, seed)
+    zero = zero_std_groups(got.rollout.rewards, cfg.rollout.group_size).float().mean()
+    got.zero_std_frac_sampled = all_reduce([float(zero)])[0] / world_size()
+    if cfg.algorithm.dynamic_sampling:
+        def draw(n: int, round_: int) -> Scored:  # n prompts on this rank, so n · ranks from the global stream
+            return collect_rollout(engine, stream.next_batch(n * world_size()), cfg, seed + 104_729 * (round_ + 1))
+
+        refill_zero_std_groups(got, draw, rounds=cfg.algorithm.dynamic_sampling_rounds, pad_id=pad_id)
+    engine.release_memory()
+    return got
+
+
+def collect_rollout(engine: RolloutEngine, prompts: list, cfg: Config, seed: int) -> Scored:
     """Sample G completions per prompt with the rollout engine and score them with the verifiers.
 
-    Returns the rollout with `scores` and `rewards` (verifier score, plus DAPO's overlong penalty when on), the
-    seconds spent scoring and the number of scoring timeouts.
+    The rollout carries `scores` and `rewards` (verifier score, plus DAPO's overlong penalty when on).
     """
     G = cfg.rollout.group_size
     samples = engine.generate([q.record.prompt for q in prompts], [q.images for q in prompts],
@@ -242,29 +276,28 @@ def collect_rollout(engine: RolloutEngine, prompts: list, cfg: Config, seed: int
         op = cfg.algorithm.overlong_penalty
         rollout.rewards = rollout.rewards + overlong_penalty(rollout.completion_mask.sum(-1),
                                                              cfg.rollout.max_new_tokens, op.buffer, op.penalty)
-    return rollout, time.time() - t, scored.timeouts
+    return Scored(rollout, score_s=time.time() - t, score_timeouts=scored.timeouts)
 
 
-def refill_zero_std_groups(rollout: Rollout, draw, *, rounds: int, pad_id: int) -> tuple[Rollout, int]:
-    """DAPO dynamic sampling: replace zero-std groups by groups of fresh prompts that carry signal.
+def refill_zero_std_groups(got: Scored, draw: Callable[[int, int], Scored], *, rounds: int, pad_id: int) -> None:
+    """DAPO dynamic sampling, in place: replace `got.rollout`'s zero-std groups by groups of fresh prompts that
+    carry signal, for at most `rounds` extra rollouts.
 
     `draw(n, round)` rolls out and scores `n` new prompts on this rank. Every rank draws the same number per round (the
-    largest need over ranks), so the global prompt stream stays aligned. Returns the rollout and the number of extra
-    rollouts drawn. Group order: each round keeps the groups that carry signal (in order), then the zero-std
-    groups it could not replace, and appends its refills after them.
+    largest need over ranks), so the global prompt stream stays aligned. Group order: each round keeps the groups
+    that carry signal (in order), then the zero-std groups it could not replace, and appends its refills after them.
     """
-    G = rollout.group_size
-    done = 0
+    G = got.rollout.group_size
     for round_ in range(rounds):
-        zero = zero_std_groups(rollout.rewards, G)
-        need = int(ds.all_reduce([float(zero.sum())], tdist.ReduceOp.MAX)[0])
+        zero = zero_std_groups(got.rollout.rewards, G)
+        need = int(all_reduce([float(zero.sum())], tdist.ReduceOp.MAX)[0])
         if need == 0:
             break
         extra = draw(need, round_)
-        done += 1
-        good = [g for g, z in enumerate(zero_std_groups(extra.rewards, G).tolist()) if not z]
+        got.add_cost(extra)
+        got.dynamic_sampling_rounds += 1
+        good = [g for g, z in enumerate(zero_std_groups(extra.rollout.rewards, G).tolist()) if not z]
         zero_idx = [g for g, z in enumerate(zero.tolist()) if z]
         fill = good[: len(zero_idx)]
         keep = [g for g, z in enumerate(zero.tolist()) if not z] + zero_idx[len(fill):]
-        rollout = Rollout.concat([rollout.groups(keep), extra.groups(fill)], pad_id)
-    return rollout, done
+        got.rollout = Rollout.concat([got.rollout.groups(keep), extra.rollout.groups(fill)], pad_id)

@@ -7,10 +7,9 @@ policy (LoRA, freezing and checkpointing applied), the DeepSpeed engine, the rol
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -20,13 +19,12 @@ from .config import Config, config_to_dict, dump_yaml
 from .data.stream import PromptStream
 from .dist import Dist
 from .engines import RolloutEngine, engine_class
-from .logprobs import PolicyLogprobs
-from .sampling import NEVER_SAMPLE, token_ids
-from .losses import LOSSES
 from .models.loading import load_policy, load_processor
-from .models.zero3 import load_policy_zero3, load_reference_zero3, zero3_enabled
+from .models.zero3 import load_policy_zero3, reference_engine, zero3_enabled
 from .packing import PackedPolicyLogprobs
 from .runlog import RunLog
+from .sampling import NEVER_SAMPLE, token_ids
+from .update import UpdateSettings
 
 
 @dataclass
@@ -41,18 +39,18 @@ class Run:
     """The training prompts, sharded by rank; its state is checkpointed."""
     policy: torch.nn.Module
     """The `transformers` model (PEFT-wrapped with LoRA); saved as the `hf/` folder of each checkpoint."""
-    engine: Any
-    """The DeepSpeed engine training `PackedPolicyLogprobs(policy)` (row or packed micro-batches)."""
+    ds_engine: Any
+    """The DeepSpeed engine training `PackedPolicyLogprobs(policy)` (row or packed micro-batches); not to be
+    confused with `rollout_engine`, which samples."""
     rollout_engine: RolloutEngine
     """What samples the completions (`rollout.engine`)."""
     ref: Any
-    """The frozen reference policy when `algorithm.kl_beta` > 0 (`PolicyLogprobs`; under ZeRO-3 partitioned, in
-    an optimizer-less DeepSpeed engine, so every rank must run its forwards together)."""
+    """The frozen reference policy when `algorithm.kl_beta` > 0: a `PackedPolicyLogprobs` like the trained one
+    (under ZeRO-3 partitioned, in an optimizer-less DeepSpeed engine, so every rank must run its forwards
+    together); None otherwise."""
     log: RunLog
-    loss_fn: Callable
-    """The configured policy loss (`sapo_vl.losses.LOSSES`)."""
-    loss_kwargs: dict[str, Any]
-    """Its keyword arguments (its config section, aggregation, KL)."""
+    update: UpdateSettings
+    """The update phase's settings (loss and its kwargs, μ, minibatches, micro-batch layout and budgets)."""
     start_step: int = 0
     """The first step to run (> 0 after a resume)."""
     skipped_steps: int = 0
@@ -93,6 +91,20 @@ def build_policy(cfg: Config, device: torch.device, ds_conf: dict | None = None)
     return without_dropout(policy)
 
 
+def build_reference(cfg: Config, ds_conf: dict, device: torch.device, banned: list[int]):
+    """The frozen KL reference: the base checkpoint loaded as the policy is (dtype, attention kernels), wrapped as
+    the trained module is (`PackedPolicyLogprobs`, never-sampled tokens out of its softmax), so both forwards (row
+    and packed) take one route; under ZeRO-3 partitioned, in an optimizer-less DeepSpeed engine."""
+    kw = dict(dtype=cfg.model.dtype, attn_implementation=cfg.model.attn_implementation,
+              trust_remote_code=cfg.model.trust_remote_code)
+    if zero3_enabled(ds_conf):
+        return reference_engine(PackedPolicyLogprobs(load_policy_zero3(cfg.model.name_or_path, ds_conf, **kw),
+                                                     banned_ids=banned), ds_conf)
+    ref = PackedPolicyLogprobs(load_policy(cfg.model.name_or_path, device=device, **kw), banned_ids=banned).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
 def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
     """Every dropout of `model` set to 0, so that each forward of the policy is deterministic: π_old passes,
     the loss and the sampler then see the same function (the first minibatch's ratio is exactly 1)."""
@@ -122,28 +134,21 @@ def setup_run(cfg: Config) -> Run:
                            device=dist.device)
     policy = build_policy(cfg, dist.device, ds_conf)
     banned = token_ids(processor.tokenizer, NEVER_SAMPLE)  # out of the trainer's softmax too, as in the sampler
-    ref = None
-    if cfg.algorithm.kl_beta > 0 and zero3_enabled(ds_conf):  # partitioned too, in an optimizer-less engine
-        ref = load_reference_zero3(cfg.model.name_or_path, ds_conf, dtype=cfg.model.dtype,
-                                   wrap=partial(PackedPolicyLogprobs, banned_ids=banned))
-    elif cfg.algorithm.kl_beta > 0:
-        ref = PolicyLogprobs(load_policy(cfg.model.name_or_path, dtype=cfg.model.dtype, device=dist.device),
-                             banned_ids=banned).eval()
-        ref.requires_grad_(False)
-    engine = ds.create_engine(PackedPolicyLogprobs(policy, banned_ids=banned), cfg, micro_batch=plan.micro, grad_accum=plan.grad_accum,
-                              dist=dist, total_optimizer_steps=plan.total_optimizer_steps)
-    rollout_engine = engine_class(cfg.rollout.engine)(engine, policy, processor, cfg)
+    ref = build_reference(cfg, ds_conf, dist.device, banned) if cfg.algorithm.kl_beta > 0 else None
+    ds_engine = ds.create_engine(PackedPolicyLogprobs(policy, banned_ids=banned), cfg, micro_batch=plan.micro,
+                                 grad_accum=plan.grad_accum, dist=dist, total_optimizer_steps=plan.total_optimizer_steps)
+    rollout_engine = engine_class(cfg.rollout.engine)(ds_engine, policy, processor, cfg)
     log = RunLog(run_dir, is_main=dist.is_main, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                  wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg))
     if dist.is_main:
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     run = Run(cfg=cfg, dist=dist, plan=plan, run_dir=run_dir, processor=processor, stream=stream, policy=policy,
-              engine=engine, rollout_engine=rollout_engine, ref=ref, log=log, loss_fn=LOSSES[cfg.algorithm.name].fn,
-              loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens))
+              ds_engine=ds_engine, rollout_engine=rollout_engine, ref=ref, log=log,
+              update=UpdateSettings.from_config(cfg, plan))
     if cfg.train.resume:
         ckpt = ds.latest_checkpoint(run_dir) if cfg.train.resume == "auto" else Path(cfg.train.resume)
         if ckpt is not None:
-            client = ds.load_checkpoint(engine, ckpt)
+            client = ds.load_checkpoint(ds_engine, ckpt)
             stream.load_state_dict(client["stream"])
             run.start_step = int(client["step"])
             log.truncate_after(run.start_step)

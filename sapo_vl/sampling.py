@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
+from .engines.base import Samples
 from .models.loading import encode_prompts, hf_model
 
 Tensor = torch.Tensor
@@ -47,33 +48,6 @@ NEVER_SAMPLE = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 CHECK_EVERY = 16
 """Default number of decoded tokens between two looks at the stop flags (one host sync each)."""
-
-
-@dataclass
-class Samples:
-    """G sampled completions for each of B prompts. Row r of the completions belongs to prompt r // G."""
-
-    inputs: Any
-    """The processor's BatchFeature for the B prompts (input_ids (B, Lp) left-padded, attention_mask,
-    mm_token_type_ids, pixel_values, image_grid_thw)."""
-    completion_ids: Tensor
-    """(B·G, Lc) sampled token ids, right-padded with the pad id after the stop token."""
-    completion_mask: Tensor
-    """(B·G, Lc) 1 on sampled tokens up to and including the stop token."""
-    truncated: Tensor
-    """(B·G,) bool: no stop token within max_new_tokens."""
-    sample_logprobs: Tensor
-    """(B·G, Lc) log-probability of each sampled token under the distribution it was drawn from (after
-    temperature, top-k/top-p and the banned tokens); 0 where the mask is 0. A diagnostic of rollout/update drift."""
-    texts: list[str]
-    """B·G decoded completions, special tokens removed."""
-    group_size: int
-    prefill_tokens: int
-    """Tokens that went through the prefill forwards (B·Lp shared, B·G·Lp expanded; summed over chunks)."""
-
-    @property
-    def lengths(self) -> Tensor:
-        return self.completion_mask.sum(-1)  # (B·G,)
 
 
 def token_ids(tokenizer, tokens: Sequence[str]) -> list[int]:

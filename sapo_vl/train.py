@@ -5,16 +5,18 @@
     sapo-vl train CONFIG [key=value ...]                                (one process)
 
 `setup_run` (`sapo_vl/run.py`) builds the typed `Run`; each `train_step`: sample prompts → G completions per prompt
-from the rollout engine (`rollout.engine`) → verifier rewards (parallel, time-limited) → group advantages (over
-the global batch) → π_old log-probs → μ passes of `num_minibatches` optimizer steps (packed shared-prefix
-micro-batches by default, `sapo_vl/packing.py`) → the engine takes the new weights → metrics (over all ranks,
-`runlog.step_metrics`), samples, plots → checkpoint.
+from the rollout engine (`rollout.engine`) → verifier rewards (parallel, time-limited; `rollout.sample_and_score`)
+→ group advantages (over the global batch) and the loss mask → π_old log-probs → μ passes of `num_minibatches`
+optimizer steps (`update.update_policy`, on packed shared-prefix micro-batches by default, `sapo_vl/packing.py`)
+→ the rollout engine takes the new weights → metrics (over all ranks, `metrics.step_metrics`), samples, plots →
+checkpoint.
 
 Departures from the paper, all deliberate:
 - π_old log-probs are recomputed by a no-grad forward of the generating policy rather than taken from the
   sampler (same weights, so the same values up to kernel differences; `rollout_logprob_gap` logs the gap). When
   μ = 1 and there is one minibatch, the current log-probs (detached) serve as π_old and that pass is skipped,
-  unless a separate sampler drew the rollout (`rollout.engine` vllm) or `algorithm.rollout_correction` is on:
+  unless a separate sampler drew the rollout (an engine whose `samples_from_trainer_weights` is False: vllm) or
+  `algorithm.rollout_correction` is on:
   then π_old is always recomputed, the sampler/trainer mismatch is logged (`mismatch_kl`, `is_*`) and TIS/MIS
   weights scale each token's advantage and mask (`algorithms.rollout_correction`).
 - A non-finite loss on any rank drops that optimizer step on every rank, weights bit-identical (`ds.poisoned`,
@@ -39,11 +41,13 @@ from .algorithms import group_advantages, rollout_correction, zero_std_groups
 from .batch_plan import batch_plan
 from .config import Config, ConfigError, load_config
 from .data.stream import PromptStream
-from .rollout import Rollout, collect_rollout, refill_zero_std_groups
+from .dist import all_gather_cat, world_size
+from .metrics import GroupRewards, StepCounters, StepTiming, step_metrics
+from .rollout import Rollout, Scored, sample_and_score
 from .run import Run, run_dir_of, setup_run
-from .runlog import StepTiming, sparkline, step_metrics
+from .runlog import sparkline
 from .typed_config import parse_with_overrides
-from .update import format_warmup, rollout_logprobs, update_policy
+from .update import format_warmup, micro_batch_source, rollout_logprobs, update_policy
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
@@ -74,7 +78,7 @@ def train(cfg: Config):
             bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
             bar.update(1)
         if (cfg.logging.save_every and (step + 1) % cfg.logging.save_every == 0) or last:
-            ds.save_checkpoint(run.engine, run.run_dir, step + 1, {"step": step + 1, "stream": run.stream.state_dict()},
+            ds.save_checkpoint(run.ds_engine, run.run_dir, step + 1, {"step": step + 1, "stream": run.stream.state_dict()},
                                policy=run.policy, processor=run.processor, dist=run.dist,
                                keep=cfg.logging.keep_checkpoints)
     if bar is not None:
@@ -85,95 +89,82 @@ def train(cfg: Config):
 
 def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
     """One rollout → score → advantage → update; returns the step's metrics (over all ranks) and the rollout."""
-    cfg, dist, G = run.cfg, run.dist, run.cfg.rollout.group_size
+    cfg = run.cfg
     t0 = time.time()
-    rollout, score_s, extra = rollout_and_score(run, step)
+    scored = rollout_phase(run, step)
+    rollout = scored.rollout
     t_rolled = time.time()
-
-    # ---- advantages, over the global batch (groups never straddle ranks)
-    all_rewards = ds.all_gather_cat(rollout.rewards, dist.world_size)
-    adv_all, zero_std = group_advantages(all_rewards, G, scale=cfg.algorithm.advantage_scale, eps=cfg.algorithm.adv_eps)
-    rollout.advantages = adv_all[dist.rank * rollout.n : (dist.rank + 1) * rollout.n]
-    loss_mask = rollout.completion_mask.clone()
-    if cfg.algorithm.mask_truncated:
-        loss_mask[rollout.truncated] = 0
-    if cfg.algorithm.dynamic_sampling:  # what the refill could not replace stays out of the loss
-        loss_mask[zero_std_groups(rollout.rewards, G).repeat_interleave(G)] = 0
-
-    # ---- π_old (and π_ref) log-probs; the sampler/trainer mismatch correction; μ passes × num_minibatches steps
-    entropy = old_and_ref_logprobs(run, rollout)
-    correction = {}
-    if rollout.old_logprobs is not None and needs_mismatch_pass(cfg):
-        rc = cfg.algorithm.rollout_correction
-        weights, loss_mask, correction = rollout_correction(
-            rollout.old_logprobs, rollout.sample_logprobs, loss_mask, mode=rc.mode, level=rc.level,
-            threshold=rc.threshold)
-        rollout.is_weights = weights if rc.mode != "none" else None
-    stats, bad_steps = update_policy(
-        run.engine, rollout, loss_mask, plan=run.plan, loss_fn=run.loss_fn, loss_kwargs=run.loss_kwargs,
-        mu=cfg.algorithm.updates_per_rollout, num_minibatches=cfg.algorithm.num_minibatches,
-        temperature=cfg.rollout.temperature, dist=dist, seed=cfg.train.seed * 31 + step,
-        touch_vision=dist.world_size > 1, shared_prefix=cfg.algorithm.shared_prefix,
-        micro_tokens=cfg.deepspeed.micro_batch_tokens)
+    groups = assign_advantages(rollout, cfg, run.dist.rank)
+    source = micro_batch_source(rollout, run.policy, run.update, run.dist.device)
+    entropy = old_and_ref_logprobs(run, rollout, source)
+    correction = correct_rollout_mismatch(run, rollout)
+    stats, bad_steps = update_policy(run.ds_engine, rollout, source, run.update, seed=cfg.train.seed * 31 + step)
     run.rollout_engine.update_weights()
     stats.update(correction)
     run.skipped_steps += bad_steps
     if bad_steps:
         run.say(f"step {step}: non-finite loss in {bad_steps} minibatch(es); those optimizer steps were skipped")
-    timing = StepTiming(start=t0, rolled_out=t_rolled, updated=time.time(), score_s=score_s)
-    extra.update(lr=float(run.engine.optimizer.param_groups[0]["lr"]),
-                 grad_norm=ds.grad_norm(run.engine), skipped_steps=run.skipped_steps)
-    metrics = step_metrics(rollout, all_rewards=all_rewards, all_advantages=adv_all, zero_std=zero_std,
-                           update_stats=stats, entropy=entropy, timing=timing, extra=extra)
+    timing = StepTiming(start=t0, rolled_out=t_rolled, updated=time.time(), score_s=scored.score_s)
+    counters = StepCounters(
+        lr=float(run.ds_engine.optimizer.param_groups[0]["lr"]), grad_norm=ds.grad_norm(run.ds_engine),
+        skipped_steps=run.skipped_steps, score_timeouts=float(scored.score_timeouts),
+        zero_std_frac_sampled=scored.zero_std_frac_sampled, dynamic_sampling_rounds=scored.dynamic_sampling_rounds,
+        prompts_skipped=float(sum(run.stream.stats.skipped.values())))
+    metrics = step_metrics(rollout, groups, update_stats=stats, entropy=entropy, timing=timing, counters=counters)
     return metrics, rollout
 
 
-def rollout_and_score(run: Run, step: int) -> tuple[Rollout, float, dict[str, float]]:
-    """This rank's scored rollout (DAPO dynamic sampling refills zero-std groups with fresh prompts when on),
-    the seconds spent scoring, and counters for the log."""
-    cfg, dist, G = run.cfg, run.dist, run.cfg.rollout.group_size
-    seed = cfg.train.seed * 1_000_003 + step * 7919 + dist.rank
-    run.rollout_engine.reclaim_memory()
-    rollout, score_s, timeouts = collect_rollout(run.rollout_engine, run.stream.next_batch(cfg.rollout.prompts_per_step),
-                                                 cfg, seed)
-    zero_before = ds.all_reduce([float(zero_std_groups(rollout.rewards, G).float().mean())])[0] / dist.world_size
-    extra_rounds = 0
-    if cfg.algorithm.dynamic_sampling:
-        def draw(n: int, round_: int) -> Rollout:
-            nonlocal score_s, timeouts
-            more = run.stream.next_batch(n * dist.world_size)
-            ro, sec, to = collect_rollout(run.rollout_engine, more, cfg, seed + 104_729 * (round_ + 1))
-            score_s, timeouts = score_s + sec, timeouts + to
-            return ro
-
-        rollout, extra_rounds = refill_zero_std_groups(rollout, draw, rounds=cfg.algorithm.dynamic_sampling_rounds,
-                                                       pad_id=run.processor.tokenizer.pad_token_id)
-    run.rollout_engine.release_memory()
-    return rollout, score_s, dict(score_timeouts=float(timeouts), zero_std_frac_sampled=zero_before,
-                                  dynamic_sampling_rounds=extra_rounds,
-                                  prompts_skipped=float(sum(run.stream.stats.skipped.values())))
+def rollout_phase(run: Run, step: int) -> Scored:
+    """This rank's scored rollout of `step` (with DAPO's refill when on; `rollout.sample_and_score`)."""
+    seed = run.cfg.train.seed * 1_000_003 + step * 7919 + run.dist.rank
+    return sample_and_score(run.rollout_engine, run.stream, run.cfg, seed,
+                            pad_id=run.processor.tokenizer.pad_token_id)
 
 
-def needs_mismatch_pass(cfg: Config) -> bool:
+def assign_advantages(rollout: Rollout, cfg: Config, rank: int) -> GroupRewards:
+    """Group advantages over the global batch (groups never straddle ranks) and the loss mask, set on `rollout`;
+    returns the global rewards and advantages for the log."""
+    G, a = cfg.rollout.group_size, cfg.algorithm
+    all_rewards = all_gather_cat(rollout.rewards, world_size())
+    adv_all, zero_std = group_advantages(all_rewards, G, scale=a.advantage_scale, eps=a.adv_eps)
+    rollout.advantages = adv_all[rank * rollout.n : (rank + 1) * rollout.n]
+    loss_mask = rollout.completion_mask.clone()
+    if a.mask_truncated:
+        loss_mask[rollout.truncated] = 0
+    if a.dynamic_sampling:  # what the refill could not replace stays out of the loss
+        loss_mask[zero_std_groups(rollout.rewards, G).repeat_interleave(G)] = 0
+    rollout.loss_mask = loss_mask
+    return GroupRewards(rewards=all_rewards, advantages=adv_all, zero_std_frac=zero_std)
+
+
+def needs_mismatch_pass(run: Run) -> bool:
     """π_old is recomputed for the mismatch correction and its diagnostics: with a correction on, or whenever a
-    separate sampler (vLLM) drew the rollout."""
-    return cfg.algorithm.rollout_correction.mode != "none" or cfg.rollout.engine != "hf"
+    separate sampler drew the rollout (an engine that does not sample from the trainer's own weights)."""
+    return run.cfg.algorithm.rollout_correction.mode != "none" or not run.rollout_engine.samples_from_trainer_weights
 
 
-def old_and_ref_logprobs(run: Run, rollout: Rollout) -> torch.Tensor | None:
-    """Fill `rollout.old_logprobs` (when more than one optimizer step uses the rollout) and `ref_logprobs` (when
-    KL is on); returns the per-token entropies of the π_old pass, or None when it was skipped."""
-    a, T, micro, device = run.cfg.algorithm, run.cfg.rollout.temperature, run.plan.micro, run.dist.device
-    rows = list(range(rollout.n))
-    packed = dict(shared_prefix=a.shared_prefix, micro_tokens=run.cfg.deepspeed.micro_batch_tokens)
+def old_and_ref_logprobs(run: Run, rollout: Rollout, source) -> torch.Tensor | None:
+    """Fill `rollout.old_logprobs` (when more than one optimizer step uses the rollout, or a mismatch pass is due)
+    and `ref_logprobs` (when KL is on); returns the per-token entropies of the π_old pass, or None when skipped."""
     entropy = None
-    if a.updates_per_rollout > 1 or a.num_minibatches > 1 or needs_mismatch_pass(run.cfg):
-        rollout.old_logprobs, entropy = rollout_logprobs(run.engine, rollout, rows, micro, device, T,
-                                                         run.dist.world_size > 1, **packed)
-    if run.ref is not None:
-        rollout.ref_logprobs, _ = rollout_logprobs(run.ref, rollout, rows, micro, device, T,
-                                                   run.dist.world_size > 1, **packed)  # (ZeRO-3: ranks in step)
+    if run.update.optimizer_steps > 1 or needs_mismatch_pass(run):
+        rollout.old_logprobs, entropy = rollout_logprobs(run.ds_engine, rollout, source, run.update)
+    if run.ref is not None:  # (ZeRO-3: every rank runs this pass together)
+        rollout.ref_logprobs, _ = rollout_logprobs(run.ref, rollout, source, run.update)
     return entropy
+
+
+def correct_rollout_mismatch(run: Run, rollout: Rollout) -> dict[str, float]:
+    """`algorithm.rollout_correction` (TIS / MIS on π_old / π_sample) when π_old was recomputed for it: sets
+    `rollout.is_weights` and narrows `rollout.loss_mask`; returns the mismatch diagnostics (empty otherwise)."""
+    if rollout.old_logprobs is None or not needs_mismatch_pass(run):
+        return {}
+    rc = run.cfg.algorithm.rollout_correction
+    weights, rollout.loss_mask, diagnostics = rollout_correction(
+        rollout.old_logprobs, rollout.sample_logprobs, rollout.loss_mask, mode=rc.mode, level=rc.level,
+        threshold=rc.threshold)
+    rollout.is_weights = weights if rc.mode != "none" else None
+    return diagnostics
 
 
 # ---------------------------------------------------------------------------------------------------- around the loop
@@ -182,7 +173,7 @@ def warm_up(run: Run) -> None:
     cfg = run.cfg
     stream = PromptStream(cfg.data, cfg.model, run.processor, seed=cfg.train.seed + 1, rank=run.dist.rank,
                           world=run.dist.world_size, pool=run.stream.pool)
-    losses = format_warmup(run.engine, run.processor, stream, cfg.train.format_warmup_steps, plan=run.plan,
+    losses = format_warmup(run.ds_engine, run.processor, stream, cfg.train.format_warmup_steps, plan=run.plan,
                            dist=run.dist, seed=cfg.train.seed)
     run.rollout_engine.update_weights()
     run.say(f"format warm-up: {len(losses)} supervised steps on shuffled answers, loss {losses[0]:.3f} → "
@@ -191,16 +182,16 @@ def warm_up(run: Run) -> None:
 
 def periodic_eval(run: Run, step: int) -> dict[str, float]:
     """The configured eval tasks on the current policy (same tasks, verifiers and files as `sapo-vl eval`)."""
-    from .evaluation import evaluate_policy
+    from .evaluation import evaluate_policy, policy_settings
 
     cfg = run.cfg
-    run.engine.eval()
-    with ds.gathered(run.engine):
-        ev = evaluate_policy(run.policy, run.processor, cfg.eval.tasks, limit=cfg.eval.limit,
-                             n_samples=cfg.eval.n_samples, seed=cfg.train.seed,
-                             max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens,
+    settings = policy_settings(run.processor, limit=cfg.eval.limit, n_samples=cfg.eval.n_samples, seed=cfg.train.seed,
+                               max_new_tokens=cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens)
+    run.ds_engine.eval()
+    with ds.gathered(run.ds_engine):
+        ev = evaluate_policy(run.policy, run.processor, cfg.eval.tasks, settings,
                              out_dir=run.run_dir / "eval" / f"step_{step + 1}")
-    run.engine.train()
+    run.ds_engine.train()
     run.say("eval: " + ", ".join(f"{k.split('/', 1)[1]}={v:.3f}" for k, v in ev.items() if k.endswith("accuracy")))
     return ev
 

@@ -1,113 +1,239 @@
-"""The update phase: π_old log-probs, μ passes of minibatch optimizer steps, and the format warm-up.
+"""The update phase: π_old / reference log-probs and μ passes of minibatch optimizer steps, in one loop.
+
+    source = micro_batch_source(rollout, policy, settings, device)   # rows one by one, or packed groups
+    rollout.old_logprobs, entropy = rollout_logprobs(engine, rollout, source, settings)
+    stats, skipped = update_policy(engine, rollout, source, settings, seed)
+
+The loop is the same whatever the micro-batch layout: minibatches → micro-batches → forward → loss → backward →
+optimizer step at the minibatch's end. Only the *source* differs (`MicroBatchSource`): `RowSource` (a row per
+completion, rows shuffled one by one, `deepspeed.micro_batch_size` rows per micro-batch) or
+`packing.PackedSource` (minibatches of whole groups, a prompt followed by its completions in one packed row,
+micro-batches bounded by tokens). A micro-batch of either kind knows its completion rows and runs its own forward
+(`logprobs`), and the loop takes everything else the loss needs from the `Rollout` by those rows.
 
 Each micro-batch loss is normalised by the token / sequence counts of its whole minibatch over all ranks, so the
-micro-batch gradients sum (and DeepSpeed's all-reduce averages) to exactly the minibatch gradient.
+micro-batch gradients sum (and DeepSpeed's all-reduce averages) to exactly the minibatch gradient, however the
+minibatch was cut. The number of micro-batches of a minibatch may vary (packed), so the accumulation boundary is
+set on the engine before each micro-batch. A non-finite loss on any rank drops the whole optimizer step on every
+rank (`ds.poisoned`, `ds.optimizer_step`).
+
+`format_warmup` is the supervised warm-up on shuffled answers (`train.format_warmup_steps`).
 """
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 import torch.distributed as tdist
 
-from . import ds, packing
+from . import ds
 from .batch_plan import BatchPlan
+from .config import Config
 from .data.stream import PromptStream
-from .dist import Dist
+from .dist import Dist, all_reduce, world_size
+from .engines.base import Samples
+from .losses import LOSSES
+from .metrics import UpdateStats
 from .models.loading import encode_prompts
 from .rollout import Rollout
-from .runlog import UpdateStats
-from .sampling import Samples
+
+Tensor = torch.Tensor
 
 
-def chunks(rows: list[int], size: int) -> list[list[int]]:
+@dataclass(frozen=True)
+class UpdateSettings:
+    """What the update phase needs of the config, built once per run (`UpdateSettings.from_config`)."""
+
+    loss_fn: Callable
+    """The configured policy loss (`sapo_vl.losses.LOSSES`)."""
+    loss_kwargs: dict[str, Any]
+    """Its keyword arguments (its config section, aggregation, KL)."""
+    mu: int
+    """Passes over each rollout (`algorithm.updates_per_rollout`)."""
+    num_minibatches: int
+    """Optimizer steps per pass."""
+    temperature: float
+    """The sampling temperature: log-probs are of the distribution the rollout sampled from."""
+    shared_prefix: bool | str
+    """Packed micro-batches of whole groups (`packing.PackedSource`); "auto": the same, each micro-batch run
+    packed or as rows by the cost estimate; False: a row per completion (`RowSource`)."""
+    micro_rows: int
+    """Completions per row-path micro-batch (`deepspeed.micro_batch_size`, capped by the minibatch)."""
+    micro_tokens: int
+    """Padded tokens per packed micro-batch (`deepspeed.micro_batch_tokens`; 0 = what `micro_rows` rows hold)."""
+    touch_vision: bool
+    """Run the vision tower on a dummy image when a micro-batch has none (several ranks: ZeRO's collectives and
+    gradient buckets stay in step)."""
+
+    @classmethod
+    def from_config(cls, cfg: Config, plan: BatchPlan) -> "UpdateSettings":
+        a = cfg.algorithm
+        return cls(loss_fn=LOSSES[a.name].fn, loss_kwargs=a.loss_kwargs(cfg.rollout.max_new_tokens),
+                   mu=a.updates_per_rollout, num_minibatches=a.num_minibatches, temperature=cfg.rollout.temperature,
+                   shared_prefix=a.shared_prefix, micro_rows=plan.micro,
+                   micro_tokens=cfg.deepspeed.micro_batch_tokens, touch_vision=plan.world > 1)
+
+    @property
+    def optimizer_steps(self) -> int:
+        return self.mu * self.num_minibatches
+
+
+# ---------------------------------------------------------------------------------------------------- sources
+class MicroBatch(Protocol):
+    """One forward's worth of completion rows, in any layout (`rollout.RowBatch`, `packing.PackedBatch`)."""
+
+    rows: list[int]
+    """The rollout rows of its completions, in the order `logprobs` returns them."""
+
+    @property
+    def n_completion(self) -> int:
+        """Lc': completion positions returned (the longest completion among `rows`)."""
+
+    def logprobs(self, module, **kw) -> tuple[Tensor, Tensor]:
+        """(n, Lc') log-probs and entropies through `module` (the DeepSpeed engine or the bare module)."""
+
+    def counts(self) -> dict[str, float]:
+        """real_tokens, padded_tokens, vision_patches: what the forward computed."""
+
+
+class MicroBatchSource(Protocol):
+    """How a rollout's rows become minibatches and micro-batches."""
+
+    def minibatches(self, n_minibatches: int, generator: torch.Generator) -> list[list[int]]:
+        """One pass's rows, shuffled and cut into `n_minibatches` minibatches."""
+
+    def plan(self, rows: Sequence[int]) -> list[Any]:
+        """The micro-batches of `rows`, as cheap plans (the same number on every rank)."""
+
+    def batch(self, plan: Any) -> MicroBatch:
+        """The tensors of one planned micro-batch, on the device."""
+
+
+def chunks(rows: Sequence[int], size: int) -> list[list[int]]:
+    rows = list(rows)
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-@torch.no_grad()
-def rollout_logprobs(module, rollout: Rollout, rows: list[int], micro: int, device, temperature: float,
-                     touch_vision: bool, *, shared_prefix: bool = False,
-                     micro_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, Lc) log-probs and entropies of all completion rows under `module`, micro-batch by micro-batch.
+class RowSource:
+    """A row per completion: rows shuffled one by one, `micro_rows` rows per micro-batch (`Rollout.row_batch`)."""
 
-    shared_prefix: on packed micro-batches of at most `micro_tokens` padded tokens (`sapo_vl.packing`).
-    """
-    if shared_prefix:
-        table = packing.prompt_table(rollout, getattr(module, "module", module).policy)
-        logp, ent, _ = packing.packed_rollout_logprobs(
-            module, table, rows, limits=packing.update_limits(table, micro, micro_tokens), device=device,
-            temperature=temperature, touch_vision=touch_vision)
-        return logp, ent
-    lc = rollout.completion_ids.shape[1]
-    logp = torch.zeros(rollout.n, lc)
-    ent = torch.zeros(rollout.n, lc)
-    for chunk in chunks(rows, micro):
-        batch = rollout.micro_batch(chunk, device)
-        lp, e = module(**batch.model_inputs(), temperature=temperature, touch_vision=touch_vision)
-        n = batch.n_completion
-        logp[chunk, :n] = lp.float().cpu()
-        ent[chunk, :n] = e.float().cpu()
+    def __init__(self, rollout: Rollout, micro_rows: int, device: torch.device):
+        self.rollout, self.micro_rows, self.device = rollout, micro_rows, device
+
+    def minibatches(self, n_minibatches: int, generator: torch.Generator) -> list[list[int]]:
+        order = torch.randperm(self.rollout.n, generator=generator).tolist()
+        size = self.rollout.n // n_minibatches
+        return [order[m * size : (m + 1) * size] for m in range(n_minibatches)]
+
+    def plan(self, rows: Sequence[int]) -> list[list[int]]:
+        return chunks(rows, self.micro_rows)
+
+    def batch(self, plan: list[int]):
+        return self.rollout.row_batch(plan, self.device)
+
+
+def micro_batch_source(rollout: Rollout, policy, u: UpdateSettings, device: torch.device) -> MicroBatchSource:
+    """The configured layout for this rollout (`UpdateSettings.shared_prefix`)."""
+    if u.shared_prefix:
+        from .packing import PackedSource
+
+        return PackedSource(rollout, policy, micro_rows=u.micro_rows, micro_tokens=u.micro_tokens, device=device,
+                            auto=u.shared_prefix == "auto")
+    return RowSource(rollout, u.micro_rows, device)
+
+
+# ---------------------------------------------------------------------------------------------------- the passes
+@torch.no_grad()
+def rollout_logprobs(module, rollout: Rollout, source: MicroBatchSource, u: UpdateSettings) -> tuple[Tensor, Tensor]:
+    """(N, Lc) log-probs and entropies of every completion row under `module` (π_old, or the reference)."""
+    logp, ent = torch.zeros(rollout.completion_ids.shape), torch.zeros(rollout.completion_ids.shape)
+    for plan in source.plan(range(rollout.n)):
+        mb = source.batch(plan)
+        lp, e = mb.logprobs(module, temperature=u.temperature, touch_vision=u.touch_vision)
+        logp[mb.rows, : mb.n_completion] = lp.float().cpu()
+        ent[mb.rows, : mb.n_completion] = e.float().cpu()
     return logp, ent
 
 
-def update_policy(engine, rollout: Rollout, loss_mask: torch.Tensor, *, plan: BatchPlan, loss_fn, loss_kwargs: dict,
-                  mu: int, num_minibatches: int, temperature: float, dist: Dist, seed: int,
-                  touch_vision: bool, shared_prefix: bool = False,
-                  micro_tokens: int = 0) -> tuple[dict[str, float], int]:
-    """μ passes over the rollout, each `num_minibatches` optimizer steps; returns loss stats and skipped steps.
+class UpdateTally:
+    """The update phase's numbers: loss stats (`UpdateStats`), the first pass's entropy when no π_old pass
+    measured it, and what the micro-batches computed (padding, vision patches, micro-batches, the share of them
+    run packed)."""
+
+    def __init__(self) -> None:
+        self.stats = UpdateStats()
+        self.ent_sum = self.ent_tokens = 0.0
+        self.counts = {"real_tokens": 0.0, "padded_tokens": 0.0, "vision_patches": 0.0, "micro_batches": 0.0,
+                       "packed": 0.0}
+
+    def add(self, stats: dict[str, float], mask: Tensor, entropy: Tensor | None, mb: MicroBatch) -> None:
+        w = float(mask.sum())
+        self.stats.add(stats, w, float((mask.sum(-1) > 0).sum()))
+        if entropy is not None:
+            self.ent_sum, self.ent_tokens = self.ent_sum + float((entropy.detach() * mask).sum()), self.ent_tokens + w
+        for k, v in mb.counts().items():
+            self.counts[k] += v
+        self.counts["micro_batches"] += 1
+
+    def result(self, optimizer_steps: int) -> dict[str, float]:
+        out = self.stats.result(optimizer_steps)
+        if self.ent_tokens:
+            out["entropy_update"] = self.ent_sum / self.ent_tokens
+        out["padding_frac"] = 1.0 - self.counts["real_tokens"] / max(self.counts["padded_tokens"], 1.0)
+        out["vision_patches"] = self.counts["vision_patches"]
+        out["micro_batches"] = self.counts["micro_batches"]
+        out["packed_frac"] = self.counts["packed"] / max(self.counts["micro_batches"], 1.0)
+        return out
+
+
+def update_policy(engine, rollout: Rollout, source: MicroBatchSource, u: UpdateSettings,
+                  seed: int) -> tuple[dict[str, float], int]:
+    """μ passes over the rollout, each `num_minibatches` optimizer steps; returns the update's stats (`UpdateTally`)
+    and the number of skipped optimizer steps.
 
     π_old is `rollout.old_logprobs` when set, else the current log-probs detached (μ = 1, one minibatch).
-    Each micro-batch's loss is normalised by the token / sequence counts of its whole minibatch over all ranks.
-    shared_prefix: minibatches of whole groups on packed micro-batches (`packing.packed_update_policy`, which
-    adds `padding_frac`, `vision_patches` and `micro_batches` to the stats); else rows shuffled one by one,
-    `plan.micro` rows per micro-batch.
     """
-    if shared_prefix:
-        table = packing.prompt_table(rollout, engine.module.policy)
-        return packing.packed_update_policy(
-            engine, table, rollout.token_advantages(list(range(rollout.n)), rollout.completion_ids.shape[1]), loss_mask,
-            old_logprobs=rollout.old_logprobs,
-            ref_logprobs=rollout.ref_logprobs, loss_fn=loss_fn, loss_kwargs=loss_kwargs,
-            limits=packing.update_limits(table, plan.micro, micro_tokens), mu=mu, num_minibatches=num_minibatches,
-            temperature=temperature, world_size=dist.world_size, device=dist.device, seed=seed,
-            touch_vision=touch_vision)
-    acc = UpdateStats()
-    skipped = 0
-    ent_sum = ent_tokens = 0.0  # entropy of the first pass, when no π_old pass measured it
+    tally = UpdateTally()
     gen = torch.Generator().manual_seed(seed)
-    n, mb_rows = rollout.n, plan.minibatch_rows
-    for epoch in range(mu):
-        order = torch.randperm(n, generator=gen).tolist()
-        for m in range(num_minibatches):
-            mb = order[m * mb_rows : (m + 1) * mb_rows]
-            lm = loss_mask[mb]
-            g_tok, g_seq = ds.all_reduce([float(lm.sum()), float((lm.sum(-1) > 0).sum())])
-            bad = False
-            for chunk in chunks(mb, plan.micro):
-                batch = rollout.micro_batch(chunk, dist.device)
-                mask = loss_mask[chunk, : batch.n_completion].to(dist.device)
-                first_pass = epoch == 0 and batch.old_logprobs is None
-                logp, ent = engine(**batch.model_inputs(), temperature=temperature, touch_vision=touch_vision,
-                                   with_entropy=first_pass)
-                old = batch.old_logprobs if batch.old_logprobs is not None else logp.detach()
-                loss, stats = loss_fn(logp, old, batch.advantages, mask, ref_logprobs=batch.ref_logprobs,
-                                      global_tokens=g_tok, global_seqs=g_seq, **loss_kwargs)
-                if ds.all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
-                    bad = True  # the whole optimizer step is dropped, on every rank
-                    loss = ds.poisoned(loss, logp)
-                ds.backward(engine, loss, dist.world_size)
-                ds.optimizer_step(engine, skip=bad)
-                w = float(mask.sum())
-                if first_pass:
-                    ent_sum, ent_tokens = ent_sum + float((ent.detach() * mask).sum()), ent_tokens + w
-                acc.add(stats, w, float((mask.sum(-1) > 0).sum()))
-            skipped += int(bad)
-    stats = acc.result(mu * num_minibatches)
-    if ent_tokens:
-        stats["entropy_update"] = ent_sum / ent_tokens
-    return stats, skipped
+    skipped = 0
+    for epoch in range(u.mu):
+        for rows in source.minibatches(u.num_minibatches, gen):
+            first_pass = epoch == 0 and rollout.old_logprobs is None
+            skipped += not minibatch_step(engine, rollout, source, rows, u, tally, first_pass=first_pass)
+    return tally.result(u.optimizer_steps), skipped
 
 
+def minibatch_step(engine, rollout: Rollout, source: MicroBatchSource, rows: list[int], u: UpdateSettings,
+                   tally: UpdateTally, *, first_pass: bool) -> bool:
+    """One optimizer step on minibatch `rows`, micro-batch by micro-batch; False when it was dropped (a
+    non-finite loss on some rank)."""
+    lm = rollout.loss_mask[rows]
+    g_tok, g_seq = all_reduce([float(lm.sum()), float((lm.sum(-1) > 0).sum())])
+    plans = source.plan(rows)
+    bad = False
+    for i, plan in enumerate(plans):
+        mb = source.batch(plan)
+        engine.set_gradient_accumulation_boundary(i == len(plans) - 1)
+        logp, ent = mb.logprobs(engine, temperature=u.temperature, touch_vision=u.touch_vision,
+                                with_entropy=first_pass)
+        r, lc, device = mb.rows, mb.n_completion, logp.device
+        mask = rollout.loss_mask[r, :lc].to(device)
+        old = rollout.old_logprobs[r, :lc].to(device) if rollout.old_logprobs is not None else logp.detach()
+        ref = rollout.ref_logprobs[r, :lc].to(device) if rollout.ref_logprobs is not None else None
+        loss, stats = u.loss_fn(logp, old, rollout.token_advantages(r, lc).to(device), mask, ref_logprobs=ref,
+                                global_tokens=g_tok, global_seqs=g_seq, **u.loss_kwargs)
+        if all_reduce([float(torch.isfinite(loss))], tdist.ReduceOp.MIN)[0] == 0:
+            bad = True  # the whole optimizer step is dropped, on every rank
+            loss = ds.poisoned(loss, logp)
+        ds.backward(engine, loss, world_size())
+        ds.optimizer_step(engine, skip=bad)
+        tally.add(stats, mask, ent if first_pass else None, mb)
+    return not bad
+
+
+# ---------------------------------------------------------------------------------------------------- warm-up
 def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: BatchPlan, dist: Dist,
                   seed: int) -> list[float]:
     """Supervised steps on shuffled answers (see `train.format_warmup_steps`); returns the per-step losses.
@@ -133,15 +259,17 @@ def format_warmup(engine, processor, stream: PromptStream, steps: int, *, plan: 
             texts=answers, group_size=1, prefill_tokens=0,
         )
         ro = Rollout.from_samples([q.record for q in prompts], samples)
-        n_tok = ds.all_reduce([float(ro.completion_mask.sum())])[0]
+        n_tok = all_reduce([float(ro.completion_mask.sum())])[0]
         total = 0.0
-        for chunk in chunks(list(range(ro.n)), plan.micro):
-            batch = ro.micro_batch(chunk, dist.device)
-            logp, _ = engine(**batch.model_inputs(), touch_vision=dist.world_size > 1, with_entropy=False)
+        parts = chunks(range(ro.n), plan.micro)
+        for i, rows in enumerate(parts):
+            batch = ro.row_batch(rows, dist.device)
+            engine.set_gradient_accumulation_boundary(i == len(parts) - 1)
+            logp, _ = batch.logprobs(engine, touch_vision=dist.world_size > 1, with_entropy=False)
             mask = batch.mask.to(logp.dtype)
             loss = -(logp * mask).sum() / n_tok
             ds.backward(engine, loss, dist.world_size)
             engine.step()
             total += float(loss.detach())
-        losses.append(ds.all_reduce([total])[0])
+        losses.append(all_reduce([total])[0])
     return losses

@@ -16,7 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_packing import make_rollout  # noqa: E402
 
-from sapo_vl import ds, packing  # noqa: E402
+from sapo_vl import ds
+from sapo_vl.dist import all_reduce, packing  # noqa: E402
 from sapo_vl.config import load_config  # noqa: E402
 from sapo_vl.models.loading import load_policy, load_processor  # noqa: E402
 
@@ -47,8 +48,8 @@ def main(model_dir: str, out_path: str) -> None:
 
     # the row path: one micro-batch of prompt+completion rows
     engine.set_gradient_accumulation_boundary(True)
-    mb = ro.micro_batch(rows)
-    lp, _ = engine(**mb.model_inputs(), touch_vision=True)
+    mb = ro.row_batch(rows)
+    lp, _ = mb.logprobs(engine, touch_vision=True)
     want = torch.zeros(ro.completion_ids.shape)
     want[:, : lp.shape[1]] = lp.detach()
     ds.backward(engine, (lp * mask[:, : lp.shape[1]] * weights[:, : lp.shape[1]]).sum(), dist.world_size)
@@ -62,7 +63,7 @@ def main(model_dir: str, out_path: str) -> None:
     for i, b in enumerate(plan):
         batch = packing.packed_batch(table, b)
         engine.set_gradient_accumulation_boundary(i == len(plan) - 1)
-        lp, _ = engine(packed=batch, touch_vision=True)
+        lp, _ = batch.logprobs(engine, touch_vision=True)
         r, lc = batch.rows, batch.n_completion
         got[r, :lc] = lp.detach()
         ds.backward(engine, (lp * mask[r, :lc] * weights[r, :lc]).sum(), dist.world_size)
@@ -73,7 +74,7 @@ def main(model_dir: str, out_path: str) -> None:
     logp_gap = float((got[m] - want[m]).norm() / want[m].norm())
     nonzero = [k for k in g_want if g_want[k].norm() > 0]
     grad_gap = max(float((g_got[k] - g_want[k]).norm() / g_want[k].norm()) for k in nonzero)
-    gaps = ds.all_reduce([logp_gap, grad_gap, float(len(plan))], torch.distributed.ReduceOp.MAX)
+    gaps = all_reduce([logp_gap, grad_gap, float(len(plan))], torch.distributed.ReduceOp.MAX)
     if dist.is_main:
         Path(out_path).write_text(json.dumps({
             "logp": gaps[0], "grad": gaps[1], "micro_batches": gaps[2], "grad_tensors": len(nonzero),

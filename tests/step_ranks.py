@@ -16,7 +16,7 @@ import torch
 from sapo_vl import train
 from sapo_vl.config import load_config
 from sapo_vl.data.stream import PromptStream
-from sapo_vl.rollout import collect_rollout
+from sapo_vl.rollout import Scored, collect_rollout
 from sapo_vl.run import setup_run
 
 
@@ -26,15 +26,15 @@ def main() -> None:
     run = setup_run(cfg)
     B, world, rank = cfg.rollout.prompts_per_step, run.dist.world_size, run.dist.rank
     everyone = PromptStream(cfg.data, cfg.model, run.processor, seed=cfg.train.seed, rank=0, world=1)
-    full, _, _ = collect_rollout(run.rollout_engine, everyone.next_batch(B), cfg, seed=1234)
+    full = collect_rollout(run.rollout_engine, everyone.next_batch(B), cfg, seed=1234).rollout
     full.rewards = (torch.arange(full.n) % 3 == 0).float()  # a random policy scores 0: give the groups a signal
     mine = full.groups(list(range(rank * B // world, (rank + 1) * B // world)))
-    train.rollout_and_score = lambda run, step: (mine, 0.0, dict(score_timeouts=0.0))
+    train.rollout_phase = lambda run, step: Scored(mine)
     metrics, _ = train.train_step(run, 0)
     if run.dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics))
-        flat = torch.cat([p.detach().float().reshape(-1) for p in run.engine.module.parameters()])
+        flat = torch.cat([p.detach().float().reshape(-1) for p in run.ds_engine.module.parameters()])
         torch.save(flat, out / "weights.pt")
 
 

@@ -1,4 +1,5 @@
-"""The package's shape: no import circles, eval/ and data_recipes/ installed inside the sapo_vl namespace."""
+"""The package's shape: rooms that import only downwards, no import circles, and eval/ and data_recipes/
+installed inside the sapo_vl namespace."""
 import ast
 import subprocess
 import sys
@@ -77,6 +78,48 @@ def test_no_import_circles_in_the_library():
     graph = import_graph()
     assert "sapo_vl.train" in graph and "sapo_vl.run" in graph["sapo_vl.train"]  # the scan sees real edges
     assert cycles(graph) == []
+
+
+ROOMS = [
+    ("foundations", ["sapo_vl", "sapo_vl.suggest", "sapo_vl.typed_config", "sapo_vl.dist", "sapo_vl.algorithms",
+                     "sapo_vl.runlog", "sapo_vl.models.tiny", "sapo_vl.models.__init__", "sapo_vl.data.record",
+                     "sapo_vl.data.images", "sapo_vl.verifiers", "sapo_vl.engines.base", "sapo_vl.engines.__init__"]),
+    ("config, models, data", ["sapo_vl.losses", "sapo_vl.config", "sapo_vl.config_cli", "sapo_vl.batch_plan",
+                              "sapo_vl.metrics", "sapo_vl.models", "sapo_vl.data", "sapo_vl.export"]),
+    ("forwards and plans", ["sapo_vl.sampling", "sapo_vl.logprobs", "sapo_vl.ds", "sapo_vl.memplan",
+                            "sapo_vl.shared_prefix", "sapo_vl.packing", "sapo_vl.evaluation"]),
+    ("engines and phases", ["sapo_vl.engines", "sapo_vl.rollout", "sapo_vl.update"]),
+    ("the loop and its commands", ["sapo_vl.run", "sapo_vl.train", "sapo_vl.demo", "sapo_vl.compare", "sapo_vl.cli"]),
+]
+"""The library's rooms, lowest first: a module imports from its own room or the rooms below it, never above
+(`__init__` entries name a package module itself where its package sits in another room)."""
+
+
+def room_of(module: str) -> int:
+    """Index in ROOMS of the longest entry that is `module` or a package above it."""
+    best, level = -1, -1
+    for i, (_, entries) in enumerate(ROOMS):
+        for e in entries:
+            exact = e.removesuffix(".__init__")
+            hit = module == exact if e.endswith(".__init__") or e == "sapo_vl" else \
+                module == e or module.startswith(e + ".")
+            if hit and len(e) > best:
+                best, level = len(e), i
+    return level
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{m} ({ROOMS[room_of(m)][0]}) imports {d} ({ROOMS[room_of(d)][0]})"
+            for m, deps in sorted(graph.items()) for d in sorted(deps) if room_of(d) > room_of(m)]
+
+
+def test_every_module_has_a_room_and_imports_only_downwards():
+    graph = import_graph()
+    assert [m for m in graph if room_of(m) < 0] == []
+    assert room_of("sapo_vl.engines.hf_engine") == 3 and room_of("sapo_vl.engines") == 0  # packages vs modules
+    assert upward_imports(graph) == []
+    planted = {**graph, "sapo_vl.dist": graph["sapo_vl.dist"] | {"sapo_vl.train"}}  # the check sees a bad arrow
+    assert upward_imports(planted) == ["sapo_vl.dist (foundations) imports sapo_vl.train (the loop and its commands)"]
 
 
 def test_library_never_imports_eval_or_data_recipes_by_their_folder_names():

@@ -181,6 +181,7 @@ def _saved_bytes_per_layer_token(arch: Arch, dtype: torch.dtype, seq: int = 48, 
     from transformers import AutoModelForImageTextToText
 
     from sapo_vl.logprobs import PolicyLogprobs
+    from sapo_vl.rollout import RowBatch
 
     def saved(layers: int) -> int:
         torch.manual_seed(0)
@@ -196,8 +197,9 @@ def _saved_bytes_per_layer_token(arch: Arch, dtype: torch.dtype, seq: int = 48, 
         mask = torch.ones_like(ids)
         mask[0, :5] = 0  # left padding, as in every rollout batch
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            module(input_ids=ids, attention_mask=mask, mm_token_type_ids=torch.zeros_like(ids), n_completion=seq // 2,
-                   with_entropy=False)
+            module(RowBatch(rows=list(range(rows)), input_ids=ids, attention_mask=mask, pixel_values=None,
+                            mm_token_type_ids=torch.zeros_like(ids), n_completion=seq // 2, image_grid_thw=None,
+                            mask=mask[:, -(seq // 2):]), with_entropy=False)
         weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
         return sum(n for ptr, n in kept.items() if ptr not in weights)
 

@@ -16,7 +16,7 @@ from sapo_vl.data.record import Record, user_prompt
 from sapo_vl.logprobs import PolicyLogprobs
 from sapo_vl.models.loading import encode_prompts, load_policy, load_processor
 from sapo_vl.rollout import Rollout
-from sapo_vl.sampling import Samples
+from sapo_vl.engines.base import Samples
 
 REPO = Path(__file__).resolve().parents[1]
 G = 3
@@ -129,8 +129,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def row_path(module, ro: Rollout, weights: torch.Tensor):
     """Today's path: all rows as prompt+completion sequences; returns (N, Lc) log-probs and the gradients."""
     module.policy.zero_grad()
-    mb = ro.micro_batch(range(ro.n))
-    lp, _ = module(**mb.model_inputs())
+    mb = ro.row_batch(range(ro.n))
+    lp, _ = mb.logprobs(module)
     (lp * mb.mask * weights[:, : lp.shape[1]]).sum().backward()
     return lp.detach(), _grads(module.policy)
 
@@ -224,13 +224,13 @@ def test_packed_forward_needs_no_mask_so_any_attention_implementation_runs_it(ti
 
 # ---------------------------------------------------------------------------------------------------- the update
 def test_packed_update_equals_row_update_on_the_engine(tiny_dense):
-    """One rank, ZeRO-0: `update_policy` on row micro-batches and `packed_update_policy` on token-budget packed
-    ones give the same first-pass entropy and the same optimizer step from the same weights."""
+    """One rank, ZeRO-0: `update_policy` on row micro-batches (`RowSource`) and on token-budget packed ones
+    (`PackedSource`) give the same first-pass entropy and the same optimizer step from the same weights."""
     from sapo_vl import ds
     from sapo_vl.algorithms import group_advantages, sapo_loss
     from sapo_vl.config import load_config
     from sapo_vl.batch_plan import batch_plan
-    from sapo_vl.update import update_policy
+    from sapo_vl.update import UpdateSettings, micro_batch_source, update_policy
 
     # AdamW with eps = 1 and lr = 1: its first step is −g/(|g| + 1) ≈ −g, linear in the gradient, so the weight
     # change compares the two gradients (a small eps would turn it into sign(g) and amplify rounding)
@@ -248,16 +248,16 @@ def test_packed_update_equals_row_update_on_the_engine(tiny_dense):
         torch.manual_seed(0)
         engine = ds.create_engine(packing.PackedPolicyLogprobs(load_policy(str(tiny_dense))), cfg, micro_batch=p.micro,
                                   grad_accum=p.grad_accum, dist=dist, total_optimizer_steps=10)
-        kw = dict(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=1,
-                  temperature=1.0, seed=0, touch_vision=False)
+        u = UpdateSettings(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=1,
+                           temperature=1.0, shared_prefix=packed, micro_rows=p.micro, micro_tokens=120,
+                           touch_vision=False)
+        ro.loss_mask = ro.completion_mask
+        stats, skipped = update_policy(engine, ro, micro_batch_source(ro, engine.module.policy, u, dist.device), u,
+                                       seed=0)
         if packed:
-            table = packing.prompt_table(ro, engine.module.policy)
-            stats, skipped = packing.packed_update_policy(
-                engine, table, ro.advantages, ro.completion_mask, old_logprobs=None, ref_logprobs=None,
-                limits={"token_budget": 120}, world_size=1, device=dist.device, **kw)
             assert stats["micro_batches"] > 1 and 0 <= stats["padding_frac"] < 0.5
-        else:
-            stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, dist=dist, **kw)
+        else:  # 9 rows in one micro-batch of 9
+            assert stats["micro_batches"] == 1
         results.append((stats, {k: v.detach().clone() for k, v in engine.module.policy.named_parameters()}))
     (s_row, w_row), (s_packed, w_packed) = results
     # (loss stats are token-weighted means of micro-batch shares, so they depend on the split; entropy does not)

@@ -188,7 +188,7 @@ def test_update_phase_weights_each_tokens_loss(tiny_dense, shared_prefix):
     from sapo_vl.packing import PackedPolicyLogprobs
     from sapo_vl.rollout import Rollout
     from sapo_vl.sampling import sample_completions
-    from sapo_vl.update import rollout_logprobs, update_policy
+    from sapo_vl.update import UpdateSettings, micro_batch_source, rollout_logprobs, update_policy
 
     cfg = load_config(None, ["deepspeed.zero_stage=0", "optimizer.lr=1e-12", "optimizer.warmup_steps=0",
                              "rollout.group_size=4", "rollout.prompts_per_step=2", "deepspeed.micro_batch_size=4",
@@ -206,13 +206,15 @@ def test_update_phase_weights_each_tokens_loss(tiny_dense, shared_prefix):
                            generator=torch.Generator().manual_seed(3))
     ro = Rollout.from_samples(recs, s)
     ro.advantages = torch.tensor([1.0, 0.3, 0.5, -0.2, 1.0, 0.7, -1.0, 0.4])  # Σ ≠ 0
-    ro.old_logprobs, _ = rollout_logprobs(engine, ro, list(range(ro.n)), plan.micro, dist.device, 1.0, False,
-                                          shared_prefix=shared_prefix, micro_tokens=0)
-    kw = dict(plan=plan, loss_fn=LOSSES["grpo"].fn, loss_kwargs={"agg": "token-mean"}, mu=1, num_minibatches=1,
-              temperature=1.0, dist=dist, seed=0, touch_vision=False, shared_prefix=shared_prefix)
-    plain, _ = update_policy(engine, ro, ro.completion_mask, **kw)
+    u = UpdateSettings(loss_fn=LOSSES["grpo"].fn, loss_kwargs={"agg": "token-mean"}, mu=1, num_minibatches=1,
+                       temperature=1.0, shared_prefix=shared_prefix, micro_rows=plan.micro, micro_tokens=0,
+                       touch_vision=False)
+    source = micro_batch_source(ro, policy, u, dist.device)
+    ro.old_logprobs, _ = rollout_logprobs(engine, ro, source, u)
+    ro.loss_mask = ro.completion_mask
+    plain, _ = update_policy(engine, ro, source, u, seed=0)
     ro.is_weights = 2.0 * ro.completion_mask.float()
-    weighted, _ = update_policy(engine, ro, ro.completion_mask, **kw)
+    weighted, _ = update_policy(engine, ro, source, u, seed=0)
     # on policy (r = 1), token-mean GRPO: pg = −Σ w·Â / N_tokens, so weights 2 give twice the plain value
     assert plain["pg_loss"] != 0.0
     assert weighted["pg_loss"] == pytest.approx(2.0 * plain["pg_loss"], rel=1e-5)

@@ -107,7 +107,7 @@ def test_lora_forwards_are_deterministic(tiny_dense):
     from sapo_vl.rollout import Rollout
     from sapo_vl.run import build_policy
     from sapo_vl.sampling import sample_completions
-    from sapo_vl.update import rollout_logprobs
+    from sapo_vl.update import RowSource, UpdateSettings, rollout_logprobs
 
     with pytest.raises(ConfigError, match="model.lora.dropout: must be 0"):
         load_config(None, ["model.lora.r=4", "model.lora.dropout=0.05"])
@@ -125,6 +125,15 @@ def test_lora_forwards_are_deterministic(tiny_dense):
                            generator=torch.Generator().manual_seed(3))
     ro = Rollout.from_samples(recs, s)
     engine.train()  # the update phase's mode: dropout would be live here
-    a, _ = rollout_logprobs(engine, ro, list(range(ro.n)), p.micro, dist.device, 1.0, False)
-    b, _ = rollout_logprobs(engine, ro, list(range(ro.n)), p.micro, dist.device, 1.0, False)
+    u = UpdateSettings.from_config(cfg, p)
+    a, _ = rollout_logprobs(engine, ro, RowSource(ro, p.micro, dist.device), u)
+    b, _ = rollout_logprobs(engine, ro, RowSource(ro, p.micro, dist.device), u)
     assert torch.equal(a, b)
+    # the control: the same two passes with attention dropout switched on in one layer differ, so the equality
+    # above holds because no dropout is live (and would catch one)
+    attn = [m for n, m in policy.named_modules() if hasattr(m, "attention_dropout") and "language_model" in n]
+    assert attn and all(m.attention_dropout == 0.0 for m in attn)
+    attn[0].attention_dropout = 0.5
+    c, _ = rollout_logprobs(engine, ro, RowSource(ro, p.micro, dist.device), u)
+    d, _ = rollout_logprobs(engine, ro, RowSource(ro, p.micro, dist.device), u)
+    assert not torch.equal(c, d)

@@ -48,7 +48,7 @@ def test_sampled_logprobs_match_teacher_forced_forward(policy):
     s = sample_completions(model, proc, [r.prompt for r in recs], imgs, group_size=2, max_new_tokens=12,
                            generator=torch.Generator().manual_seed(1))
     ro = Rollout.from_samples(recs, s)
-    mb = ro.micro_batch(range(ro.n))
+    mb = ro.row_batch(range(ro.n))
     with torch.no_grad():
         out = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask, mm_token_type_ids=mb.mm_token_type_ids,
                     pixel_values=mb.pixel_values, image_grid_thw=mb.image_grid_thw)
@@ -61,7 +61,7 @@ def test_sampled_logprobs_match_teacher_forced_forward(policy):
     torch.testing.assert_close(ref[m], s.sample_logprobs[:, :lc][m], atol=2e-4, rtol=0)
     # and the training-side chunked log-probs agree with the naive full log-softmax
     with torch.no_grad():
-        lp, ent = PolicyLogprobs(model, chunk_size=7)(**mb.model_inputs())
+        lp, ent = mb.logprobs(PolicyLogprobs(model, chunk_size=7))
     torch.testing.assert_close(lp[m], naive_logprobs(logits, mb.input_ids[:, -lc:])[m], atol=1e-5, rtol=0)
     assert (ent[m] > 0).all()
 
@@ -126,7 +126,7 @@ def test_chunked_logprobs_gradient_matches_naive():
     torch.testing.assert_close(g1, g2)
 
 
-# ---------------------------------------------------------------------------------------------------- issue 9 / 11
+# ---------------------------------------------------------------------------------------------------- positions and decode
 def _text(words: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "text", "text": words}]}]
 
@@ -139,7 +139,7 @@ def _teacher_forced(model, proc, recs, s, *, positions: bool):
     """Log-probs of the sampled tokens under one full forward over prompt + completion, banned tokens masked as
     the sampler masks them; with or without the sampler's positions (`rope_positions`)."""
     ro = Rollout.from_samples(recs, s)
-    mb = ro.micro_batch(range(ro.n))
+    mb = ro.row_batch(range(ro.n))
     kw = dict(input_ids=mb.input_ids, attention_mask=mb.attention_mask, mm_token_type_ids=mb.mm_token_type_ids,
               pixel_values=mb.pixel_values, image_grid_thw=mb.image_grid_thw)
     if positions:
@@ -194,7 +194,7 @@ def test_a_rows_tokens_do_not_depend_on_its_batch_or_the_generation_chunks(polic
 
 
 def _legacy():
-    """The decode loop as it was before issue 11, vendored in the benchmark that compares against it."""
+    """The decode loop as it was before the preallocated KV cache, vendored in the benchmark that compares against it."""
     import importlib.util
     from pathlib import Path
 

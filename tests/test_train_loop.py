@@ -1,12 +1,12 @@
 """The update step on the real DeepSpeed engine (one in-process rank): learning direction, NaN guard, plan, dry run."""
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 from sapo_vl import ds
 from sapo_vl.algorithms import group_advantages
-from sapo_vl.losses import LOSSES
 from sapo_vl.config import ConfigError, load_config
 from sapo_vl.data.record import Record, user_prompt
 from sapo_vl.logprobs import PolicyLogprobs
@@ -15,7 +15,12 @@ from sapo_vl.rollout import Rollout
 from sapo_vl.sampling import sample_completions
 from sapo_vl.batch_plan import batch_plan as plan
 from train_helpers import REPO
-from sapo_vl.update import rollout_logprobs, update_policy
+from sapo_vl.update import UpdateSettings, micro_batch_source, rollout_logprobs, update_policy
+
+
+def _row_settings(cfg, p):
+    """The run's update settings on row micro-batches (these tests pin the row path)."""
+    return dataclasses.replace(UpdateSettings.from_config(cfg, p), shared_prefix=False)
 
 
 def _setup(tiny_dense, algo, **over):
@@ -46,15 +51,15 @@ def test_updates_on_a_fixed_rollout_move_logprobs_the_right_way(tiny_dense, algo
     cfg, dist, p, engine, ro = _setup(tiny_dense, algo)
     rewards = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
     ro.advantages, _ = group_advantages(rewards, 4)
-    rows = list(range(ro.n))
-    before, _ = rollout_logprobs(engine, ro, rows, p.micro, dist.device, 1.0, False)
+    ro.loss_mask = ro.completion_mask
+    u = _row_settings(cfg, p)
+    source = micro_batch_source(ro, engine.module.policy, u, dist.device)
+    before, _ = rollout_logprobs(engine, ro, source, u)
     ro.old_logprobs = before
     for _ in range(4):  # several off-policy updates on the same rollout (π_old fixed)
-        stats, skipped = update_policy(engine, ro, ro.completion_mask, plan=p, loss_fn=LOSSES[algo].fn,
-                                       loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens), mu=1, num_minibatches=1, temperature=1.0,
-                                       dist=dist, seed=0, touch_vision=False)
+        stats, skipped = update_policy(engine, ro, source, u, seed=0)
         assert skipped == 0
-    after, _ = rollout_logprobs(engine, ro, rows, p.micro, dist.device, 1.0, False)
+    after, _ = rollout_logprobs(engine, ro, source, u)
     delta = ((after - before) * ro.completion_mask).sum(-1)  # (N,) change of the sequence log-prob
     pos, neg = rewards > 0, rewards == 0
     assert (delta[pos] > 0).all(), (algo, delta)
@@ -75,16 +80,17 @@ def test_non_finite_loss_or_forward_skips_the_step_and_leaves_weights_bit_identi
     else:
         ro.pixel_values[0][3, 5] = float("nan")
     before = copy.deepcopy({k: v.detach().clone() for k, v in engine.module.state_dict().items()})
-    kw = dict(plan=p, loss_fn=LOSSES["sapo"].fn, loss_kwargs=cfg.algorithm.loss_kwargs(cfg.rollout.max_new_tokens),
-              mu=1, num_minibatches=1, temperature=1.0, dist=dist, seed=0, touch_vision=False)
-    stats, skipped = update_policy(engine, ro, ro.completion_mask, **kw)
+    ro.loss_mask = ro.completion_mask
+    u = _row_settings(cfg, p)
+    source = micro_batch_source(ro, engine.module.policy, u, dist.device)
+    stats, skipped = update_policy(engine, ro, source, u, seed=0)
     assert skipped == 1
     after = engine.module.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     # the next, finite step does update, and nothing non-finite was left behind in the optimizer
     ro.advantages[2] = 0.3
     ro.pixel_values[0] = clean
-    _, skipped = update_policy(engine, ro, ro.completion_mask, **kw)
+    _, skipped = update_policy(engine, ro, source, u, seed=0)
     assert skipped == 0
     now = engine.module.state_dict()
     assert not all(torch.equal(before[k], now[k]) for k in before)
@@ -171,8 +177,8 @@ def test_lora_policy_trains_only_adapters_and_frozen_vision_stays(tiny_dense):
     s = sample_completions(policy, proc, [rec.prompt], [[Image.new("RGB", (64, 64), "red")]], group_size=2,
                            max_new_tokens=3, generator=torch.Generator().manual_seed(0))
     ro = Rollout.from_samples([rec], s)
-    batch = ro.micro_batch([0, 1])
-    logp, _ = module(**batch.model_inputs())
+    batch = ro.row_batch([0, 1])
+    logp, _ = batch.logprobs(module)
     logp.sum().backward()
     assert all(p.grad is not None for n, p in policy.named_parameters() if p.requires_grad)
 
@@ -204,7 +210,7 @@ def test_dynamic_sampling_refills_zero_std_groups(tiny_dense):
     from types import SimpleNamespace
 
     from sapo_vl.algorithms import zero_std_groups
-    from sapo_vl.rollout import refill_zero_std_groups
+    from sapo_vl.rollout import Scored, refill_zero_std_groups
 
     _, dist, _, _, ro = _setup(tiny_dense, "sapo")  # 2 prompts × G=4
     ro.rewards = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])  # group 0 zero-std, group 1 has signal
@@ -215,10 +221,13 @@ def test_dynamic_sampling_refills_zero_std_groups(tiny_dense):
         draws.append((n, round_))
         extra = ro.groups(list(range(n)) if round_ == 0 else [1] * n)
         # round 0 brings only a zero-std group back (group 0 again), round 1 a group with signal
-        return extra
+        return Scored(extra, score_s=0.5, score_timeouts=1)
 
-    out, rounds = refill_zero_std_groups(ro, draw, rounds=3, pad_id=0)
-    assert draws == [(1, 0), (1, 1)] and rounds == 2
+    got = Scored(ro)
+    refill_zero_std_groups(got, draw, rounds=3, pad_id=0)
+    out = got.rollout
+    assert draws == [(1, 0), (1, 1)] and got.dynamic_sampling_rounds == 2
+    assert got.score_s == 1.0 and got.score_timeouts == 2  # the refills' scoring counted
     assert not zero_std_groups(out.rewards, 4).any() and len(out.records) == 2
     assert out.rewards.tolist() == [0.0, 1.0, 0.0, 0.0] * 2
 
@@ -243,7 +252,7 @@ def test_rollout_concat_repads_parts_of_different_widths(tiny_dense):
     # prompts stay left-padded (they end where generation starts), completions right-padded
     assert out.prompt_mask[:, -1].all() and (out.prompt_mask.diff(dim=1) >= 0).all()
     assert (out.completion_mask.diff(dim=1) <= 0).all()
-    got, want = out.micro_batch(range(8)), ro.micro_batch(range(8))
+    got, want = out.row_batch(range(8)), ro.row_batch(range(8))
     for row in range(8):  # every row keeps exactly its prompt and completion tokens, and its images
         assert torch.equal(got.input_ids[row][got.attention_mask[row].bool()],
                            want.input_ids[row][want.attention_mask[row].bool()])

@@ -2,10 +2,11 @@
 
 The runs are deterministic (seeded data order, sampling and initialisation, float32 on the CPU), so a change that
 is meant to keep behaviour (a refactor) must reproduce these numbers; a change that is meant to alter them
-re-pins them in the same commit and says why. History: pinned before the issue-8 reshaping, which reproduced them
-exactly; re-pinned for issue 9 (never-sampled tokens out of the trainer's softmax, the logged loss as the
-optimizer-step loss), issue 12 (the tiny model's text head_dim 16 → 32) and issue 13 (packed update
-micro-batches by default), which change the numbers by design.
+re-pins them in the same commit and says why. History: pinned before the first reshaping of the package
+(setup / step / loss registry), which reproduced them exactly; re-pinned when never-sampled tokens left the
+trainer's softmax and the logged loss became the optimizer-step loss, when the tiny model's text head_dim went
+16 → 32, and when packed update micro-batches became the default, each of which changes the numbers by design;
+reproduced exactly by the one update loop (row and packed micro-batch sources).
 """
 import pytest
 

@@ -1,7 +1,7 @@
 """ZeRO-3 partitioned loading on 2 CPU ranks (gloo): memory per rank while loading, and the same log-probs.
 
 The test builds a random Qwen3-VL of ~38M parameters (the tiny tokenizer and vision tower, a 12-layer 512-wide
-text tower), launches this file on 2 ranks with torchrun, and on each rank loads it with `load_reference_zero3`
+text tower), launches this file on 2 ranks with torchrun, and on each rank loads it with `load_policy_zero3` + `reference_engine`
 (`load_policy_zero3` + an optimizer-less DeepSpeed engine) while a thread samples the rank's private (anonymous)
 resident memory. Each rank then scores a fixed image + text batch; the parent scores it with a plain load.
 """
@@ -42,12 +42,13 @@ def build_midsize(out: Path) -> Path:
     return out
 
 
-def batch_inputs(model_dir: Path) -> dict:
+def batch_inputs(model_dir: Path):
     """A fixed batch (one prompt with an image, one text-only) followed by 6 completion tokens per row."""
     from PIL import Image, ImageDraw
 
     from sapo_vl.data.record import user_prompt
     from sapo_vl.models.loading import encode_prompts, load_processor
+    from sapo_vl.rollout import RowBatch
 
     proc = load_processor(str(model_dir))
     im = Image.new("RGB", (96, 64), (200, 40, 40))
@@ -55,10 +56,11 @@ def batch_inputs(model_dir: Path) -> dict:
     text_only = [{"role": "user", "content": [{"type": "text", "text": "What is two plus two?"}]}]
     enc = encode_prompts(proc, [user_prompt("What color dominates?"), text_only], [[im], []])
     comp = torch.randint(0, 700, (2, 6), generator=torch.Generator().manual_seed(0))
-    return dict(input_ids=torch.cat([enc["input_ids"], comp], 1),
-                attention_mask=torch.cat([enc["attention_mask"], torch.ones_like(comp)], 1),
-                mm_token_type_ids=torch.cat([enc["mm_token_type_ids"], torch.zeros_like(comp)], 1),
-                pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"], n_completion=6)
+    return RowBatch(rows=[0, 1], input_ids=torch.cat([enc["input_ids"], comp], 1),
+                    attention_mask=torch.cat([enc["attention_mask"], torch.ones_like(comp)], 1),
+                    mm_token_type_ids=torch.cat([enc["mm_token_type_ids"], torch.zeros_like(comp)], 1),
+                    pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"], n_completion=6,
+                    mask=torch.ones_like(comp))
 
 
 def _status(key: str) -> int:
@@ -91,6 +93,7 @@ class PeakAnon:
 def worker(model_dir: Path, out_dir: Path) -> None:
     """One rank: partitioned load under a memory probe, then the batch's log-probs."""
     from sapo_vl import ds
+    from sapo_vl.logprobs import PolicyLogprobs
     from sapo_vl.models.zero3 import load_policy_zero3, partitioned_numel, reference_engine
 
     dist = ds.init_distributed()
@@ -104,10 +107,10 @@ def worker(model_dir: Path, out_dir: Path) -> None:
         model = load_policy_zero3(str(model_dir), conf, dtype="float32")
     hwm = _status("VmHWM")  # peak resident set (anonymous + mapped files) since the reset
     with PeakAnon() as engine_probe:
-        ref = reference_engine(model, conf)
+        ref = reference_engine(PolicyLogprobs(model), conf)
     local, full = partitioned_numel(model)
     with torch.no_grad():
-        logp, _ = ref(**inputs)
+        logp, _ = ref(inputs)
     torch.save(logp, out_dir / f"logp_rank{dist.rank}.pt")
     (out_dir / f"rank{dist.rank}.json").write_text(json.dumps(dict(
         peak_anon=probe.peak - base, peak_total=hwm - base_rss, engine_anon=engine_probe.peak - base, local_numel=local, full_numel=full)))
@@ -145,7 +148,7 @@ def test_zero3_load_is_partitioned_on_two_ranks_and_scores_like_a_plain_load(tmp
     model_bytes = sum(p.numel() * p.element_size() for p in plain.parameters())
     assert model_bytes > 100 * 2**20  # tens of millions of parameters (float32)
     with torch.no_grad():
-        want, _ = PolicyLogprobs(plain)(**batch_inputs(model_dir))
+        want, _ = PolicyLogprobs(plain)(batch_inputs(model_dir))
     infos = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     for rank, info in enumerate(infos):
         print(f"rank {rank}: peak private memory while loading +{info['peak_anon'] / 2**20:.0f} MiB (then "
@@ -168,7 +171,7 @@ def test_zero3_load_of_a_moe_checkpoint_scores_like_a_plain_load(tmp_path, tiny_
 
     _load_on_two_ranks(tiny_moe, tmp_path)
     with torch.no_grad():
-        want, _ = PolicyLogprobs(load_policy(str(tiny_moe), dtype="float32").eval())(**batch_inputs(tiny_moe))
+        want, _ = PolicyLogprobs(load_policy(str(tiny_moe), dtype="float32").eval())(batch_inputs(tiny_moe))
     for rank in (0, 1):
         torch.testing.assert_close(torch.load(tmp_path / f"logp_rank{rank}.pt"), want, atol=1e-5, rtol=0)
 
@@ -180,14 +183,20 @@ if __name__ == "__main__":  # one rank of the launched test
 
 @pytest.mark.slow
 def test_zero3_run_with_kl_uses_a_partitioned_reference(tmp_path, tiny_dense):
-    """2 ranks, ZeRO-3, KL on: policy and reference both loaded partitioned; the run trains and logs the KL."""
+    """2 ranks, ZeRO-3, KL on: policy and reference both loaded partitioned; the logged KL equals that of the same
+    run under ZeRO-2, whose reference is a plain (whole) load."""
     sys.path.insert(0, str(Path(__file__).parent))
     from train_helpers import launch, metrics, small_overrides
 
-    ov = small_overrides(tmp_path, "kl", **{"deepspeed.zero_stage": 3, "algorithm.kl_beta": 0.05})
-    res = launch(ov, timeout=500)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
-    rows = metrics(tmp_path / "kl")
-    assert [r["step"] for r in rows] == [0, 1]
-    assert all(math.isfinite(r["kl"]) for r in rows)  # the reference engine scored every rank's rows
-    assert rows[1]["kl"] != 0.0  # after one update the policy has moved away from the reference
+    kl = {}
+    for stage in (3, 2):
+        ov = small_overrides(tmp_path, f"kl{stage}", **{"deepspeed.zero_stage": stage, "algorithm.kl_beta": 0.05})
+        res = launch(ov, timeout=500)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
+        rows = metrics(tmp_path / f"kl{stage}")
+        assert [r["step"] for r in rows] == [0, 1]
+        kl[stage] = [r["kl"] for r in rows]
+    assert all(math.isfinite(k) for k in kl[3])  # the reference engine scored every rank's rows
+    assert kl[3][1] > 1e-8  # after one update the policy has moved away from the reference
+    # the same data, weights and steps: the partitioned reference scores as the whole one (up to ZeRO's rounding)
+    assert kl[3] == pytest.approx(kl[2], rel=1e-3, abs=1e-9), kl

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sapo_vl.data.images import BadImage, ImageConfig, prepare_image
+from sapo_vl.data.jsonio import write_json
 from sapo_vl.data.recipe import Recipe, Skip, get_recipe
 from sapo_vl.data.record import Record
 
@@ -110,10 +111,11 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def prepare(item: Any, *, root: str | Path | None = None,
-            config: ImageConfig = ImageConfig()) -> tuple[Record, list[tuple[int, int]]]:
+def prepare(item: Any, *, root: str | Path | None = None, config: ImageConfig = ImageConfig(),
+            load_images: bool = True) -> tuple[Record, list[tuple[int, int]]]:
     """A record ready to store, images as encoded bytes through the pipeline, and each image's (h, w);
-    BadRecord naming the reason when any part is unusable."""
+    BadRecord naming the reason when any part is unusable. `load_images=False` leaves the images as they
+    are and returns no sizes (`recipe check --text-only`)."""
     if isinstance(item, dict):
         try:
             item = Record.from_dict(item)
@@ -131,6 +133,8 @@ def prepare(item: Any, *, root: str | Path | None = None,
             json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
         except (TypeError, ValueError, UnicodeEncodeError) as e:
             raise BadRecord(f"{what} is not JSON text: {e}") from e
+    if not load_images:
+        return replace(item, answer=answer), []
     images, sizes = [], []
     for src in item.images:
         try:
@@ -159,18 +163,27 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False))
-    os.replace(tmp, path)
-
-
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def build(mixes: Iterable[Mix | str | tuple], out_dir: str | Path, *, limit: int | None = None, seed: int = 0,
-          split: str = "train", config: ImageConfig = ImageConfig(), shard_size: int = 512,
+@dataclass(frozen=True)
+class BuildSettings:
+    """What a build is made of besides its recipes; stored in the manifest, and a resume must match them."""
+
+    limit: int | None = None
+    """Records in the whole set, shared by weight; None: every record of every recipe."""
+    seed: int = 0
+    """Passed to every recipe (synthetic data)."""
+    split: str = "train"
+    """The split every recipe reads."""
+    shard_size: int = 512
+    """Records per parquet shard (the manifest is rewritten after each)."""
+    image_config: ImageConfig = ImageConfig()
+    """The image pipeline (pixel bounds) the stored images went through."""
+
+
+def build(mixes: Iterable[Mix | str | tuple], out_dir: str | Path, settings: BuildSettings = BuildSettings(), *,
           overwrite: bool = False, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build (or resume) a mixed training set in `out_dir`; returns the manifest (also in manifest.json)."""
     mixes = [m if isinstance(m, Mix) else parse_mix(m) if isinstance(m, str) else Mix(*m) for m in mixes]
@@ -178,23 +191,23 @@ def build(mixes: Iterable[Mix | str | tuple], out_dir: str | Path, *, limit: int
     names = [r.name for r in recipes]
     if not mixes or len(set(names)) != len(names):
         raise BuildError(f"need one or more distinct recipes, got {names}")
-    if limit is not None and limit < 0:
+    if settings.limit is not None and settings.limit < 0:
         raise BuildError("limit must be >= 0")
     for r, m in zip(recipes, mixes):  # unknown split or option: fail now, not halfway
-        r.records(split, seed=seed, root=m.root, **m.options)
-    settings = json.loads(json.dumps({
-        "format": FORMAT, "split": split, "seed": seed, "limit": limit, "shard_size": shard_size,
-        "image_config": asdict(config),
+        r.records(settings.split, seed=settings.seed, root=m.root, **m.options)
+    stored = json.loads(json.dumps({
+        "format": FORMAT, "split": settings.split, "seed": settings.seed, "limit": settings.limit,
+        "shard_size": settings.shard_size, "image_config": asdict(settings.image_config),
         "recipes": [{"recipe": m.recipe, "name": r.name, "weight": m.weight, "options": m.options,
                      "root": str(m.root) if m.root else None, "quota": q}
-                    for m, r, q in zip(mixes, recipes, quotas([m.weight for m in mixes], limit))]}))
+                    for m, r, q in zip(mixes, recipes, quotas([m.weight for m in mixes], settings.limit))]}))
     out = Path(out_dir)
     (out / "data").mkdir(parents=True, exist_ok=True)
     man_path = out / "manifest.json"
     manifest = json.loads(man_path.read_text()) if man_path.exists() and not overwrite else None
-    if manifest is not None and manifest.get("settings") != settings:
+    if manifest is not None and manifest.get("settings") != stored:
         old = manifest.get("settings", {})
-        diff = [k for k in settings if old.get(k) != settings[k]]
+        diff = [k for k in stored if old.get(k) != stored[k]]
         raise BuildError(f"{out} holds a build with other settings ({', '.join(diff)}); "
                          "use another --out or --overwrite")
     if manifest is not None and manifest["complete"]:
@@ -202,93 +215,108 @@ def build(mixes: Iterable[Mix | str | tuple], out_dir: str | Path, *, limit: int
     if manifest is None:
         for p in (out / "data").glob("*.parquet"):
             p.unlink()
-        manifest = {"settings": settings, "complete": False, "elapsed_s": 0.0, "chunks": [],
+        manifest = {"settings": stored, "complete": False, "elapsed_s": 0.0, "chunks": [],
                     "recipes": [{"name": n, "done": False, "error": None} for n in names]}
-    else:  # resume: keep each recipe's chunks up to the first missing or altered shard
-        kept, broken = [], set()
-        for c in manifest["chunks"]:
-            ok = c["file"] is None or ((out / c["file"]).is_file() and _sha256(out / c["file"]) == c["sha256"])
-            if c["recipe"] in broken or not ok:
-                broken.add(c["recipe"])
-                continue
-            kept.append(c)
-        manifest["chunks"] = kept
-        for st in manifest["recipes"]:
-            if st["name"] in broken:
-                st.update(done=False, error=None)
+    else:
+        _keep_intact_chunks(manifest, out)
     for p in (out / "data").glob("*.tmp"):
         p.unlink()
     seen = {i for c in manifest["chunks"] if c["file"]
             for i in pq.read_table(out / c["file"], columns=["id"])["id"].to_pylist()}
+    shards = _Shards(out, manifest, seen, settings, log)
     started = time.perf_counter()
-    for recipe, mix, st, rs in zip(recipes, mixes, manifest["recipes"], settings["recipes"]):
+    for recipe, mix, st, rs in zip(recipes, mixes, manifest["recipes"], stored["recipes"]):
         if not st["done"]:
-            _build_recipe(recipe, mix, rs["quota"], st, manifest, out, seen, split, seed, config, shard_size, log)
-            _write_json(man_path, manifest)
+            shards.fill(recipe, mix, rs["quota"], st)
+            write_json(man_path, manifest)
     manifest["elapsed_s"] = round(manifest["elapsed_s"] + time.perf_counter() - started, 3)
     _finish(manifest)
-    _write_json(man_path, manifest)
+    write_json(man_path, manifest)
     return manifest
 
 
-def _build_recipe(recipe: Recipe, mix: Mix, quota: int | None, st: dict, manifest: dict, out: Path, seen: set,
-                  split: str, seed: int, config: ImageConfig, shard_size: int, log: Callable | None) -> None:
-    """Stream one recipe into shards from where its last chunk ended, updating `st` and the manifest."""
-    chunks = [c for c in manifest["chunks"] if c["recipe"] == recipe.name]
-    position = chunks[-1]["end"] if chunks else 0
-    written = sum(c["records"] for c in chunks)
-    rows: list[dict] = []
-    skipped: list[dict] = []
+def _keep_intact_chunks(manifest: dict, out: Path) -> None:
+    """Resume: keep each recipe's chunks up to the first missing or altered shard; that recipe goes on from there."""
+    kept, broken = [], set()
+    for c in manifest["chunks"]:
+        ok = c["file"] is None or ((out / c["file"]).is_file() and _sha256(out / c["file"]) == c["sha256"])
+        if c["recipe"] in broken or not ok:
+            broken.add(c["recipe"])
+            continue
+        kept.append(c)
+    manifest["chunks"] = kept
+    for st in manifest["recipes"]:
+        if st["name"] in broken:
+            st.update(done=False, error=None)
 
-    def flush(end: int) -> None:
-        nonlocal rows, skipped
-        index = sum(c["recipe"] == recipe.name for c in manifest["chunks"])
-        name = f"data/{_safe(recipe.name)}-{index:05d}.parquet"
-        entry = {"recipe": recipe.name, "file": None, "records": len(rows), "sha256": None, "end": end,
+
+@dataclass
+class _Shards:
+    """Where a build writes: its folder, its manifest (rewritten after every shard) and the ids stored so far."""
+
+    out: Path
+    manifest: dict
+    seen: set[str]
+    settings: BuildSettings
+    log: Callable[[str], None] | None = None
+
+    def fill(self, recipe: Recipe, mix: Mix, quota: int | None, st: dict) -> None:
+        """Stream one recipe into shards from where its last chunk ended, updating its status `st`."""
+        split, shard_size = self.settings.split, self.settings.shard_size
+        chunks = [c for c in self.manifest["chunks"] if c["recipe"] == recipe.name]
+        position = chunks[-1]["end"] if chunks else 0
+        written = sum(c["records"] for c in chunks)
+        rows: list[dict] = []
+        skipped: list[dict] = []
+        try:
+            stream = recipe.records(split, seed=self.settings.seed, root=mix.root, **mix.options)
+            for _ in range(position):  # resume: fast-forward past what the kept chunks cover
+                next(stream)
+            while quota is None or written < quota:
+                try:
+                    item = next(stream)
+                except StopIteration:
+                    break
+                position += 1
+                item_id = str(getattr(item, "id", f"{recipe.name}/{split}/#{position - 1}"))
+                try:
+                    if isinstance(item, Skip):
+                        raise BadRecord(item.reason)
+                    rec, _ = prepare(item, root=mix.root, config=self.settings.image_config)
+                    if rec.id in self.seen:
+                        raise BadRecord("duplicate id")
+                except BadRecord as e:
+                    skipped.append({"id": item_id, "reason": str(e)})
+                    continue
+                self.seen.add(rec.id)
+                rows.append(_row(rec, recipe.name))
+                written += 1
+                if len(rows) >= shard_size:
+                    self.flush(recipe.name, rows, skipped, position, written)
+                    rows, skipped = [], []
+        except StopIteration:
+            st["error"] = f"stream ended at {position} while resuming: the recipe yields fewer records than before"
+        except Exception as e:  # a recipe bug stops that recipe only
+            st["error"] = f"recipe stopped after reading {position}: {type(e).__name__}: {e}"
+        if rows or skipped or not [c for c in self.manifest["chunks"] if c["recipe"] == recipe.name]:
+            self.flush(recipe.name, rows, skipped, position, written)
+        st["done"] = True
+
+    def flush(self, recipe: str, rows: list[dict], skipped: list[dict], end: int, written: int) -> None:
+        """Write `rows` as the recipe's next shard (none when empty) and add the chunk to the manifest."""
+        index = sum(c["recipe"] == recipe for c in self.manifest["chunks"])
+        name = f"data/{_safe(recipe)}-{index:05d}.parquet"
+        entry = {"recipe": recipe, "file": None, "records": len(rows), "sha256": None, "end": end,
                  "skipped": skipped}
         if rows:
-            tmp = out / (name + ".tmp")
+            tmp = self.out / (name + ".tmp")
             pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp)
-            os.replace(tmp, out / name)
-            entry.update(file=name, sha256=_sha256(out / name))
-        manifest["chunks"].append(entry)
-        _write_json(out / "manifest.json", manifest)
-        if log:
-            log(f"{recipe.name}: {written} records, read {end}")
-        rows, skipped = [], []
-
-    try:
-        stream = recipe.records(split, seed=seed, root=mix.root, **mix.options)
-        for _ in range(position):  # resume: fast-forward past what the kept chunks cover
-            next(stream)
-        while quota is None or written < quota:
-            try:
-                item = next(stream)
-            except StopIteration:
-                break
-            position += 1
-            item_id = str(getattr(item, "id", f"{recipe.name}/{split}/#{position - 1}"))
-            try:
-                if isinstance(item, Skip):
-                    raise BadRecord(item.reason)
-                rec, _ = prepare(item, root=mix.root, config=config)
-                if rec.id in seen:
-                    raise BadRecord("duplicate id")
-            except BadRecord as e:
-                skipped.append({"id": item_id, "reason": str(e)})
-                continue
-            seen.add(rec.id)
-            rows.append(_row(rec, recipe.name))
-            written += 1
-            if len(rows) >= shard_size:
-                flush(position)
-    except StopIteration:
-        st["error"] = f"stream ended at {position} while resuming: the recipe yields fewer records than before"
-    except Exception as e:  # a recipe bug stops that recipe only
-        st["error"] = f"recipe stopped after reading {position}: {type(e).__name__}: {e}"
-    if rows or skipped or not [c for c in manifest["chunks"] if c["recipe"] == recipe.name]:
-        flush(position)
-    st["done"] = True
+            os.replace(tmp, self.out / name)
+            entry.update(file=name, sha256=_sha256(self.out / name))
+        self.manifest["chunks"].append(entry)
+        write_json(self.out / "manifest.json", self.manifest)
+        if self.log:
+            self.log(f"{recipe}: {written} records, read {end}")
 
 
 def _finish(manifest: dict) -> None:

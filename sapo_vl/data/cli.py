@@ -81,24 +81,26 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from sapo_vl.data.check import check, format_report
+    from sapo_vl.data.check import CheckSettings, check, format_report
 
     recipe = get_recipe(args.name)
+    settings = CheckSettings(image_config=None if args.text_only else _config(args),
+                             max_prompt_tokens=args.max_prompt_tokens, processor=args.processor)
     report = check(recipe, split=args.split or recipe.default_split, seed=args.seed, limit=args.limit, root=args.root,
-                   options=_options([recipe], args.option)[0], config=_config(args),
-                   max_prompt_tokens=args.max_prompt_tokens, processor=args.processor)
+                   options=_options([recipe], args.option)[0], settings=settings)
     print(format_report(report))
     return 0 if report.ok else 1
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from sapo_vl.data.build import Mix, build, parse_mix, summary
+    from sapo_vl.data.build import BuildSettings, Mix, build, parse_mix, summary
 
     mixes = [parse_mix(s) for s in args.recipes]
     recipes = [get_recipe(m.recipe) for m in mixes]
     mixes = [Mix(m.recipe, m.weight, o, args.root) for m, o in zip(mixes, _options(recipes, args.option))]
-    manifest = build(mixes, args.out, limit=args.limit, seed=args.seed, split=args.split, config=_config(args),
-                     shard_size=args.shard_size, overwrite=args.overwrite,
+    settings = BuildSettings(limit=args.limit, seed=args.seed, split=args.split, shard_size=args.shard_size,
+                             image_config=_config(args))
+    manifest = build(mixes, args.out, settings, overwrite=args.overwrite,
                      log=None if args.quiet else lambda line: print(line, file=sys.stderr))
     print(summary(manifest))
     print(f"manifest: {Path(args.out) / 'manifest.json'}")
@@ -139,14 +141,19 @@ def add_recipe_commands(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
     p = sub.add_parser("check", help="check every record: images, verifier, tokens, duplicates",
                        description="Check that every image opens, every answer passes its own verifier as a perfect "
-                                   "response, prompts fit the token budget and nothing is duplicated. "
-                                   "Exit status 1 on any failure.")
+                                   "response, prompts fit the token budget and nothing is duplicated; rows kept, "
+                                   "skipped (by reason) and failing their own verifier are counted against the "
+                                   "split's published size. Exit status 1 on any failure.")
     p.add_argument("name", help=NAME_HELP)
     p.add_argument("--limit", type=int, default=None, help="check only the first N records (default: all)")
     p.add_argument("--max-prompt-tokens", type=int, default=2048,
                    help="prompt budget, image tokens included (default: 2048)")
     p.add_argument("--processor", default=None,
                    help="local processor/tokenizer folder for exact text token counts (default: estimate)")
+    p.add_argument("--text-only", action="store_true",
+                   help="check a release's rows, golds and options without its image files (images and image "
+                        "tokens are not checked); prints kept / skipped / self-check failures against the "
+                        "split's published size")
     _common(p)
     p.set_defaults(func=_run(cmd_check))
 

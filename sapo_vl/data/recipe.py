@@ -10,16 +10,30 @@ declares module-level metadata and one generator:
     DESCRIPTION = "one line for `sapo-vl recipe list`"
     PROMPT = "What is ... {question}"  # the prompt template the records use
     SPLITS = ("train", "test")        # optional: splits `records` accepts
+    SIZES = {"test": 3040}            # optional: published rows per split (or per `config` option value);
+                                      # `recipe check` compares the rows it keeps with it
 
     def records(split="train", *, seed=0, limit=None, root=None, knob=default, ...) -> Iterator[Record]
 
-Keyword arguments after `root` are the recipe's options (difficulty knobs and the like); their defaults
-are read from the signature, so `Recipe.options` lists them without a second table. Copy
+Keyword arguments after `root` are the recipe's options (the data path, a subset, a flag); their defaults
+are read from the signature, so `Recipe.options` lists them without a second table. A generator with many
+knobs declares them instead as the fields of a frozen dataclass `Options` (one docstring per field) and
+takes it whole:
+
+    @dataclass(frozen=True)
+    class Options:
+        size: int | None = None           # each field followed by its docstring
+        n_colors: int = 4
+
+    def records(split="train", *, seed=0, limit=None, root=None, options: Options = Options()) -> ...
+
+Either way the options are passed as `-o key=value` and checked by name. Copy
 `data_recipes/synthetic_color.py` (generated data) or `data_recipes/_template.py` (your image folder)
 to start a new one. Files whose name starts with `_` are not listed.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import inspect
@@ -61,8 +75,10 @@ class Recipe:
     """The prompt template, as declared in the file."""
     splits: tuple[str, ...] | None
     """Splits `records` accepts, or None when the recipe does not declare them."""
+    sizes: dict[str, int]
+    """Published rows per split, as the benchmark states them (empty when the recipe does not declare them)."""
     options: dict[str, Any]
-    """Option name -> default, read from the signature of `records`."""
+    """Option name -> default, read from the signature of `records` (or the fields of the module's `Options`)."""
     path: Path
     module: ModuleType = field(repr=False, compare=False)
 
@@ -85,6 +101,8 @@ class Recipe:
                 raise RecipeError(f"recipe {self.name!r} has no option {key!r}{did_you_mean(key, self.options)}; "
                                   f"options: {', '.join(self.options) or '(none)'}")
         root = Path(root) if root is not None else None
+        if hasattr(self.module, "Options"):  # the knobs travel as one dataclass
+            options = {"options": self.module.Options(**options)}
         it = self.module.records(split, seed=seed, limit=limit, root=root, **options)
         return itertools.islice(it, limit) if limit is not None else iter(it)
 
@@ -108,14 +126,27 @@ def from_module(module: ModuleType, path: Path) -> Recipe:
         raise RecipeError(f"{path}: not a recipe, missing {', '.join(missing)} (see data_recipes/_template.py)")
     if module.DOMAIN not in DOMAINS:
         raise RecipeError(f"{path}: DOMAIN {module.DOMAIN!r} is not one of {DOMAINS}")
-    params = inspect.signature(module.records).parameters
-    options = {k: p.default for k, p in params.items()
-               if k not in _FIXED_ARGS and p.kind is p.KEYWORD_ONLY}
+    options = _options(module, path)
     splits = getattr(module, "SPLITS", None)
+    sizes = getattr(module, "SIZES", None) or {}
+    if not isinstance(sizes, dict) or not all(isinstance(k, str) and isinstance(v, int) for k, v in sizes.items()):
+        raise RecipeError(f"{path}: SIZES must map split names to row counts, got {sizes!r}")
     return Recipe(name=module.NAME, domain=module.DOMAIN, source=module.SOURCE, verifier=module.VERIFIER,
                   description=module.DESCRIPTION, prompt=module.PROMPT,
-                  splits=tuple(splits) if splits is not None else None, options=options,
+                  splits=tuple(splits) if splits is not None else None, sizes=dict(sizes), options=options,
                   path=path, module=module)
+
+
+def _options(module: ModuleType, path: Path) -> dict[str, Any]:
+    """Option name -> default: the fields of the module's `Options` dataclass, else the keyword arguments of
+    `records` after the fixed ones."""
+    params = inspect.signature(module.records).parameters
+    if not hasattr(module, "Options"):
+        return {k: p.default for k, p in params.items() if k not in _FIXED_ARGS and p.kind is p.KEYWORD_ONLY}
+    if not dataclasses.is_dataclass(module.Options) or "options" not in params:
+        raise RecipeError(f"{path}: Options must be a dataclass and `records` must take it as `options=`")
+    return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(module.Options)}
 
 
 def load_file(path: str | Path) -> Recipe:

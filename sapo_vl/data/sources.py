@@ -26,6 +26,8 @@ the records are relative to `root` when one is given; otherwise the image bytes 
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import io
 import json
 import logging
@@ -46,6 +48,8 @@ DATA_SUFFIXES = (".parquet", ".jsonl", ".json")
 """Local data files `load_rows` reads, in order of preference when a folder holds several kinds."""
 SPLIT_NAMES = ("train", "validation", "val", "dev", "test", "testmini")
 """Split names a local file name may start with; a folder whose files carry none of them is one split."""
+SPLIT_ALIASES = {"validation": ("val",), "val": ("validation",)}
+"""Other names a local file of a split may carry: CharXiv's release calls its validation split `val.parquet`."""
 ID_COLUMNS = ("id", "pid", "qid", "sample_index")
 """Columns `rows_to_records` takes a record id from, first present wins; else the row number."""
 
@@ -162,7 +166,7 @@ def _split_files(folder: Path, split: str, config: str | None) -> list[Path]:
 
 
 def _names_split(path: Path, split: str) -> bool:
-    return path.stem == split or path.stem.startswith(f"{split}-")
+    return any(path.stem == name or path.stem.startswith(f"{name}-") for name in (split, *SPLIT_ALIASES.get(split, ())))
 
 
 def _read_file(path: Path) -> Iterator[dict[str, Any]]:
@@ -178,7 +182,8 @@ def _read_file(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 data = None  # JSON lines under a .json name: read line by line below
             if data is not None:  # a list of rows, or {key: row} (MathVista's annot_testmini.json)
-                yield from (data if isinstance(data, list) else data.values() if isinstance(data, dict) else [data])
+                yield from (data if isinstance(data, list) else _keyed_rows(data) if isinstance(data, dict)
+                            else [data])
                 return
         for n, line in enumerate(content.splitlines()):
             if line.strip():
@@ -188,6 +193,15 @@ def _read_file(path: Path) -> Iterator[dict[str, Any]]:
                     yield {"_bad_row": f"{path.name} line {n + 1}: not JSON ({e})"}
     except (OSError, ValueError) as e:  # pyarrow errors are OSError / ValueError subclasses
         raise SourceError(f"cannot read {path}: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
+
+
+def _keyed_rows(data: dict) -> Iterator[Any]:
+    """The rows of a {key: row} file; a row with no id column of its own gets its key as `id` (LogicVista's
+    dataset.json: "v1_0": {...}), so record ids follow the release's keys, not row numbers."""
+    for key, row in data.items():
+        if isinstance(row, dict) and not any(row.get(c) not in (None, "") for c in ID_COLUMNS):
+            row = {**row, "id": key}
+        yield row
 
 
 # --------------------------------------------------------------------------------------------- records
@@ -217,24 +231,61 @@ def rows_to_records(rows: Iterable[dict[str, Any]], to_record: Callable[[dict[st
         yield item
 
 
+_EATEN_ESCAPES = {"\x0c": "\\f", "\x08": "\\b"}
+
+
+def repair_escapes(text: str) -> str:
+    """LaTeX whose backslash a JSON writer read as an escape, put back: a form feed is `\\f` (`\\frac`), a
+    backspace `\\b` (`\\beta`). Neither character occurs in real question or answer text (MATH-V test
+    row 2830's gold is "\\x0crac{36}{13}")."""
+    for char, latex in _EATEN_ESCAPES.items():
+        text = text.replace(char, latex)
+    return text
+
+
 def cell_text(row: Mapping[str, Any], column: str, what: str | None = None) -> str:
-    """A non-empty text cell, stripped; BadRow ("empty <what>") when missing or blank."""
+    """A non-empty text cell, escapes repaired (`repair_escapes`, before stripping: a form feed is white
+    space), stripped; BadRow ("empty <what>") when missing or blank."""
     value = row.get(column)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise BadRow(f"empty {what or column}")
-    return value.strip()
+    return repair_escapes(value).strip()
 
 
 # ---------------------------------------------------------------------------------------------- images
+_TEXT_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("sapo_vl_text_only", default=False)
+
+
+@contextlib.contextmanager
+def text_only() -> Iterator[None]:
+    """Within this block `image_entry` does not need the image: a missing one becomes the text
+    "missing image: <where>" instead of a skipped row. `recipe check --text-only` reads a release's rows,
+    golds and options this way without its image files (the records are not for training)."""
+    token = _TEXT_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _TEXT_ONLY.reset(token)
+
+
 def image_entry(cell: Any, *, base: Path | None = None, root: Path | None = None) -> str | bytes:
     """What `Record.images` holds for one image cell: encoded bytes, or a path relative to `root`.
 
     Cells come as HF stores them: `{"bytes": b"...", "path": "x.png"}`, a path string, raw bytes or a PIL
     image. Bytes win when present. A path is found under `base` (the source's folder); with a `root` it is
     returned relative to it (and must lie inside it), without one the file's bytes are embedded.
-    BadRow when there is no usable image."""
+    BadRow when there is no usable image (inside `text_only()`: the text "missing image: ..." instead)."""
+    try:
+        return _image_entry(cell, base, root)
+    except BadRow as e:
+        if _TEXT_ONLY.get() and str(e).startswith("missing image"):
+            return str(e)
+        raise
+
+
+def _image_entry(cell: Any, base: Path | None, root: Path | None) -> str | bytes:
     if cell is None:
         raise BadRow("missing image")
     if isinstance(cell, dict):
@@ -271,13 +322,17 @@ def image_entry(cell: Any, *, base: Path | None = None, root: Path | None = None
 _PLACEHOLDER = re.compile(r"<image\s*(\d*)>", re.IGNORECASE)
 
 
-def interleaved_prompt(body: str, images: Mapping[str, str | bytes]) -> tuple[list[dict[str, Any]], list[str | bytes]]:
+def interleaved_prompt(body: str, images: Mapping[str, str | bytes], *, unknown: str = "error"
+                       ) -> tuple[list[dict[str, Any]], list[str | bytes]]:
     """One user turn with an image slot where each placeholder sits, and the images in slot order.
 
     `images` maps a placeholder's number ("1" for `<image 1>` / `<image1>`) to its image. A numbered
     placeholder gets a slot at its first mention (later mentions stay as text: they refer back); bare
     `<image>` tokens take images "1", "2", ... in order. Images no placeholder names go before the text,
-    as `user_prompt` places them. BadRow when a placeholder names an image that is not there."""
+    as `user_prompt` places them. A placeholder naming an image that is not there is a BadRow, or with
+    `unknown="text"` stays in the text as written (MATH-V: `<image2>` ... name parts of one merged picture)."""
+    if unknown not in ("error", "text"):
+        raise ValueError(f"unknown={unknown!r}: expected 'error' or 'text'")
     content: list[dict[str, Any]] = []
     slots: list[str | bytes] = []
     used: set[str] = set()
@@ -292,6 +347,8 @@ def interleaved_prompt(body: str, images: Mapping[str, str | bytes]) -> tuple[li
             bare += 1
             key = str(bare)
         if key not in images:
+            if unknown == "text":
+                continue
             raise BadRow(f"missing image: the text names {m.group(0)!r} but the row has no image {key}")
         pieces.append((body[pos:m.start()], key))
         used.add(key)
@@ -362,3 +419,28 @@ def inline_options(body: str) -> list[str] | None:
 def format_options(options: list[str]) -> str:
     """"A. first\\nB. second" for a prompt."""
     return "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
+
+
+_LETTER_GOLD = re.compile(r"[(\[]?([A-Z])[)\].]?")
+
+
+def gold_letters(answer: str, options: list[str] | None, n_options: int | None = None) -> list[str]:
+    """The option letters a multiple-choice gold names, in order: "C", "(C)", "C." -> ["C"]; an option's
+    text ("False", "090^\\circ T") -> its letter; several letters ("A, C", "C\\nD", "A and C") -> each.
+    Letters must lie within the options (or the first `n_options` letters when the options are not known).
+    BadRow ("bad answer: ...") when the gold is none of these."""
+    n = len(options) if options else (n_options or len(LETTERS))
+    text = answer.strip()
+    whole = _LETTER_GOLD.fullmatch(text)
+    if whole and LETTERS.index(whole.group(1)) < n:
+        return [whole.group(1)]
+    folded = " ".join(text.split()).lower()
+    named = [i for i, o in enumerate(options or []) if " ".join(o.split()).lower() == folded]
+    if len(named) == 1:
+        return [LETTERS[named[0]]]
+    parts = [p for p in re.split(r"\s*(?:,|;|\n|\band\b|&)\s*|\s+", text) if p]
+    picks = [m.group(1) for m in map(_LETTER_GOLD.fullmatch, parts) if m]
+    if len(parts) > 1 and len(picks) == len(parts) and all(LETTERS.index(p) < n for p in picks):
+        return picks
+    raise BadRow(f"bad answer: {answer[:40]!r} is neither an option letter (of {n}), nor option letters, "
+                 "nor an option's text")

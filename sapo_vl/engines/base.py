@@ -8,7 +8,7 @@ Lifecycle per training step, as the loop drives it:
     ... optimizer steps on the DeepSpeed engine ...
     engine.update_weights()                 # pull the new weights from the trained policy (no-op for "hf")
 
-`generate` returns `Samples` (see `sapo_vl.sampling`): the processor's encoding of the B prompts exactly as the
+`generate` returns `Samples` (below): the processor's encoding of the B prompts exactly as the
 trainer will feed them (`inputs`), the B·G completions right-padded, their masks, truncation flags, decoded texts
 and the log-probability of every sampled token under the distribution it was drawn from.
 """
@@ -17,7 +17,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from ..sampling import Samples
+import torch
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Samples:
+    """G sampled completions for each of B prompts. Row r of the completions belongs to prompt r // G."""
+
+    inputs: Any
+    """The processor's BatchFeature for the B prompts (input_ids (B, Lp) left-padded, attention_mask,
+    mm_token_type_ids, pixel_values, image_grid_thw)."""
+    completion_ids: Tensor
+    """(B·G, Lc) sampled token ids, right-padded with the pad id after the stop token."""
+    completion_mask: Tensor
+    """(B·G, Lc) 1 on sampled tokens up to and including the stop token."""
+    truncated: Tensor
+    """(B·G,) bool: no stop token within max_new_tokens."""
+    sample_logprobs: Tensor
+    """(B·G, Lc) log-probability of each sampled token under the distribution it was drawn from (after
+    temperature, top-k/top-p and the banned tokens); 0 where the mask is 0. A diagnostic of rollout/update drift."""
+    texts: list[str]
+    """B·G decoded completions, special tokens removed."""
+    group_size: int
+    prefill_tokens: int
+    """Tokens that went through the prefill forwards (B·Lp shared, B·G·Lp expanded; summed over chunks)."""
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.completion_mask.sum(-1)  # (B·G,)
 
 
 @dataclass(frozen=True)
@@ -40,6 +69,11 @@ class SamplingSettings:
 class RolloutEngine(Protocol):
     name: str
     """The registry name ("hf", "vllm")."""
+    samples_from_trainer_weights: bool
+    """True when `generate` runs on the trained module itself (the same weights and kernels as the trainer's
+    forward), so π_old may be taken from the update's own first pass; False for a separate sampler (its
+    log-probs differ by kernels and precision), after which the loop always recomputes π_old and logs the
+    sampler/trainer mismatch."""
 
     def generate(self, prompts: Sequence[list[dict]], images: Sequence[Sequence[Any]], settings: SamplingSettings,
                  seed: int) -> Samples:
@@ -56,4 +90,10 @@ class RolloutEngine(Protocol):
 
     def reclaim_memory(self) -> None:
         """Take back what `release_memory` freed, before the next `generate`."""
+        ...
+
+    @classmethod
+    def memory_items(cls, g: "GenerationShape") -> "GenerationMemory":
+        """What this engine holds during the rollout and the update, for the offline memory plan (no instance,
+        no weights: arithmetic on `g`)."""
         ...

@@ -10,12 +10,16 @@ from typing import Any, Sequence
 import torch
 
 from .. import ds
-from ..sampling import Samples, sample_completions
-from .base import SamplingSettings
+from ..memplan import GenerationMemory, PlanContext, hf_generation_memory
+from ..sampling import sample_completions
+from .base import Samples, SamplingSettings
 
 
 class HFEngine:
     name = "hf"
+    samples_from_trainer_weights = True
+    memory_knobs = ("rollout.generation_batch_size",)
+    """Config keys that lower this engine's rollout memory (the plan's knob search tries them)."""
 
     def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None):
         """ds_engine: the DeepSpeed engine training `policy` (the `transformers` model, possibly PEFT-wrapped);
@@ -51,3 +55,7 @@ class HFEngine:
 
     def reclaim_memory(self) -> None:
         """Nothing to do (see `release_memory`)."""
+
+    @classmethod
+    def memory_items(cls, ctx: PlanContext) -> GenerationMemory:
+        return hf_generation_memory(ctx)

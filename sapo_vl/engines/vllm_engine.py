@@ -41,9 +41,10 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .. import ds
+from ..memplan import GenerationMemory, PlanContext, vllm_generation_memory
 from ..models.loading import encode_prompts, hf_model
-from ..sampling import NEVER_SAMPLE, STOP_TOKENS, Samples, token_ids
-from .base import SamplingSettings
+from ..sampling import NEVER_SAMPLE, STOP_TOKENS, token_ids
+from .base import Samples, SamplingSettings
 
 Tensor = torch.Tensor
 
@@ -142,6 +143,13 @@ def request_seeds(seed: int, n_requests: int, stride: int) -> list[int]:
 
 class VLLMEngine:
     name = "vllm"
+    samples_from_trainer_weights = False
+    memory_knobs = ("rollout.vllm.gpu_memory_utilization",)
+    """Config keys that set this engine's rollout memory (vLLM takes its share of the GPU whatever the batch)."""
+
+    @classmethod
+    def memory_items(cls, ctx: PlanContext) -> GenerationMemory:
+        return vllm_generation_memory(ctx)
 
     def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None):
         """Start the engine for `policy` (the `transformers` model, possibly PEFT-wrapped) and send it the weights.

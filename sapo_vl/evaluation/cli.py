@@ -133,7 +133,7 @@ def settings_from(args: argparse.Namespace):
     return Settings(n_samples=args.n_samples, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
                     seed=args.seed, min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                    score_workers=args.score_workers, progress=not args.no_progress)
+                    score_workers=args.score_workers, progress=not args.no_progress, data_root=args.root)
 
 
 def configured_task(name: str, args: argparse.Namespace):
@@ -156,16 +156,9 @@ def configured_task(name: str, args: argparse.Namespace):
 
 
 def _coerce(task, key: str, value: str):
-    if task.recipe:
-        from sapo_vl.data.recipe import coerce_option, get_recipe
+    from sapo_vl.data.recipe import coerce_option, get_recipe
 
-        return coerce_option(get_recipe(task.recipe), key, value)
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
+    return coerce_option(get_recipe(task.recipe), key, value)
 
 
 def load_model(name: str, args: argparse.Namespace, device):
@@ -187,12 +180,20 @@ def run_single(args: argparse.Namespace, ranks) -> int:
     check_qwen_vl(args.model)  # a bad model fails before the data is read,
     loaded = task.load(limit=args.limit, seed=args.seed, root=args.root)  # bad data before the model loads
     model, processor = load_model(args.model, args, ranks.device)
-    summary = run_task(model, processor, task, args.out, settings_from(args), model_name=args.model,
-                       data_root=args.root, ranks=ranks, loaded=loaded)
+    summary = run_task(model, processor, task, args.out, settings_from(args), model_name=args.model, ranks=ranks,
+                       loaded=loaded)
     if ranks.is_main:
         print(summary_text(summary))
         print(f"wrote {Path(args.out) / 'samples.jsonl'} and {Path(args.out) / 'summary.json'}")
+        _warn_coverage(summary)
     return 0
+
+
+def _warn_coverage(summary: dict) -> None:
+    """Rows of the published split that were not scored: a warning on stderr as well as in the table."""
+    warning = (summary.get("coverage") or {}).get("warning")
+    if warning:
+        print(f"sapo-vl eval: WARNING: {warning}", file=sys.stderr)
 
 
 def model_slug(name: str) -> str:
@@ -221,7 +222,7 @@ def run_suite(args: argparse.Namespace, ranks) -> int:
             try:
                 configured = configured_task(task.name, args)
                 summary = run_task(model, processor, configured, out / model_slug(name) / task.name,
-                                   settings_from(args), model_name=name, data_root=args.root, ranks=ranks)
+                                   settings_from(args), model_name=name, ranks=ranks)
             except (TaskError, SourceError) as err:
                 failed.append(f"{name} / {task.name}: {_one_line(err)}")
                 if ranks.is_main:
@@ -230,6 +231,7 @@ def run_suite(args: argparse.Namespace, ranks) -> int:
             results[name][task.name] = summary
             if ranks.is_main:
                 print(summary_text(summary) + "\n")
+                _warn_coverage(summary)
         del model
     if ranks.is_main and any(results.values()):
         (out / "results.md").write_text(suite_markdown(results))
@@ -247,11 +249,12 @@ def run_suite(args: argparse.Namespace, ranks) -> int:
 def list_tasks(suite_name: str | None = None) -> int:
     """Print every task (or a suite's): name, domain, dataset, split, size, verifier, metric, scoring."""
     from .registry import TASKS, suite
+    from .task import SCORING_KINDS
 
     tasks = suite(suite_name) if suite_name else [TASKS[n] for n in sorted(TASKS)]
     rows = [("task", "domain", "dataset", "split", "size", "verifier", "metric", "scoring")]
     for t in tasks:
-        scoring = {"rule": "published rule", "judge": "replaces LLM judge", "ours": "project verifiers"}[t.scoring]
+        scoring = SCORING_KINDS[t.scoring]
         rows.append((t.name, t.domain, t.dataset_name(), t.split, str(t.size or "?"), t.verifier_label, t.metric,
                      scoring))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

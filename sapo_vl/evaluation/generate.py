@@ -1,6 +1,6 @@
 """Batched generation for eval: K samples per prompt, each row drawing from its own seeded random stream.
 
-`generate(model, processor, prompts, images, n_samples=K, seeds=[...])` is the rollout sampler
+`generate(model, processor, prompts, images, SamplingSettings(group_size=K, ...), seeds=[...])` is the rollout sampler
 (`sapo_vl.sampling.sample_completions`: one prefill per prompt shared by its K rows, Qwen3-VL's M-RoPE
 positions, banned vision tokens, stop on `<|im_end|>`) with one generator per row, seeded by the caller (per
 record and sample index). A row's tokens then do not depend on which other records share its batch, on the
@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
+from sapo_vl.engines import SamplingSettings
 from sapo_vl.sampling import sample_completions
 
 
@@ -38,19 +39,20 @@ def row_seed(seed: int, record_id: str, sample: int) -> int:
 
 
 @torch.no_grad()
-def generate(model, processor, prompts: Sequence[list[dict]], images: Sequence[Sequence[Any]], *, n_samples: int,
-             max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
-             seeds: Sequence[int] | None = None) -> Generated:
-    """Generate `n_samples` completions per prompt; `seeds` holds one seed per row (B·K), unused when greedy."""
-    K, B = n_samples, len(prompts)
-    if K < 1 or max_new_tokens < 1:
-        raise ValueError(f"n_samples and max_new_tokens must be >= 1, got {n_samples}, {max_new_tokens}")
-    greedy = temperature <= 0
+def generate(model, processor, prompts: Sequence[list[dict]], images: Sequence[Sequence[Any]],
+             settings: SamplingSettings, seeds: Sequence[int] | None = None) -> Generated:
+    """Generate `settings.group_size` completions per prompt; `seeds` holds one seed per row (B·K), unused when
+    greedy (`settings.temperature` <= 0)."""
+    K, B = settings.group_size, len(prompts)
+    if K < 1 or settings.max_new_tokens < 1:
+        raise ValueError(f"n_samples and max_new_tokens must be >= 1, got {K}, {settings.max_new_tokens}")
+    greedy = settings.temperature <= 0
     if not greedy and (seeds is None or len(seeds) != B * K):
         raise ValueError(f"sampling needs one seed per row: {B * K} rows, {0 if seeds is None else len(seeds)} seeds")
     device = next(model.parameters()).device
     gens = None if greedy else [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-    s = sample_completions(model, processor, prompts, images, group_size=K, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_p=top_p, top_k=top_k, generator=gens)
+    s = sample_completions(model, processor, prompts, images, group_size=K, max_new_tokens=settings.max_new_tokens,
+                           temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
+                           generator=gens)
     tokens = s.completion_mask.sum(-1) - (~s.truncated).long()  # the stop token is not counted
     return Generated(texts=s.texts, tokens=tokens.tolist(), truncated=s.truncated.tolist())

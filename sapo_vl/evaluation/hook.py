@@ -1,7 +1,9 @@
-"""`evaluate_policy`: the trainer's entry point, run every N steps with the policy being trained.
+"""`evaluate_policy`: the trainer's entry point, run every N steps with the policy being trained; its settings
+come from `policy_settings`, built once.
 
-    metrics = evaluate_policy(policy, processor, ["synthetic_color", "chartqa_test"], limit=200, n_samples=4,
-                              max_new_tokens=256, seed=0, out_dir=run_dir / "eval" / f"step_{step}")
+    settings = policy_settings(processor, limit=200, n_samples=4, max_new_tokens=256, seed=0)  # once, at setup
+    metrics = evaluate_policy(policy, processor, ["synthetic_color", "chartqa_test"], settings,
+                              out_dir=run_dir / "eval" / f"step_{step}")
     # {"eval/synthetic_color/accuracy": 0.61, "eval/synthetic_color/pass@1": 0.58, "eval/synthetic_color/pass@4": ...}
 
 It runs the same `run_task` as `sapo-vl eval` (same batches, seeds, verifiers and files), so a number
@@ -20,22 +22,27 @@ from .registry import get_task
 from .runner import Settings, run_task
 
 
-def evaluate_policy(model, processor, tasks: Sequence[str], *, limit: int | None, n_samples: int = 1,
-                    max_new_tokens: int | None = None, seed: int = 0, out_dir: str | Path,
-                    temperature: float | None = None, batch_size: int = 8) -> dict[str, float]:
-    """Evaluate `model` on `tasks` and return flat metrics for the training log.
-
-    Keys per task: eval/<task>/accuracy, eval/<task>/pass@1, eval/<task>/pass@k (each k <= n_samples, k > 1),
-    eval/<task>/format_compliance (tasks that ask for tags), eval/<task>/response_tokens.
-    temperature: None -> greedy for n_samples == 1, else 1.0 (pass@k needs distinct samples).
-    Images are resized to the processor's own pixel bounds (what training feeds the model).
-    """
+def policy_settings(processor, *, limit: int | None, n_samples: int = 1, max_new_tokens: int | None = None,
+                    seed: int = 0, temperature: float | None = None) -> Settings:
+    """The eval settings of a training run: `n_samples` per record, greedy for one sample and temperature 1.0
+    for more (pass@k needs distinct samples) unless `temperature` is given, images resized to the processor's
+    own pixel bounds (what training feeds the model), no progress bar."""
     size = dict(getattr(getattr(processor, "image_processor", None), "size", None) or {})
     pixels = {k: v for k, v in (("min_pixels", size.get("shortest_edge")), ("max_pixels", size.get("longest_edge")))
               if v}
-    settings = Settings(n_samples=n_samples, temperature=(0.0 if n_samples == 1 else 1.0) if temperature is None
-                        else temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, limit=limit, seed=seed,
-                        progress=False, **pixels)
+    if temperature is None:
+        temperature = 0.0 if n_samples == 1 else 1.0
+    return Settings(n_samples=n_samples, temperature=temperature, max_new_tokens=max_new_tokens, limit=limit,
+                    seed=seed, progress=False, **pixels)
+
+
+def evaluate_policy(model, processor, tasks: Sequence[str], settings: Settings, *,
+                    out_dir: str | Path) -> dict[str, float]:
+    """Evaluate `model` on `tasks` with `settings` (see `policy_settings`) and return flat metrics for the log.
+
+    Keys per task: eval/<task>/accuracy, eval/<task>/pass@1, eval/<task>/pass@k (each k <= n_samples, k > 1),
+    eval/<task>/format_compliance (tasks that ask for tags), eval/<task>/response_tokens.
+    """
     metrics: dict[str, float] = {}
     for name in tasks:
         summary = run_task(model, processor, get_task(name), Path(out_dir) / name, settings, model_name="policy")

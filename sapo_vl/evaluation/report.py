@@ -39,8 +39,26 @@ def summary_text(s: dict) -> str:
     skipped = sum(d["skipped"].values())
     lines.append(f"  dataset: {d['name']} split {d['split']} ({d['revision']}, {d['fingerprint']})"
                  + (f", {skipped} row(s) skipped: {d['skipped']}" if skipped else ""))
+    lines.append(f"  rows: {coverage_line(s.get('coverage') or {})}")
     lines.append(f"  scoring: {s['scoring']}")
+    if (s.get("coverage") or {}).get("warning"):
+        lines.append(f"  WARNING: {s['coverage']['warning']}")
     return "\n".join(lines)
+
+
+def coverage_line(c: dict) -> str:
+    """"2701 scored of 3040 published (339 not scored)", "447 scored of 448 published (1 data error in the
+    release)", "20 scored (--limit 20; 3040 published)"."""
+    if not c:
+        return "n/a"
+    text = f"{c['scored']} scored"
+    if c.get("limit") is not None:
+        return text + f" (--limit {c['limit']}" + (f"; {c['published']} published)" if c.get("published") else ")")
+    if c.get("published") is None:
+        return text + " (no published size)"
+    notes = [f"{c['unscored']} not scored"] if c.get("unscored") else []
+    notes += [f"{c['data_errors']} data error(s) in the release"] if c.get("data_errors") else []
+    return text + f" of {c['published']} published" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _ci(ci) -> str:

@@ -27,15 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from sapo_vl.data.images import BadImage, ImageConfig, load_image
+from sapo_vl.data.jsonio import write_json
 from sapo_vl.data.record import Record
+from sapo_vl.engines import SamplingSettings
 
 from . import dist
 from .generate import generate, row_seed
 from .metrics import summarize
-from .task import EXTRACTION, Task, TaskError
+from .task import EXTRACTION, SCORING_KINDS, Task, TaskError
 
 SAMPLES, SUMMARY, RUN = "samples.jsonl", "summary.json", "run.json"
-SCORING_KINDS = {"rule": "published rule", "judge": "replaces an LLM judge", "ours": "project verifiers"}
 
 
 class RunMismatch(TaskError):
@@ -68,6 +69,14 @@ class Settings:
     """Seconds one verifier call may take before it scores 0 ("timeout")."""
     progress: bool = True
     """Show a progress bar (rank 0)."""
+    data_root: str | None = None
+    """Dataset root the records' relative image paths start from (`--root`, the recipe's `root`); None: none."""
+
+    def sampling(self, max_new_tokens: int) -> SamplingSettings:
+        """How each batch is sampled: K rows per record, each at most `max_new_tokens` long (this run's limit:
+        `self.max_new_tokens`, else the task's)."""
+        return SamplingSettings(group_size=self.n_samples, max_new_tokens=max_new_tokens,
+                                temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
 
 
 PINNED = ("model", "task", "split", "options", "prompt", "temperature", "top_p", "top_k", "max_new_tokens", "seed",
@@ -106,12 +115,6 @@ def read_samples(path: Path) -> list[dict]:
     return rows
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def check_run(out_dir: Path, key: dict[str, Any]) -> None:
     """Write run.json, or check that the one there matches `key` on every PINNED field."""
     path = out_dir / RUN
@@ -124,7 +127,7 @@ def check_run(out_dir: Path, key: dict[str, Any]) -> None:
                               "pass another --out or delete that folder")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(path, key)
+        write_json(path, key)
 
 
 def fingerprint(records: list[Record]) -> str:
@@ -150,7 +153,7 @@ def prompt_text(record: Record) -> str:
 
 # ------------------------------------------------------------------------------------------------ one batch
 def run_batch(model, processor, task: Task, records: list[Record], todo: set[tuple[str, int]], settings: Settings,
-              max_new_tokens: int, data_root: str | None) -> list[dict]:
+              max_new_tokens: int) -> list[dict]:
     """Generate and score one batch; returns the lines for the (id, sample) pairs in `todo`."""
     from sapo_vl.verifiers import VerifierConfigError, score, score_batch
 
@@ -162,7 +165,7 @@ def run_batch(model, processor, task: Task, records: list[Record], todo: set[tup
         try:
             name, params = task.score_spec(r)
             score(name, "", r.answer, **params)  # reads the gold (cheaply): a bad one skips the record
-            images.append([load_image(src, data_root, images_cfg, record=r.id) for src in r.images])
+            images.append([load_image(src, settings.data_root, images_cfg, record=r.id) for src in r.images])
             usable.append(r)
         except (BadImage, VerifierConfigError) as err:
             if any((r.id, k) in todo for k in range(settings.n_samples)):
@@ -172,8 +175,7 @@ def run_batch(model, processor, task: Task, records: list[Record], todo: set[tup
         return lines
     K = settings.n_samples
     seeds = [row_seed(settings.seed, r.id, k) for r in usable for k in range(K)]
-    out = generate(model, processor, [r.prompt for r in usable], images, n_samples=K, max_new_tokens=max_new_tokens,
-                   temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k, seeds=seeds)
+    out = generate(model, processor, [r.prompt for r in usable], images, settings.sampling(max_new_tokens), seeds=seeds)
     rows = [(r, k, i * K + k) for i, r in enumerate(usable) for k in range(K) if (r.id, k) in todo]
     items = []
     for r, _, j in rows:
@@ -197,17 +199,17 @@ def run_batch(model, processor, task: Task, records: list[Record], todo: set[tup
 
 # ------------------------------------------------------------------------------------------------ the run
 def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settings = Settings(), *,
-             model_name: str = "policy", data_root: str | None = None, ranks: dist.Dist | None = None,
+             model_name: str = "policy", ranks: dist.Dist | None = None,
              loaded: tuple[list[Record], list[tuple[str, str]]] | None = None) -> dict:
     """Evaluate `task` and return its summary (on every rank). See the module docstring. `loaded` is
-    `task.load(limit=settings.limit, seed=settings.seed, root=data_root)` when the caller has it already."""
+    `task.load(limit=settings.limit, seed=settings.seed, root=settings.data_root)` when the caller has it already."""
     ranks = ranks or dist.current()
     out_dir = Path(out_dir)
     K = settings.n_samples
     if K < 1 or settings.batch_size < 1:
         raise TaskError(f"--n-samples and --batch-size must be >= 1, got {K} and {settings.batch_size}")
     max_new_tokens = settings.max_new_tokens or task.max_new_tokens
-    records, skipped = loaded or task.load(limit=settings.limit, seed=settings.seed, root=data_root)
+    records, skipped = loaded or task.load(limit=settings.limit, seed=settings.seed, root=settings.data_root)
     if not records:
         raise TaskError(f"task {task.name!r} has no usable records"
                         + (f" ({len(skipped)} skipped, first: {skipped[0][1]})" if skipped else ""))
@@ -238,8 +240,7 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
         for first in range(0, len(todo), ranks.world_size):
             mine = todo[first + ranks.rank] if first + ranks.rank < len(todo) else None
             lines = [] if mine is None else run_batch(
-                model, processor, task, batches[mine[0]], {tuple(x) for x in mine[1]}, settings, max_new_tokens,
-                data_root)
+                model, processor, task, batches[mine[0]], {tuple(x) for x in mine[1]}, settings, max_new_tokens)
             gathered = dist.gather(lines, ranks)
             if ranks.is_main:
                 new = [line for part in gathered for line in part]
@@ -256,16 +257,16 @@ def run_task(model, processor, task: Task, out_dir: str | Path, settings: Settin
     summary = None
     if ranks.is_main:
         summary = build_summary(task, settings, records, skipped, read_samples(out_dir / SAMPLES), model_name,
-                                max_new_tokens, data_root)
+                                max_new_tokens)
         summary["timing"] = {"seconds": round(seconds, 3), "samples_generated": generated,
                              "samples_per_s": round(generated / seconds, 3) if seconds > 0 and generated else None,
                              "world_size": ranks.world_size, "device": str(ranks.device)}
-        _write_json(out_dir / SUMMARY, summary)
+        write_json(out_dir / SUMMARY, summary)
     return dist.broadcast(summary, ranks)
 
 
 def build_summary(task: Task, settings: Settings, records: list[Record], skipped: list[tuple[str, str]],
-                  lines: list[dict], model_name: str, max_new_tokens: int, data_root: str | None) -> dict:
+                  lines: list[dict], model_name: str, max_new_tokens: int) -> dict:
     """The summary of the current records and samples (timing is added by the caller)."""
     ids = {r.id for r in records}
     K = settings.n_samples
@@ -276,7 +277,7 @@ def build_summary(task: Task, settings: Settings, records: list[Record], skipped
         kind = reason.split(":")[0]
         skip_reasons[kind] = skip_reasons.get(kind, 0) + 1
     kept = [r for r in records if r.id not in bad]
-    source = task.options.get("path") or data_root or task.dataset_name()
+    source = task.options.get("path") or settings.data_root or task.dataset_name()
     local = source and (os.path.exists(str(source)) or str(source).startswith(("/", ".")))
     return {
         "task": task.name, "domain": task.domain, "model": model_name,
@@ -291,6 +292,7 @@ def build_summary(task: Task, settings: Settings, records: list[Record], skipped
                     "fingerprint": fingerprint(kept), "records": len(kept),
                     "skipped": skip_reasons, "skipped_examples": ([f"{i}: {s}" for i, s in skipped[:3]]
                                                                   + [f"{i}: {s}" for i, s in list(bad.items())[:3]])},
+        "coverage": coverage(task, len(kept), skipped + list(bad.items()), settings.limit),
         "seed": settings.seed,
         "generation": {"n_samples": K, "greedy": settings.temperature <= 0, "temperature": settings.temperature,
                        "top_p": settings.top_p, "top_k": settings.top_k, "max_new_tokens": max_new_tokens,
@@ -298,6 +300,26 @@ def build_summary(task: Task, settings: Settings, records: list[Record], skipped
                        "max_pixels": settings.max_pixels, "prompt": task.prompt or "recipe"},
         "metrics": summarize(rows, n_samples=K, seed=settings.seed),
     }
+
+
+def coverage(task: Task, scored: int, skipped: list[tuple[str, str]], limit: int | None) -> dict:
+    """How many rows were scored against the task's published size: {"scored", "published", "limit",
+    "data_errors" (skipped rows the task lists as errors in the release), "unscored" (published rows neither
+    scored nor a listed data error; None with a limit or without a published size), "unscored_reasons"
+    (reason -> rows), "warning" (a sentence when rows went unscored, else None)}."""
+    known = [(i, why) for i, why in skipped if i in task.data_errors]
+    lost: dict[str, int] = {}
+    for i, why in skipped:
+        if i not in task.data_errors:
+            lost[why.split(":")[0]] = lost.get(why.split(":")[0], 0) + 1
+    unscored = None if limit is not None or task.size is None else max(0, task.size - scored - len(known))
+    warning = None
+    if unscored:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(lost.items(), key=lambda kv: -kv[1])) or "not in the source"
+        warning = (f"only {scored} of the {task.size} published rows of {task.name} were scored; {unscored} "
+                   f"were not ({reasons}), so the accuracy is over the rest")
+    return {"scored": scored, "published": task.size, "limit": limit, "data_errors": len(known),
+            "unscored": unscored, "unscored_reasons": lost, "warning": warning}
 
 
 def _progress(enabled: bool, *, total: int, initial: int, task: str):

@@ -1,8 +1,8 @@
 """The eval task: one benchmark split, how its prompts are made, and how its responses are scored.
 
 A task is one small declarative file in `eval/` holding `TASK = Task(...)`: the data (a recipe from
-`data_recipes/`, its split and options, or a loader function in the task file itself for a benchmark that
-has no recipe yet), the prompt (the recipe's own, so that eval asks what training asked, unless the task
+`data_recipes/`, its split and options, the split's published size and the release's known data errors),
+the prompt (the recipe's own, so that eval asks what training asked, unless the task
 overrides it), the scoring (which verifier and parameters, the same functions as the training rewards),
 and the published rule the scoring reproduces or the LLM judge it replaces, with its source.
 
@@ -11,20 +11,18 @@ reasons); `Task.score_spec(record)` gives the (verifier, params) for one record.
 """
 from __future__ import annotations
 
-import inspect
 import re
-import sys
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from sapo_vl.data.record import DOMAINS, Record  # noqa: F401  (one set of domains for recipes and eval suites)
-from sapo_vl.suggest import did_you_mean
 
 """Task domains; each is also a suite (`sapo-vl eval --suite math`)."""
-SCORING_KINDS = ("rule", "judge", "ours")
-"""rule: reproduces a published rule-based scorer; judge: the published harness uses an LLM judge or LLM
-answer extractor, which our verifiers replace; ours: no published scorer is reproduced (synthetic data, or
-free-form answers where the benchmark reports something else), the training verifiers score."""
+SCORING_KINDS = {"rule": "published rule", "judge": "replaces an LLM judge", "ours": "project verifiers"}
+"""Scoring kind -> its short label (in `--list`, summary.json and the suite table). rule: reproduces a
+published rule-based scorer; judge: the published harness uses an LLM judge or LLM answer extractor, which
+our verifiers replace; ours: no published scorer is reproduced (synthetic data, or free-form answers where
+the benchmark reports something else), the training verifiers score."""
 EXTRACTION = ("the last <answer>…</answer>, else the last \\boxed{}, else the text after the last "
               "'answer is' / 'Answer:', else the whole reply; <think> blocks are never read "
               "(sapo_vl/verifiers/extract.py)")
@@ -51,16 +49,18 @@ class Task:
     """What the score is: the published rule reproduced, or the judge replaced and what scores instead."""
     source: str
     """Where the rule or the judge is published (paper and repository file)."""
-    recipe: str | None = None
-    """A recipe name in `data_recipes/`; None when `loader` is given."""
-    loader: Callable[..., Iterable] | None = field(default=None, compare=False, repr=False)
-    """A recipe-like `records(split, *, seed, limit, root, **options)` defined in the task file."""
+    recipe: str = ""
+    """The recipe in `data_recipes/` that reads the benchmark (required)."""
     dataset: str = ""
     """The dataset as users know it (hub id or URL), for `--list`; defaults to the recipe's SOURCE."""
     options: dict[str, Any] = field(default_factory=dict)
     """Recipe options (`-o key=value` on the command line overrides them)."""
     size: int | None = None
-    """Records in the split, when known (published size)."""
+    """Rows in the split as the benchmark publishes them; a run that scores fewer (without `--limit`) says so
+    loudly, naming why the others were skipped."""
+    data_errors: dict[str, str] = field(default_factory=dict)
+    """Record id -> what is wrong with that row in the release itself (an empty gold): rows the published
+    harness cannot score either, so they do not count as lost."""
     prompt: str | None = None
     """Prompt override: a template with `{question}` (the record's question, the recipe's instruction
     removed); None keeps the recipe's prompt, the one training uses."""
@@ -87,8 +87,8 @@ class Task:
             raise TaskError(f"task {self.name!r}: domain {self.domain!r} is not one of {', '.join(DOMAINS)}")
         if self.scoring not in SCORING_KINDS:
             raise TaskError(f"task {self.name!r}: scoring {self.scoring!r} is not one of {', '.join(SCORING_KINDS)}")
-        if (self.recipe is None) == (self.loader is None):
-            raise TaskError(f"task {self.name!r}: give exactly one of `recipe` and `loader`")
+        if not self.recipe:
+            raise TaskError(f"task {self.name!r}: name the `recipe` in data_recipes/ that reads its data")
         if self.verifier is None and not self.row_verifiers:
             raise TaskError(f"task {self.name!r}: name a `verifier` or list the recipe's `row_verifiers`")
         stray = [name for name in self.row_params if self.verifier is not None or name not in self.row_verifiers]
@@ -116,9 +116,7 @@ class Task:
         return f"{lead}: {self.rule} [{self.source}]"
 
     def dataset_name(self) -> str:
-        if self.dataset:
-            return self.dataset
-        return self._recipe().source if self.recipe else ""
+        return self.dataset or self._recipe().source
 
     # ------------------------------------------------------------------------------------------------ data
     def _recipe(self):
@@ -136,19 +134,9 @@ class Task:
         records. A source that cannot be reached raises the recipe's one-line error (SourceError)."""
         from sapo_vl.data.recipe import Skip
 
-        if self.recipe:
-            recipe = self._recipe()
-            rows = recipe.records(self.split, seed=seed, limit=None, root=root, **self.options)
-            template = recipe.prompt
-        else:
-            accepted = inspect.signature(self.loader).parameters
-            unknown = [k for k in self.options if k not in accepted or k in ("split", "seed", "limit", "root")]
-            if unknown:
-                options = [k for k in accepted if k not in ("split", "seed", "limit", "root")]
-                raise TaskError(f"task {self.name!r} has no option {unknown[0]!r}{did_you_mean(unknown[0], options)}; "
-                                f"options: {', '.join(options)}")
-            rows = self.loader(self.split, seed=seed, limit=None, root=root, **self.options)
-            template = getattr(sys.modules.get(self.loader.__module__), "PROMPT", "")  # the task file's
+        recipe = self._recipe()
+        rows = recipe.records(self.split, seed=seed, limit=None, root=root, **self.options)
+        template = recipe.prompt
         records: list[Record] = []
         skipped: list[tuple[str, str]] = []
         for item in rows:

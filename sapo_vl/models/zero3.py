@@ -15,9 +15,9 @@ the largest module.
 
 - `load_policy_zero3(name_or_path, ds_config, dtype=...)`: the `transformers` model, parameters partitioned.
   `deepspeed.initialize` (`sapo_vl.ds.create_engine`) takes it as is (parameters already partitioned stay so).
-- `load_reference_zero3(...)`: the frozen KL reference as `PolicyLogprobs` inside a DeepSpeed engine without an
-  optimizer: its ZeRO-3 hooks gather each module's parameters for the module's forward, as in training. Every rank
-  must call its forward together (as for the policy).
+- `reference_engine(module, ds_config)`: a frozen partitioned module (the KL reference, wrapped by the caller as
+  the policy is) inside a DeepSpeed engine without an optimizer: its ZeRO-3 hooks gather each module's parameters
+  for the module's forward, as in training. Every rank must call its forward together (as for the policy).
 
 `HfDeepSpeedConfig` is kept in a module global for the rest of the process: `transformers` keeps only a weak
 reference to it, and asks it whether ZeRO-3 is on whenever it touches the model's parameters later (resizing,
@@ -151,26 +151,12 @@ def load_policy_zero3(
     return model
 
 
-def load_reference_zero3(name_or_path: str, ds_config: dict, *, dtype: str = "auto", wrap=None,
-                         attn_implementation: str | None = "sdpa", trust_remote_code: bool = False):
-    """The frozen reference policy, partitioned: a DeepSpeed engine (no optimizer) around `wrap(model)`
-    (default `PolicyLogprobs`; the trainer passes the class its policy engine wraps).
-
-    Call it like the module (`ref(**micro_batch_inputs)`) under `torch.no_grad()`, on every rank at once.
-    """
-    model = load_policy_zero3(name_or_path, ds_config, dtype=dtype, attn_implementation=attn_implementation,
-                              trust_remote_code=trust_remote_code)
-    return reference_engine(model, ds_config, wrap=wrap)
-
-
-def reference_engine(model, ds_config: dict, *, wrap=None):
-    """A partitioned `transformers` model, frozen, as `wrap(model)` (default `PolicyLogprobs`) in an
-    optimizer-less DeepSpeed engine."""
+def reference_engine(module: torch.nn.Module, ds_config: dict):
+    """A partitioned frozen module (the KL reference, wrapped as the policy is) in an optimizer-less DeepSpeed
+    engine: its ZeRO-3 hooks gather each submodule's parameters for its forward. Every rank must call it together."""
     import deepspeed
 
-    from ..logprobs import PolicyLogprobs
-
-    module = (wrap or PolicyLogprobs)(model).eval()
+    module = module.eval()
     module.requires_grad_(False)
     conf = {k: v for k, v in ds_config.items() if k not in ("optimizer", "scheduler")}
     engine, *_ = deepspeed.initialize(model=module, config=conf, dist_init_required=False)

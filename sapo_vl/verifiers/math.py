@@ -18,8 +18,10 @@ What this module adds around it:
 - A hard wall-clock limit: math-verify runs with its own signal-based timeouts off, inside a worker
   process that is killed after `timeout` seconds (see `guard.py`); `10^{10^{10^{10}}}` scores 0,
   "timeout", instead of hanging the trainer.
-- Fast paths that skip SymPy: identical answers after whitespace clean-up score 1; two plain
-  integers are compared exactly.
+- Fast paths that skip SymPy: identical answers after whitespace clean-up score 1 (the gold's leading and
+  trailing words are dropped as the answer's are, so a gold that is a structured phrase, such as
+  "slope =-4" or "domain: (2,8] and range: [6,8)", scores 1 against itself and against "-4" or the same
+  phrase; math-verify alone parses neither); two plain integers are compared exactly.
 """
 from __future__ import annotations
 
@@ -147,7 +149,7 @@ def verify(response: str, answer: str, *, timeout: float = 5.0, float_rounding: 
             return miss(f"answer longer than {_MAX_ANSWER_CHARS} characters", clip_extracted(found.text))
         content = _drop_words(_unicode_to_latex(found.text))
         extracted = found.text
-        if _squash(content) == _squash(gold_text):
+        if _squash(content) in (_squash(gold_text), _squash(_drop_words(gold_text))):
             return hit("identical", extracted)
         if _PLAIN_INT.fullmatch(content.strip()) and _PLAIN_INT.fullmatch(gold_text) and len(content) < 100:
             same = int(content) == int(gold_text)

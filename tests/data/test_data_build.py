@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from sapo_vl.data.build import BuildError, Mix, build, load_built, parse_mix, quotas, summary
+from sapo_vl.data.build import BuildError, BuildSettings, Mix, build, load_built, parse_mix, quotas, summary
 
 # A recipe file written by the tests: one record per case, images from the `image_dir` fixture folder.
 BAD_INPUTS = '''
@@ -84,7 +84,7 @@ def bad_inputs(image_dir, tmp_path):
 
 
 def test_bad_input_is_skipped_named_and_the_good_all_land(bad_inputs, tmp_path):
-    m = build([bad_inputs], tmp_path / "out", shard_size=4)
+    m = build([bad_inputs], tmp_path / "out", BuildSettings(shard_size=4))
     assert m["complete"] and m["records"] == len(GOOD_IDS)
     reasons = {s["id"].removeprefix("fx/"): s["reason"] for s in m["skipped"]}
     assert reasons.pop("train/#30").startswith("recipe yielded a str")  # no id of its own: named by position
@@ -115,7 +115,7 @@ def test_interrupted_build_resumes_without_duplicates(counter, tmp_path, monkeyp
     out = tmp_path / "out"
     monkeypatch.setenv("FX_INTERRUPT_AT", "8")
     with pytest.raises(KeyboardInterrupt):
-        build([counter], out, shard_size=3)
+        build([counter], out, BuildSettings(shard_size=3))
     partial = json.loads((out / "manifest.json").read_text())
     assert not partial["complete"] and [c["records"] for c in partial["chunks"]] == [3, 3]  # 0-2, 3-6 less 4
     with pytest.raises(BuildError, match="incomplete"):
@@ -124,11 +124,11 @@ def test_interrupted_build_resumes_without_duplicates(counter, tmp_path, monkeyp
     stamp = first.stat().st_mtime_ns
     (out / "data" / "ctr-00002.parquet.tmp").write_bytes(b"half-written")  # interrupted mid-write
     monkeypatch.delenv("FX_INTERRUPT_AT")
-    m = build([counter], out, shard_size=3)
+    m = build([counter], out, BuildSettings(shard_size=3))
     assert m["complete"] and m["records"] == 9 and [s["id"] for s in m["skipped"]] == ["ctr/4"]
     assert [r.id for r in load_built(out)] == [f"ctr/{i}" for i in range(10) if i != 4]
     assert first.stat().st_mtime_ns == stamp and not list(out.glob("data/*.tmp"))
-    again = build([counter], out, shard_size=3)  # finished: nothing rebuilt
+    again = build([counter], out, BuildSettings(shard_size=3))  # finished: nothing rebuilt
     assert again == m and first.stat().st_mtime_ns == stamp
 
 
@@ -136,27 +136,27 @@ def test_a_damaged_shard_is_rebuilt_on_resume(counter, tmp_path, monkeypatch):
     out = tmp_path / "out"
     monkeypatch.setenv("FX_INTERRUPT_AT", "8")
     with pytest.raises(KeyboardInterrupt):
-        build([counter], out, shard_size=3)
+        build([counter], out, BuildSettings(shard_size=3))
     partial = json.loads((out / "manifest.json").read_text())
     (out / partial["chunks"][1]["file"]).write_bytes(b"garbage")
     monkeypatch.delenv("FX_INTERRUPT_AT")
-    m = build([counter], out, shard_size=3)
+    m = build([counter], out, BuildSettings(shard_size=3))
     assert [r.id for r in load_built(out, verify=True)] == [f"ctr/{i}" for i in range(10) if i != 4]
     assert m["records"] == 9
 
 
 def test_other_settings_in_the_same_folder_are_refused(counter, tmp_path):
     out = tmp_path / "out"
-    build([counter], out, limit=5)
+    build([counter], out, BuildSettings(limit=5))
     with pytest.raises(BuildError, match="other settings .*limit"):
-        build([counter], out, limit=6)
-    assert build([counter], out, limit=6, overwrite=True)["records"] == 6
+        build([counter], out, BuildSettings(limit=6))
+    assert build([counter], out, BuildSettings(limit=6), overwrite=True)["records"] == 6
 
 
 def test_weighted_mix_quotas_shortfall_and_a_failing_recipe(counter, tmp_path, monkeypatch):
     monkeypatch.setenv("FX_RAISE_AT", "2")
     mixes = [Mix("synthetic_color", 3.0), Mix("synthetic_count", 1.0, {"size": 3}), Mix(counter, 1.0)]
-    m = build(mixes, tmp_path / "out", limit=20, shard_size=4)
+    m = build(mixes, tmp_path / "out", BuildSettings(limit=20, shard_size=4))
     st = {s["name"]: s for s in m["recipes"]}
     assert [r["quota"] for r in m["settings"]["recipes"]] == [12, 4, 4]
     assert st["synthetic_color"]["records"] == 12 and not st["synthetic_color"]["short"]

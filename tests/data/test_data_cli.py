@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from sapo_vl.data.build import load_built
-from sapo_vl.data.check import check
+from sapo_vl.data.check import CheckSettings, check
 from sapo_vl.data.cli import main
 from sapo_vl.data.recipe import get_recipe
 
@@ -156,6 +157,7 @@ def test_exact_token_counts_with_a_local_tokenizer(tmp_path):
         "def records(split='train', *, seed=0, limit=None, root=None):\n"
         "    buf = io.BytesIO(); Image.new('RGB', (64, 64), 'red').save(buf, 'PNG')\n"
         "    yield Record(id='x', prompt=user_prompt('How many red cubes ?'), answer='2', images=[buf.getvalue()])\n")
-    report = check(get_recipe(str(path)), processor=tmp_path / "tok", max_prompt_tokens=16)
+    settings = CheckSettings(processor=tmp_path / "tok", max_prompt_tokens=16)
+    report = check(get_recipe(str(path)), settings=settings)
     assert report.largest_prompt == 16 and report.failed["tokens"] == 0 and "chat template" in report.token_method
-    assert not check(get_recipe(str(path)), processor=tmp_path / "tok", max_prompt_tokens=15).passed["tokens"]
+    assert not check(get_recipe(str(path)), settings=replace(settings, max_prompt_tokens=15)).passed["tokens"]

@@ -105,9 +105,15 @@ def mathvision(folder: Path, split: str = "test") -> Path:
                 "decoded_image": image((30 * i, 60, 90)), "answer": answer, "solution": None, "level": 2,
                 "subject": "metric geometry - length"}
 
+    parts = ["<image2>", "<image3>", "<image4>", "<image5>", "<image6>"]
     parquet(folder / "data" / f"{split}-00000-of-00001.parquet",
             [row(1, "How many squares are in the picture?\n<image1>", ["1", "2", "3", "4", "5"], "C"),
-             row(2, "<image1>\nThe perimeter of the figure is 20. What is x?", [], "7")], f)
+             row(2, "<image1>\nThe perimeter of the figure is 20. What is x?", [], "7"),
+             # the release's structures: parts of the one merged picture named <image2>..., options A-E drawn
+             # in the picture, a gold whose "\\f" a JSON writer read as a form feed
+             row(3, "Which piece <image2> or <image3> completes the square in <image1>?", parts, "B"),
+             row(4, "Which kite has the longest string?\n<image1>", list("ABCDE"), "D"),
+             row(5, "What fraction of the square is shaded?\n<image1>", [], "\x0crac{3}{4}")], f)
     return folder
 
 
@@ -146,33 +152,82 @@ def charxiv(folder: Path) -> Path:
                 **{f"descriptive_q{k}": k for k in range(1, 5)}, **{f"descriptive_a{k}": "x" for k in range(1, 5)},
                 "reasoning_q": q, "reasoning_q_source": 1, "reasoning_a": a, "reasoning_a_type": kind}
 
-    parquet(folder / "data" / "validation-00000-of-00001.parquet",
+    parquet(folder / "val.parquet",  # the release's file name for the validation split
             [row(0, "Which method has the highest accuracy?", "Ours", 1),
              row(1, "What is the value of the red line at x = 3?", "0.5", 3),
              row(2, "By how much does accuracy improve from 2019 to 2021?", "12.25", 4),
-             row(3, "How many subplots show a decreasing trend?", "2", 4)], f)
+             row(3, "How many subplots show a decreasing trend?", "2", 4),
+             row(4, "Which subplot has the widest spread?", "(a)", 1)], f)  # an article-only gold
+    return folder
+
+
+def charxiv_release(folder: Path) -> Path:
+    """The release repository's layout: data/reasoning_val.json keyed by figure, images/<figure_id>.jpg."""
+    rows = {"0": {"figure_id": 12, "query": "Which line peaks first?", "answer": "A", "inst_category": 1,
+                  "qa_source": 3},
+            "1": {"figure_id": 40, "query": "What is the largest value shown?", "answer": "7.5", "inst_category": 4,
+                  "qa_source": 2}}
+    (folder / "data").mkdir(parents=True)
+    (folder / "images").mkdir()
+    (folder / "data" / "reasoning_val.json").write_text(json.dumps(rows))
+    (folder / "data" / "image_metadata_val.json").write_text(json.dumps({"12": {"category": "cs"},
+                                                                          "40": {"category": "physics"}}))
+    for fid in (12, 40):
+        (folder / "images" / f"{fid}.jpg").write_bytes(png((fid * 5, 80, 120)))
     return folder
 
 
 def logicvista(folder: Path) -> Path:
     data = folder / "LogicVista" / "data"
     (data / "images").mkdir(parents=True)
-    rows = {"v1_0": {"imagename": "v1_0.png", "question": "What choice (A, B, C, or D) fits the pattern?",
-                     "answer": "C", "skill": ["inductive"], "capability": ["diagram"]},
-            "v1_1": {"imagename": "v1_1.png", "question": "Which choices in the image (A-D) belong to the green category?",
-                     "answer": "A, C", "skill": ["inductive"], "capability": ["diagram"]},
-            "v1_2": {"imagename": "v1_2.png", "question": "Which is the correct answer? Select from 1-5",
-                     "answer": "3", "skill": ["deductive"], "capability": ["ocr"]},
-            "v1_3": {"imagename": "v1_3.png", "question": "Who is the odd-one-out? Select answers from A-I",
-                     "answer": "G", "skill": ["inductive"], "capability": ["diagram"]}}
+    rows = {key: {"imagename": f"{key}.png", "question": q, "answer": a, "skill": [skill],
+                  "broad_capability": [broad], "specific_capability": [specific]}
+            for key, q, a, skill, broad, specific in LOGICVISTA_ROWS}
     for n, row in enumerate(rows.values()):
         (data / "images" / row["imagename"]).write_bytes(png((40 * n, 90, 150)))
     (data / "dataset.json").write_text(json.dumps(rows, indent=2))
     return data
 
 
+LOGICVISTA_ROWS = [  # key, question, answer, skill, broad and specific capability
+    ("v1_0", "What choice (A, B, C, or D) fits the pattern?", "C", "inductive", "diagram", "sequence pattern"),
+    ("v1_1", "Which choices in the image (A-D) belong to the green category?", "A, C", "inductive", "diagram",
+     "grouping"),
+    ("v1_2", "Which is the correct answer? Select from 1-5", "3", "deductive", "ocr", "puzzles"),
+    ("v1_3", "Who is the odd-one-out? Select answers from A-I", "G", "inductive", "diagram", "odd one out"),
+    ("v1_382", "Which gear turns fastest, A, B or C?", "", "mechanical", "diagram", "gears"),  # an empty gold
+]
+
+
+def logicvista_hub(folder: Path) -> Path:
+    """The widely used hub copy: parquet, the picture itself in an `image` column (no `imagename`)."""
+    f = {"question": ds.Value("string"), "answer": ds.Value("string"), "image": ds.Image(),
+         "skill": ds.List(ds.Value("string")), "broad_capability": ds.List(ds.Value("string")),
+         "specific_capability": ds.List(ds.Value("string"))}
+    rows = [{"question": q, "answer": a, "image": image((40 * n, 90, 150)), "skill": [skill],
+             "broad_capability": [broad], "specific_capability": [specific]}
+            for n, (_, q, a, skill, broad, specific) in enumerate(LOGICVISTA_ROWS)]
+    parquet(folder / "data" / "test-00000-of-00001.parquet", rows, f)
+    return folder
+
+
+def mathverse_text_only(folder: Path) -> Path:
+    """The release's data/testmini_text_only.json (no image), beside the image version's testmini.json."""
+    choices = "In triangle ABC, angle A = 80 and angle B = 60. Find angle C.\nChoices:\nA:20°\nB:40°\nC:60°\nD:80°"
+    rows = [{"sample_index": "1", "problem_index": "1", "problem_version": "Text Only", "question": choices,
+             "image": "", "answer": "(B)", "question_type": "multi-choice"},  # a gold in brackets
+            {"sample_index": "2", "problem_index": "2", "problem_version": "Text Only",
+             "question": "The line through (0, 1) and (1, -3): find its slope.", "image": "", "answer": "slope =-4",
+             "question_type": "free-form"}]
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "testmini_text_only.json").write_text(json.dumps(rows))
+    (folder / "data" / "testmini.json").write_text("[]")
+    return folder / "data"
+
+
 WRITERS = {"chartqa_test": chartqa, "mmmu_val": mmmu, "mathvista_testmini": mathvista,
            "mathverse_testmini": mathverse, "mathvision": mathvision,
            "mathvision_testmini": lambda folder: mathvision(folder, "testmini"), "geometry3k_test": geometry3k,
-           "clevr_count": clevr_count, "charxiv_reasoning_val": charxiv, "logicvista": logicvista}
+           "clevr_count": clevr_count, "charxiv_reasoning_val": charxiv, "logicvista": logicvista,
+           "mathverse_text_only": mathverse_text_only}
 """Real task -> writer of a local copy in its hub schema; returns the --data-path."""

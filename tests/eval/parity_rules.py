@@ -5,6 +5,7 @@ scoring. Written from reading the published code (cited per function), not copie
 """
 from __future__ import annotations
 
+import ast
 import math
 import re
 
@@ -33,7 +34,8 @@ def mmmu_open_score(response: str, gold: str) -> float:
     """MMMU eval_utils.py `parse_open_response` + `eval_open`: split the reply into sentences and lines; in each,
     keep the shortest tail after a key phrase ("so ", "is ", "thus ", "therefore ", "final ", "answer ",
     "result ", "could be ", and "=" in the last one); the candidates are those tails and every number in them;
-    correct when a normalised number equals the normalised gold, or the gold string occurs in a string."""
+    correct when a normalised number equals the normalised gold, or the gold string occurs in a string. A gold
+    that lists several answers ("['2.5', '5/2']") accepts any of them."""
     text = response.strip().strip(".").lower()
     pieces = re.split(r"\.\s(?=[A-Z])|\n", text)
     keys = ["could be ", "so ", "is ", "thus ", "therefore ", "final ", "answer ", "result "]
@@ -49,7 +51,8 @@ def mmmu_open_score(response: str, gold: str) -> float:
     candidates = []
     for item in tails + [n for t in tails for n in _mmmu_number_strings(t)]:
         candidates.extend(_mmmu_normalise(item))
-    golds = _mmmu_normalise(gold)
+    accepted = ast.literal_eval(gold) if gold.startswith("[") else [gold]  # a list of accepted answers: any
+    golds = [g for a in accepted for g in _mmmu_normalise(a)]
     for pred in set(candidates):
         if isinstance(pred, str):
             if any(isinstance(g, str) and g in pred for g in golds):

@@ -25,7 +25,7 @@ def test_list_shows_every_task_with_its_dataset_split_size_verifier_and_metric(c
     assert "HuggingFaceM4/ChartQA" in rows["chartqa_test"] and "2500" in rows["chartqa_test"]
     assert "numeric(tolerance=0.05)" in rows["chartqa_test"] and "relaxed accuracy" in rows["chartqa_test"]
     assert "published rule" in rows["chartqa_test"]
-    assert "replaces LLM judge" in rows["mathvista_testmini"] and "per row: choice|math|exact" in rows["mathvista_testmini"]
+    assert "replaces an LLM judge" in rows["mathvista_testmini"] and "per row: choice|math|exact" in rows["mathvista_testmini"]
     main(["--list", "--suite", "chart"])
     assert len(capsys.readouterr().out.splitlines()) == 1 + 3
 

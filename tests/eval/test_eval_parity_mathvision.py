@@ -67,7 +67,7 @@ TABLE = [  # (reply, gold, options or None, published score, what is tricky)
     ("\\boxed{\\text{B}}", "B", OPT, 1, "\\text removed, '{b}' rewritten as 'b'"),
     ("The answer is 3", "C", OPT, 1, "option text after 'is '"),
     ("\\boxed{6}", "C", OPT, 0, "neither the letter nor the option's text"),
-    # issue 10: LaTeX options, compared as written and by value (2 decimals)
+    # LaTeX options, compared as written and by value (2 decimals)
     ("\\boxed{\\frac{2}{3}}", "C", FR, 1, "the gold option's text"),
     ("\\boxed{2/3}", "C", FR, 1, "2/3 is rewritten as \\frac{2}{3}"),
     ("\\boxed{0.67}", "C", FR, 1, "2/3 to 2 decimals"),
@@ -79,12 +79,12 @@ TABLE = [  # (reply, gold, options or None, published score, what is tricky)
     ("<answer>C</answer>", "C", FR, 0, "the tags stay in the model answer"),
     ("<answer>\\frac{2}{3}</answer>", "C", FR, 0, "the tags stay in the model answer"),
     ("\\boxed{C}", "C", FRD, 1, "the letter, options in $...$"),
-    # issue 10: letters in a sentence
+    # letters in a sentence
     ("It is C.", "C", OPT, 1, "reply ending in ' C.'"),
     ("So I choose D.", "D", OPT, 1, "reply ending in ' D.'"),
     ("C is correct", "C", OPT, 0, "no rule reads a letter opening a sentence"),
     ("The answer is (B).", "B", OPT, 1, "reply ending in ' (B).'"),
-    # issue 10: scientific notation, precision, full-width digits
+    # scientific notation, precision, full-width digits
     ("\\boxed{2.4e1}", "24", None, 0, "latex2sympy reads e as Euler's number, which eval() cannot name"),
     ("\\boxed{1.2 \\times 10^{3}}", "1200", None, 1, "a power of ten"),
     ("\\boxed{6.666}", "6.67", None, 1, "equal at 2 decimals"),
@@ -116,9 +116,9 @@ OURS_DIFFER = {  # (reply, gold): (our score, why)
     ("The answer is 4 cm", "4"): (1, "the answer after 'answer is', units dropped"),
     ("<answer>C</answer>", "C"): (1, "the <answer> content is read (our prompt asks for it)"),
     ("<answer>\\frac{2}{3}</answer>", "C"): (1, "the <answer> content is read (our prompt asks for it)"),
-    ("C is correct", "C"): (1, "issue 10: a letter named as correct is the pick"),
-    ("\\boxed{2.4e1}", "24"): (1, "issue 10: scientific notation is a number, not 2.4·e"),
-    ("\\boxed{\uff11\uff14}", "14"): (1, "issue 10: full-width digits are folded to ASCII"),
+    ("C is correct", "C"): (1, "a letter named as correct is the pick"),
+    ("\\boxed{2.4e1}", "24"): (1, "scientific notation is a number, not 2.4·e"),
+    ("\\boxed{\uff11\uff14}", "14"): (1, "full-width digits are folded to ASCII"),
 }
 
 

@@ -83,7 +83,7 @@ TABLE = [  # (reply, source row, published score, what is tricky)
     ("<answer>1.5 cm</answer>", free("1.5", "float", 1), 0, "float() fails on a unit"),
     ("<answer>2</answer>", free("1.5", "float", 1), 0, "wrong"),
     ("<answer>1.45</answer>", free("1.45", "float", 2), 1, "precision 2"),
-    ("<answer>1.449</answer>", free("1.45", "float", 2), 1, "issue 10: 1.449 rounds to 1.45"),
+    ("<answer>1.449</answer>", free("1.45", "float", 2), 1, "1.449 rounds to 1.45"),
     ("<answer>1.4</answer>", free("1.45", "float", 2), 0, "1.40 is not 1.45"),
     ("<answer>1.454</answer>", free("1.45", "float", 2), 1, "1.454 rounds to 1.45"),
     ("<answer>1.456</answer>", free("1.45", "float", 2), 0, "1.456 rounds to 1.46"),

@@ -11,7 +11,8 @@ the numbers in it; numbers compare rounded to 2 decimals, strings by containment
 
 `published` is what that rule gives for the raw reply. Our scoring is the `mmmu_val` task on the same reply:
 the `choice` verifier with the option texts (what the mmmu recipe assigns), or for open questions (options
-None) `math` at 2 decimals. OURS_DIFFER lists where it differs, and why; each is a deliberate departure
+None) what the recipe's `open_scoring` assigns: `math` at 2 decimals for numbers, `exact` (case-insensitive,
+every accepted answer) for words. OURS_DIFFER lists where it differs, and why; each is a deliberate departure
 documented in eval/mmmu_val.py (no random pick; the answer in <answer> or after "answer is" first; a letter
 only where the reply marks it as its pick).
 """
@@ -19,6 +20,7 @@ import pytest
 
 from eval_helpers import mmmu_score, task_score
 from parity_rules import mmmu_open_score
+from sapo_vl.recipes.mmmu import open_scoring
 
 CM = ["12 cm", "15 cm", "18 cm", "21 cm"]
 NUM = ["1", "12", "2", "21"]
@@ -60,7 +62,7 @@ TABLE = [  # (reply, gold, options, published score, what is tricky)
     ("Neither (A) nor (B); the answer is (D)", "D", CM, 1, "three bracketed letters, last wins"),
     ("The answer is B. Option A is wrong.", "B", CM, 0, "' A ' is a bare letter, 'B.' inside the text is not"),
     ("B, because 15 cm is the length", "B", CM, 1, "'B,' is no letter mark, but the option text is"),
-    # issue 10: letters named inside a sentence
+    # letters named inside a sentence
     ("I choose C.", "C", CM, 1, "' C ' once the full stop is stripped"),
     ("\u7b54\u6848\u662f C", "C", CM, 1, "Chinese phrase, letter after a space"),
     ("\u7b54\u6848\u662fC", "C", CM, 0.25, "Chinese phrase, no space before the letter: random pick"),
@@ -87,7 +89,7 @@ TABLE = [  # (reply, gold, options, published score, what is tricky)
     ("It is 18 cm.", "C", CM, 0.25, "option text in a 3-word reply: random pick"),
     ("The answer is D.", "C", CM, 0, "wrong letter"),
     ("E", "A", CM, 0.25, "E is no option: random pick"),
-    # issue 10: LaTeX options
+    # LaTeX options
     ("<answer>$\\frac{2}{3}$</answer>", "C", FR, 0.25, "tagged option text: random pick"),
     ("The answer is $\\frac{2}{3}$, option C", "C", FR, 1, "the letter at the end"),
     ("So the probability is $\\frac{2}{3}$ in total here", "C", FR, 1, "the option text, $ included, in a long reply"),
@@ -109,6 +111,13 @@ TABLE = [  # (reply, gold, options, published score, what is tricky)
     ("The answer is 0.5", "1/2", None, 0, "gold '1/2' is a string, not in '0.5'"),
     ("<answer>12</answer>", "12", None, 1, "tagged integer"),
     ("<answer>13</answer>", "12", None, 0, "wrong integer"),
+    # open questions with word answers; MMMU lower-cases and accepts any of several answers
+    ("The answer is mitosis", "Mitosis", None, 1, "word gold, case folded"),
+    ("<answer>MITOSIS</answer>", "Mitosis", None, 1, "word gold, upper-case reply"),
+    ("The answer is Lisbon", "['Porto', 'Lisbon']", None, 1, "the second accepted answer"),
+    ("The answer is Madrid", "['Porto', 'Lisbon']", None, 0, "none of the accepted answers"),
+    ("<answer>the larval stage</answer>", "larval", None, 1, "MMMU: the gold occurs in the reply"),
+    ("<answer>meiosis</answer>", "Mitosis", None, 0, "another word"),
 ]
 
 OURS_DIFFER = {  # (reply, gold): (our score, why)
@@ -127,15 +136,16 @@ OURS_DIFFER = {  # (reply, gold): (our score, why)
     ("<answer>B</answer>", "B"): (1, "the <answer> content is read (our prompt asks for it)"),
     ("<answer>$\\frac{2}{3}$</answer>", "C"): (1, "the <answer> content is read; LaTeX options compare without $"),
     ("\\boxed{B}", "B"): (1, "the \\boxed{} content is read"),
-    ("\u7b54\u6848\u662fC", "C"): (1, "issue 10: a Chinese answer phrase names the letter"),
-    ("A is correct, C is wrong", "A"): (1, "issue 10: the letter named as correct is the pick, not the last bare letter"),
-    ("So the probability is \\frac{2}{3} in total here", "C"): (1, "issue 10: LaTeX options compare without $"),
+    ("\u7b54\u6848\u662fC", "C"): (1, "a Chinese answer phrase names the letter"),
+    ("A is correct, C is wrong", "A"): (1, "the letter named as correct is the pick, not the last bare letter"),
+    ("So the probability is \\frac{2}{3} in total here", "C"): (1, "LaTeX options compare without $"),
     ("The answer is 18 cm.", "C"): (1, "an option's text after 'answer is'"),
     ("The answer is (E)", "A"): (0, "no random pick: E is no option, the reply scores 0"),
     ("The value we computed is exactly 12 here", "B"): (1, "option texts match whole words only: 12, not 2"),
     ("The answer is B. Option A is wrong.", "B"): (1, "the letter right after 'answer is' is the answer"),
     ("<answer>\\frac{1}{4}</answer>", "0.25"): (1, "math-verify reads the fraction's value"),
     ("The answer is 0.5", "1/2"): (1, "math-verify compares values: 0.5 = 1/2"),
+    ("<answer>the larval stage</answer>", "larval"): (0, "`exact` needs the whole answer, not a part"),
 }
 
 
@@ -156,6 +166,9 @@ def test_expected_scores_follow_the_published_rule(reply, gold, options, publish
 
 @pytest.mark.parametrize("reply,gold,options,published,why", TABLE, ids=[repr(r) for r, *_ in TABLE])
 def test_mmmu_task_reproduces_the_rule(reply, gold, options, published, why):
-    verifier, params = ("choice", {"choices": options}) if options else ("math", {})  # as the mmmu recipe assigns
-    ours = task_score("mmmu_val", reply, gold, verifier, params)
+    if options:
+        verifier, answer, params = "choice", gold, {"choices": options}
+    else:
+        verifier, answer, params = open_scoring(gold)  # as the mmmu recipe assigns
+    ours = task_score("mmmu_val", reply, answer, verifier, params)
     assert ours == OURS_DIFFER.get((reply, gold), (published,))[0], f"{why}; published {published}"

@@ -30,7 +30,14 @@ def test_chartqa_from_a_local_copy_with_a_local_model_folder(tiny_dense, tmp_pat
     lines = samples(out)
     assert sorted(x["answer"] for x in lines.values()) == ["14", "45.5", "Democrats"]
     assert all(x["verifier"] == "numeric" and "<answer>" in x["prompt"] for x in lines.values())
-    assert "reproduces the published rule" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "reproduces the published rule" in captured.out
+    # a 4-row copy of a 2,500-row split: the printout, summary.json and stderr say how many were scored, and why not
+    assert s["coverage"]["scored"] == 3 and s["coverage"]["published"] == 2500 and s["coverage"]["unscored"] == 2497
+    assert s["coverage"]["unscored_reasons"] == {"empty answer": 1}
+    assert "rows: 3 scored of 2500 published (2497 not scored)" in captured.out
+    assert "WARNING: only 3 of the 2500 published rows of chartqa_test were scored" in captured.err
+    assert "(empty answer: 1)" in captured.err
 
 
 @pytest.mark.parametrize("name", sorted(WRITERS))

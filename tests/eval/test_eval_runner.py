@@ -131,23 +131,41 @@ def test_model_mode_is_restored(policy, small, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- scripted model
-def _records(split, *, seed=0, limit=None, root=None, bad=1):
-    """Five counting records; record `bad` has an image that does not decode; a sixth has a gold that is no
-    count."""
-    from sapo_vl.data.record import Record, user_prompt
-    from sapo_vl.data.images import encode_png as png
-    from PIL import Image
+SCRIPTED_RECIPE = '''"""Five counting records; record 1 has an image that does not decode; a sixth has a gold that is no count."""
+from PIL import Image
 
+from sapo_vl.data.images import encode_png
+from sapo_vl.data.record import Record, user_prompt
+
+NAME, DOMAIN, SOURCE, VERIFIER, DESCRIPTION, PROMPT = "scripted", "reasoning", "test", "count", "test", "{question}"
+
+
+def records(split="test", *, seed=0, limit=None, root=None):
+    good = encode_png(Image.new("RGB", (32, 32), (200, 0, 0)))
     for i in range(5):
-        image = b"not an image" if i == bad else png(Image.new("RGB", (32, 32), (200, 0, 0)))
-        yield Record(id=f"scripted/{i}", prompt=user_prompt(f"How many? ({i})"), answer=str(i), images=[image],
-                     verifier="count", domain="reasoning", source="test")
-    yield Record(id="scripted/5", prompt=user_prompt("How many? (5)"), answer="many", images=[image],
+        yield Record(id=f"scripted/{i}", prompt=user_prompt(f"How many? ({i})"), answer=str(i),
+                     images=[b"not an image" if i == 1 else good], verifier="count", domain="reasoning", source="test")
+    yield Record(id="scripted/5", prompt=user_prompt("How many? (5)"), answer="many", images=[good],
                  verifier="count", domain="reasoning", source="test")
-
+'''
 
 SCRIPT = {0: [1, 1, 1], 2: [1, 0, 0], 3: [0, 0, 0], 4: [0, 1, 1]}
 """Record index -> which of its 3 samples answer right (c = 3, 1, 0, 2: the test_metrics hand example)."""
+
+
+def _scripted_task(folder, **fields) -> Task:
+    path = folder / "scripted_recipe.py"
+    path.write_text(SCRIPTED_RECIPE)
+    return Task(name="scripted", domain="reasoning", description="test", split="test", scoring="ours", rule="test",
+                source="test", recipe=str(path), verifier="count", **fields)
+
+
+def _scripted_generator(model, processor, prompts, images, sampling, seeds=None):
+    texts = []
+    for p in prompts:
+        i = int(p[-1]["content"][-1]["text"].split("(")[1].rstrip(")"))
+        texts += [f"<answer>{i if ok else i + 1}</answer>" for ok in SCRIPT[i]]
+    return Generated(texts=texts, tokens=[3] * len(texts), truncated=[False] * len(texts))
 
 
 def test_metrics_through_the_pipeline_with_a_scripted_generator(policy, tmp_path, monkeypatch):
@@ -155,18 +173,9 @@ def test_metrics_through_the_pipeline_with_a_scripted_generator(policy, tmp_path
     test_eval_metrics.test_summary_by_hand; the undecodable image and the unreadable gold skipped and counted, not
     scored."""
     model, proc = policy
-
-    def scripted(model, processor, prompts, images, *, n_samples, seeds, **kw):
-        texts = []
-        for p in prompts:
-            i = int(p[-1]["content"][-1]["text"].split("(")[1].rstrip(")"))
-            texts += [f"<answer>{i if ok else i + 1}</answer>" for ok in SCRIPT[i]]
-        return Generated(texts=texts, tokens=[3] * len(texts), truncated=[False] * len(texts))
-
-    monkeypatch.setattr(runner, "generate", scripted)
-    task = Task(name="scripted", domain="reasoning", description="test", split="test", scoring="ours", rule="test",
-                source="test", loader=_records, verifier="count")
-    s = run_task(model, proc, task, tmp_path, runner.Settings(n_samples=3, batch_size=2, progress=False))
+    monkeypatch.setattr(runner, "generate", _scripted_generator)
+    task = _scripted_task(tmp_path)
+    s = run_task(model, proc, task, tmp_path / "out", runner.Settings(n_samples=3, batch_size=2, progress=False))
     m = s["metrics"]
     assert m["n_records"] == 4 and m["accuracy"] == 0.5
     assert m["pass@k"] == pytest.approx({"1": 0.5, "2": 2 / 3, "3": 0.75})
@@ -174,5 +183,36 @@ def test_metrics_through_the_pipeline_with_a_scripted_generator(policy, tmp_path
     assert s["dataset"]["skipped"] == {"bad image": 1, "bad ground truth": 1} and s["dataset"]["records"] == 4
     assert any("scripted/1: bad image" in e for e in s["dataset"]["skipped_examples"])
     assert any("scripted/5: bad ground truth" in e for e in s["dataset"]["skipped_examples"])
-    again = run_task(model, proc, task, tmp_path, runner.Settings(n_samples=3, batch_size=2, progress=False))
+    again = run_task(model, proc, task, tmp_path / "out", runner.Settings(n_samples=3, batch_size=2, progress=False))
     assert again["timing"]["samples_generated"] == 0  # the bad record is remembered, not retried
+
+
+def test_summary_counts_the_rows_scored_against_the_published_size(policy, tmp_path, monkeypatch):
+    """6 published rows, 4 scored: summary.json and the printed table say so, with the skipped rows' reasons; a
+    row the task lists as a data error in the release is no loss; with --limit there is nothing to warn about."""
+    from sapo_vl.evaluation.report import summary_text
+
+    model, proc = policy
+    monkeypatch.setattr(runner, "generate", _scripted_generator)
+    settings = runner.Settings(n_samples=1, batch_size=2, progress=False)
+    s = run_task(model, proc, _scripted_task(tmp_path, size=6), tmp_path / "a", settings)
+    assert s["coverage"] == {"scored": 4, "published": 6, "limit": None, "data_errors": 0, "unscored": 2,
+                             "unscored_reasons": {"bad image": 1, "bad ground truth": 1},
+                             "warning": "only 4 of the 6 published rows of scripted were scored; 2 were not "
+                                        "(bad image: 1, bad ground truth: 1), so the accuracy is over the rest"}
+    text = summary_text(s)
+    assert "rows: 4 scored of 6 published (2 not scored)" in text and "WARNING: only 4 of the 6" in text
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["coverage"] == s["coverage"]
+
+    known = _scripted_task(tmp_path, size=6, data_errors={"scripted/5": "the gold is no count"})
+    c = run_task(model, proc, known, tmp_path / "b", settings)["coverage"]
+    assert (c["unscored"], c["data_errors"], c["unscored_reasons"]) == (1, 1, {"bad image": 1})
+
+    whole = _scripted_task(tmp_path, size=4, data_errors={"scripted/1": "broken picture", "scripted/5": "no count"})
+    c = run_task(model, proc, whole, tmp_path / "c", settings)["coverage"]
+    assert (c["unscored"], c["warning"]) == (0, None)
+    assert "4 scored of 4 published (2 data error(s) in the release)" in summary_text(
+        run_task(model, proc, whole, tmp_path / "c", settings))
+
+    c = run_task(model, proc, _scripted_task(tmp_path, size=6), tmp_path / "d", replace(settings, limit=2))["coverage"]
+    assert (c["scored"], c["limit"], c["unscored"], c["warning"]) == (1, 2, None, None)  # records 0 and 1 (bad image)

@@ -5,7 +5,7 @@ import inspect
 
 import pytest
 
-from hub_fixtures import WRITERS
+from hub_fixtures import WRITERS, charxiv_release, logicvista_hub
 from sapo_vl.evaluation.registry import SUITES, TASKS, get_task, suite
 from sapo_vl.evaluation.task import Task, TaskError, override_prompt
 from sapo_vl.verifiers import VERIFIERS, check_params, score
@@ -16,7 +16,7 @@ PARITY = {"chartqa_test": "chartqa", "mmmu_val": "mmmu", "mathvision": "mathvisi
 """Rule-scored task -> its parity table, tests/eval/test_eval_parity_<name>.py."""
 
 
-def test_the_issue_tasks_are_all_there():
+def test_the_promised_benchmark_and_synthetic_tasks_are_all_there():
     wanted = {"mathvista_testmini", "mathverse_testmini", "mathvision", "geometry3k_test", "synthetic_geometry",
               "chartqa_test", "charxiv_reasoning_val", "synthetic_chart", "clevr_count", "mmmu_val", "logicvista",
               "synthetic_count", "synthetic_color", "synthetic_spatial"}
@@ -64,12 +64,18 @@ def test_synthetic_geometry_bare_exact_answers_score_1():
     assert score("math", r.answer, r.answer).score == 1.0
 
 
+EXPECTED_SKIPS = {"chartqa_test": [("chartqa/test/3", "empty answer")],
+                  "logicvista": [("logicvista/test/v1_382", "empty answer")]}
+"""The fixtures' rows that cannot be scored: an empty ChartQA label, LogicVista's empty gold (a listed data error)."""
+
+
 @pytest.mark.parametrize("name", sorted(WRITERS))
 def test_real_tasks_read_local_copies_in_the_hub_schema(name, tmp_path):
     task = get_task(name).with_options(path=str(WRITERS[name](tmp_path)))
     records, skipped = task.load()
-    assert len(records) >= 2 and all(r.images for r in records)
-    assert name != "chartqa_test" or skipped == [("chartqa/test/3", "empty answer")]
+    assert len(records) >= 2 and all(bool(r.images) != (name == "mathverse_text_only") for r in records)
+    assert skipped == EXPECTED_SKIPS.get(name, [])
+    assert all(i in task.data_errors for i, _ in skipped if name == "logicvista")
     for r in records:
         verifier, params = task.score_spec(r)
         assert score(verifier, f"<think>...</think><answer>{r.answer}</answer>", r.answer, **params).score == 1.0, r.id
@@ -84,12 +90,28 @@ def test_logicvista_verifiers_per_answer_kind(tmp_path):
     verifier, params = kinds["A, C"]
     assert score(verifier, "<answer>C and A</answer>", "A, C", **params).score == 1.0
     assert score(verifier, "<answer>C</answer>", "A, C", **params).score == 0.0
+    # the release's capability keys are broad_capability / specific_capability
+    assert [(r.id, r.meta["broad_capability"], r.meta["specific_capability"]) for r in records[:2]] == [
+        ("logicvista/test/v1_0", ["diagram"], ["sequence pattern"]), ("logicvista/test/v1_1", ["diagram"], ["grouping"])]
+
+
+def test_logicvista_reads_the_hub_copy_with_an_image_column(tmp_path):
+    github, _ = get_task("logicvista").with_options(path=str(WRITERS["logicvista"](tmp_path / "gh"))).load()
+    hub, skipped = get_task("logicvista").with_options(path=str(logicvista_hub(tmp_path / "hub"))).load()
+    assert len(hub) == len(github) == 4 and [s for _, s in skipped] == ["empty answer"]
+    assert [(r.answer, r.verifier, r.verifier_params) for r in hub] == [
+        (r.answer, r.verifier, r.verifier_params) for r in github]
+    assert [r.images for r in hub] == [r.images for r in github]  # the same pictures, from the cell
+    assert hub[2].meta["specific_capability"] == ["puzzles"]
 
 
 def test_charxiv_prompts_and_verifiers(tmp_path):
     records, _ = get_task("charxiv_reasoning_val").with_options(path=str(WRITERS["charxiv_reasoning_val"](tmp_path))).load()
     assert [(r.verifier, r.verifier_params) for r in records] == [
-        ("exact", {}), ("numeric", {"tolerance": 0.0}), ("numeric", {"tolerance": 0.0}), ("numeric", {"tolerance": 0.0})]
+        ("exact", {}), ("numeric", {"tolerance": 0.0}), ("numeric", {"tolerance": 0.0}), ("numeric", {"tolerance": 0.0}),
+        ("exact", {})]
+    assert score("exact", "<answer>a</answer>", "(a)").score == 1.0  # the article-only gold is a label
+    assert score("exact", "<answer>(b)</answer>", "(a)").score == 0.0
     texts = [r.prompt[-1]["content"][-1]["text"] for r in records]
     assert "2 decimal places" in texts[2] and "exact integer" in texts[3] and "decimal" not in texts[1]
     assert score("numeric", "<answer>12.250</answer>", "12.25", tolerance=0.0).score == 1.0
@@ -133,7 +155,7 @@ def test_prompt_override_replaces_the_recipe_instruction():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (dict(domain="charts"), "domain"), (dict(scoring="llm"), "scoring"), (dict(recipe=None), "exactly one"),
+    (dict(domain="charts"), "domain"), (dict(scoring="llm"), "scoring"), (dict(recipe=""), "recipe"),
     (dict(verifier=None), "row_verifiers"), (dict(prompt="no placeholder"), "question"),
 ])
 def test_bad_task_declarations_are_refused(bad, match):
@@ -141,3 +163,30 @@ def test_bad_task_declarations_are_refused(bad, match):
                   recipe="synthetic_count", verifier="count")
     with pytest.raises(TaskError, match=match):
         Task(**{**fields, **bad})
+
+
+def test_charxiv_reads_the_release_repository_layout(tmp_path):
+    """data/reasoning_val.json keyed by figure, pictures in images/<figure_id>.jpg, categories beside it."""
+    folder = charxiv_release(tmp_path / "CharXiv")
+    for path in (folder, folder / "data", folder / "data" / "reasoning_val.json"):
+        records, skipped = get_task("charxiv_reasoning_val").with_options(path=str(path)).load()
+        assert not skipped and [r.id for r in records] == ["charxiv/validation/12", "charxiv/validation/40"]
+    label, value = records
+    assert (label.verifier, label.answer, label.meta["category"]) == ("exact", "A", "cs")
+    assert (value.verifier, value.meta["answer_type"]) == ("numeric", "number-in-general")
+    assert "a number with 1 decimal places" in value.prompt[-1]["content"][-1]["text"]
+    assert label.images == [(folder / "images" / "12.jpg").read_bytes()]
+
+
+def test_mathvision_keeps_multi_part_rows_as_the_release_harness_does(tmp_path):
+    """One merged picture per row: <image2>... stay as text, the slot sits at <image1>; options A-E get no
+    option block; a form feed eaten from "\\frac" is put back."""
+    records, skipped = get_task("mathvision").with_options(path=str(WRITERS["mathvision"](tmp_path))).load()
+    assert not skipped and len(records) == 5
+    parts, kites, fraction = records[2:]
+    text = parts.prompt[-1]["content"]
+    assert [c["type"] for c in text] == ["text", "image", "text"] and len(parts.images) == 1
+    assert "<image2> or <image3>" in text[0]["text"] and "A. <image2>" in text[2]["text"]
+    assert "Choices" not in kites.prompt[-1]["content"][-1]["text"] and kites.verifier_params == {"choices": list("ABCDE")}
+    assert fraction.answer == "\\frac{3}{4}"
+    assert score("math", "<answer>0.75</answer>", fraction.answer).score == 1.0

@@ -42,7 +42,34 @@ def test_mathverse(tmp_path, kit):
     assert "shown in the image" in kit.text(vision_only)
     assert (free_form.verifier, free_form.answer) == ("math", "5") and free_form.meta["version"] == "Text Lite"
     assert [s.id for s in skips] == ["mathverse/testmini/4", "mathverse/testmini/5"]
-    assert "not one of the 4 options" in skips[0].reason and skips[1].reason == "missing image"
+    assert "bad answer: 'E'" in skips[0].reason and "(of 4)" in skips[0].reason and skips[1].reason == "missing image"
+
+
+TRUE_FALSE = "Is the angle at C a right angle?\nChoice:\nA. True\nB. False"
+BEARING = "Find the true bearing of B from A.\nChoice:\nA. 090^\\circ T\nB. 180^\\circ T\nC. 270^\\circ T"
+TWO = "Which two expressions equal sin(x)? Choose 2 answers:\nChoices:\nA:cos(90-x)\nB:cos(x)\nC:-sin(-x)\nD:tan(x)"
+
+
+def test_mathverse_golds_written_as_brackets_option_texts_or_two_letters(tmp_path, kit):
+    """The release writes some multiple-choice golds as "(C)", as an option's text, or as two letters on two
+    lines: each is kept, as the letter (or "A, C"), and scores 1 against itself."""
+    rows = [_row(kit, "1", "Text Lite", CHOICES, "(C)"), _row(kit, "2", "Text Lite", TRUE_FALSE, "False"),
+            _row(kit, "3", "Text Lite", BEARING, "090^\\circ T"), _row(kit, "4", "Text Lite", TWO, "C\nA"),
+            _row(kit, "5", "Text Lite", "Find x.", "slope =-4", "free-form"),
+            _row(kit, "6", "Text Lite", "Give the domain and range.", "domain: (2,8] and range: [6,8)", "free-form")]
+    kit.parquet(tmp_path / "testmini.parquet", rows, FEATURES)
+    records, skips = kit.run("mathverse", "testmini", path=str(tmp_path))
+    assert not skips and len(records) == 6
+    kit.check(records, "mathverse", "testmini")
+    assert [(r.verifier, r.answer) for r in records[:4]] == [("choice", "C"), ("choice", "B"), ("choice", "A"),
+                                                              ("math", "C, A")]
+    assert records[2].verifier_params == {"choices": ["090^\\circ T", "180^\\circ T", "270^\\circ T"]}
+    from sapo_vl.verifiers import score
+
+    assert score("math", "<answer>A, C</answer>", "C, A", tags_only=True).score == 1.0
+    assert score("math", "<answer>C</answer>", "C, A", tags_only=True).score == 0.0
+    assert score("math", "<answer>-4</answer>", records[4].answer).score == 1.0  # "slope =-4" is -4
+    assert score("math", "<answer>-3</answer>", records[4].answer).score == 0.0
 
 
 def test_mathverse_text_only(tmp_path, kit):
@@ -51,6 +78,25 @@ def test_mathverse_text_only(tmp_path, kit):
     records, skips = kit.run("mathverse", "testmini", path=str(tmp_path), config="testmini_text_only")
     kit.check(records, "mathverse", "testmini")
     assert len(records) == 1 and not skips and records[0].images == [] and kit.layout(records[0]) == ["text"]
+
+
+def test_mathverse_text_only_asks_the_hub_for_its_own_split(monkeypatch, kit):
+    """On the hub the text-only config's split is named "testmini_text_only", not "testmini"."""
+    import datasets
+
+    asked = []
+
+    def load_dataset(name, config, split, **kwargs):
+        asked.append((name, config, split))
+        if split != "testmini_text_only":
+            raise ValueError(f'Unknown split "{split}". Should be one of [\'testmini_text_only\'].')
+        return datasets.Dataset.from_list([_row(kit, "1", "Text Only", CHOICES, "B", image=False)],
+                                          features=datasets.Features(FEATURES))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    records, skips = kit.run("mathverse", "testmini", config="testmini_text_only")
+    assert asked == [("AI4Math/MathVerse", "testmini_text_only", "testmini_text_only")]
+    assert [r.id for r in records] == ["mathverse/testmini/1"] and not skips and records[0].answer == "B"
 
 
 def test_mathverse_passes_recipe_check(tmp_path, kit):

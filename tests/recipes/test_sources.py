@@ -24,10 +24,27 @@ def test_parquet_jsonl_and_json_files_read_alike(tmp_path, kit):
     (tmp_path / "x.json").write_text('[{"q": "a", "n": 1}, {"q": "b", "n": 2}]')
     (tmp_path / "y.json").write_text('{"1": {"q": "a", "n": 1}, "2": {"q": "b", "n": 2}}')  # MathVista's annot form
     kit.jsonl(tmp_path / "z.json", rows)  # JSON lines under a .json name
-    for name in ("x.parquet", "x.jsonl", "x.json", "y.json", "z.json"):
+    for name in ("x.parquet", "x.jsonl", "x.json", "z.json"):
         assert list(load_rows(tmp_path / name, "whatever")) == rows, name
+    # {key: row} without an id column: the key becomes the row's id (LogicVista's "v1_0": {...})
+    assert list(load_rows(tmp_path / "y.json", "whatever")) == [{**rows[0], "id": "1"}, {**rows[1], "id": "2"}]
+    (tmp_path / "w.json").write_text('{"7": {"pid": "7", "q": "a"}}')  # a row with its own id keeps it as is
+    assert list(load_rows(tmp_path / "w.json", "whatever")) == [{"pid": "7", "q": "a"}]
     assert list(load_rows(tmp_path / "x.parquet", "train", limit=1)) == rows[:1]
     assert list(load_rows("x.jsonl", "train", root=tmp_path)) == rows  # a relative path under root
+
+
+def test_validation_split_reads_val_files(tmp_path, kit):
+    """CharXiv's release names its files val.parquet / test.parquet; the split is called "validation"."""
+    import datasets
+
+    features = {"s": datasets.Value("string")}
+    kit.parquet(tmp_path / "val.parquet", [{"s": "val"}], features)
+    kit.parquet(tmp_path / "test.parquet", [{"s": "test"}], features)
+    assert [r["s"] for r in load_rows(tmp_path, "validation")] == ["val"]
+    assert [r["s"] for r in load_rows(tmp_path, "test")] == ["test"]
+    with pytest.raises(SourceError, match="no .parquet file for split 'train'"):
+        list(load_rows(tmp_path, "train"))
 
 
 def test_folder_picks_the_split_files(tmp_path, kit):
@@ -184,3 +201,31 @@ def test_hub_rows_are_undecoded_like_local_ones(tmp_path, kit, monkeypatch):
     assert list(load_rows("org/name", "train", config="c")) == local  # downloaded
     assert list(load_rows("org/name", "train", limit=1)) == local[:1]  # streamed
     assert calls == [("org/name", "c", "train", False), ("org/name", None, "train", True)]
+
+
+@pytest.mark.parametrize("gold,options,letters", [
+    ("C", ["1", "2", "3"], ["C"]), ("(C)", ["1", "2", "3"], ["C"]), ("c.", None, None), ("B.", None, ["B"]),
+    ("False", ["True", "False"], ["B"]), ("090^\\circ T", ["090^\\circ T", "180^\\circ T"], ["A"]),
+    ("C\nD", ["w", "x", "y", "z"], ["C", "D"]), ("A, C", None, ["A", "C"]), ("A and C", None, ["A", "C"]),
+    ("D", ["1", "2", "3"], None), ("Maybe", ["True", "False"], None), ("A, Z", ["1", "2"], None),
+])
+def test_gold_letters(gold, options, letters):
+    from sapo_vl.data.sources import gold_letters
+
+    if letters is None:
+        with pytest.raises(BadRow, match="bad answer"):
+            gold_letters(gold, options)
+    else:
+        assert gold_letters(gold, options) == letters
+
+
+def test_unknown_placeholders_can_stay_text_and_eaten_escapes_are_repaired():
+    from sapo_vl.data.sources import cell_text
+
+    prompt, slots = interleaved_prompt("Which of <image2> or <image3> fits <image1>?", {"1": b"a"}, unknown="text")
+    assert slots == [b"a"] and [c["type"] for c in prompt[0]["content"]] == ["text", "image", "text"]
+    assert prompt[0]["content"][0]["text"] == "Which of <image2> or <image3> fits"
+    with pytest.raises(BadRow, match="no image 2"):
+        interleaved_prompt("Which of <image2> fits <image1>?", {"1": b"a"})
+    assert cell_text({"a": "\x0crac{36}{13}"}, "a") == "\\frac{36}{13}"  # a JSON "\f" that was LaTeX
+    assert cell_text({"a": " \x08eta "}, "a") == "\\beta"

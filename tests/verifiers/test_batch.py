@@ -1,6 +1,6 @@
 """`score_batch`: results in order, parallel worker processes, per-item time limit, throughput reported.
 
-No test here asserts how long anything took (issue 9): parallelism is shown by the overlap of the [start, end]
+No test here asserts how long anything took: parallelism is shown by the overlap of the [start, end]
 spans the batch records per item, a timeout by its result; speed is measured by bench/bench_verifiers.py."""
 import pytest
 

@@ -35,6 +35,15 @@ CASES = [
     ("<answer>red</answer> <answer>blue</answer>", "red", {}, 0.0, "last <answer> wins"),
     ("<think>red</think><answer>blue</answer>", "red", {}, 0.0, "<think> is never the answer"),
     ("<answer></answer>", "red", {}, 0.0, "empty tag"),
+    # a gold that is only an article (CharXiv's subplot labels "a", "(a)", "A") keeps it, and so does the reply
+    ("<answer>(a)</answer>", "(a)", {}, 1.0, "article gold: itself"),
+    ("<answer>a</answer>", "(a)", {}, 1.0, "article gold: brackets are punctuation"),
+    ("<answer>A</answer>", "a)", {}, 1.0, "article gold: case"),
+    ("The answer is (a).", "A", {}, 1.0, "article gold: answer phrase"),
+    ("<answer>b</answer>", "(a)", {}, 0.0, "article gold: another label"),
+    ("<answer>the a</answer>", "a", {}, 0.0, "article gold: the reply's articles are kept too"),
+    ("<answer>the</answer>", "the", {}, 1.0, "article gold 'the'"),
+    ("<answer>a red</answer>", "red", {}, 1.0, "a word gold still drops the reply's articles"),
     ("grey", "gray", {"alternatives": ["grey"]}, 1.0, "alternatives accepted"),
     ("grey", "gray", {}, 0.0, "without alternatives"),
     ("Red", "red", {"case_sensitive": True}, 0.0, "case_sensitive"),
@@ -51,7 +60,7 @@ def test_exact(response, answer, params, expected, source):
     assert result.reason
 
 
-@pytest.mark.parametrize("answer,params", [("", {}), ("the", {}), ("red", {"alternatives": "grey"})])
+@pytest.mark.parametrize("answer,params", [("", {}), ("?!", {}), ("red", {"alternatives": "grey"})])
 def test_bad_config_raises(answer, params):
     with pytest.raises(VerifierConfigError):
         score("exact", "red", answer, **params)

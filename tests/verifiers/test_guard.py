@@ -1,7 +1,7 @@
-"""The hard wall-clock limit: a pathological expression cannot hang scoring, in any thread (issue 3).
+"""The hard wall-clock limit: a pathological expression cannot hang scoring, in any thread.
 
 The limit is shown by its result ("timeout", GuardTimeout, a killed worker replaced by a new process), never by
-how long a call took (issue 9): these tests pass on a busy machine. Speed: bench/bench_verifiers.py."""
+how long a call took: these tests pass on a busy machine. Speed: bench/bench_verifiers.py."""
 import os
 import threading
 import time

@@ -9,9 +9,9 @@ CASES = [
     ("9\\pi", "9\\pi", {}, 1.0, "bare LaTeX reply with a constant"),
     ("The answer is 2\\sqrt{17}", "2\\sqrt{17}", {}, 1.0, "'answer is' phrase read as LaTeX"),
     ("2\\sqrt{17}", "2", {}, 0.0, "a bare radical is not its coefficient"),
-    # --- the traps named in issue 3
-    (r"<answer>3</answer>", "3", {}, 1.0, "issue 3 trap: <answer>3</answer> parses to nothing unless tags are stripped"),
-    (r"<answer>2\sqrt{221}</answer>", r"2 \sqrt { 221 }", {}, 1.0, "issue 3 trap: raw LaTeX gold must be wrapped"),
+    # --- classic traps: answer tags and raw LaTeX
+    (r"<answer>3</answer>", "3", {}, 1.0, "trap: <answer>3</answer> parses to nothing unless tags are stripped"),
+    (r"<answer>2\sqrt{221}</answer>", r"2 \sqrt { 221 }", {}, 1.0, "trap: raw LaTeX gold must be wrapped"),
     (r"<answer>\sqrt{884}</answer>", r"2 \sqrt { 221 }", {}, 1.0, f"{MV}: 2√221 = √884"),
     (r"<answer>2\sqrt{220}</answer>", r"2 \sqrt { 221 }", {}, 0.0, f"{MV}: 2√220 ≠ 2√221"),
     # --- fractions, decimals, radicals, pi
@@ -60,19 +60,19 @@ CASES = [
     (r"Therefore the final answer is 42.", "42", {}, 1.0, f"{MV} free-text extraction: 'final answer is'"),
     (r"so we get $x = \frac{1}{2}$", "0.5", {}, 1.0, f"{MV} free-text extraction: last formula"),
     (r"Therefore the final answer is 42.", "42", {"tags_only": True}, 0.0, "tags_only: free text ignored"),
-    # --- issue 10: scientific notation, precision
-    (r"<answer>2.4e1</answer>", "24", {}, 1.0, "issue 10: 2.4e1 is 24, not 2.4·e"),
-    (r"\boxed{1.2e3}", "1200", {}, 1.0, "issue 10: boxed 1.2e3"),
+    # --- scientific notation, precision
+    (r"<answer>2.4e1</answer>", "24", {}, 1.0, "2.4e1 is 24, not 2.4·e"),
+    (r"\boxed{1.2e3}", "1200", {}, 1.0, "boxed 1.2e3"),
     (r"\boxed{1.5E-3}", "0.0015", {}, 1.0, "negative exponent, capital E"),
-    (r"<answer>1.2 × 10^3</answer>", "1200", {}, 1.0, "issue 10: 1.2 × 10^3"),
+    (r"<answer>1.2 × 10^3</answer>", "1200", {}, 1.0, "1.2 × 10^3"),
     (r"<answer>1.2x10^3</answer>", "1200", {}, 1.0, "1.2x10^3 with a letter x"),
     (r"<answer>3 × 10⁸</answer>", "300000000", {}, 1.0, "superscript exponent"),
     (r"<answer>2.4e1</answer>", "2.4e1", {}, 1.0, "scientific notation in the gold too"),
     (r"\boxed{2e}", r"2e", {}, 1.0, "2e without exponent digits stays 2·e"),
     (r"<answer>１４</answer>", "14", {}, 1.0, "full-width digits"),
-    (r"\boxed{6.666}", "6.67", {"float_rounding": 2}, 1.0, "issue 10: MMMU / MATH-V precision, 2 decimals"),
+    (r"\boxed{6.666}", "6.67", {"float_rounding": 2}, 1.0, "MMMU / MATH-V precision, 2 decimals"),
     (r"\boxed{6.666}", "6.67", {}, 0.0, "default 6 decimals: 6.666 is not 6.67"),
-    (r"\boxed{1.449}", "1.45", {"float_rounding": 2}, 1.0, "issue 10: MathVista precision 2"),
+    (r"\boxed{1.449}", "1.45", {"float_rounding": 2}, 1.0, "MathVista precision 2"),
     (r"\boxed{1.46}", "1.45", {"float_rounding": 2}, 0.0, "precision 2: 1.46 is not 1.45"),
     (r"\boxed{3.14}", r"\pi", {"float_rounding": 2}, 1.0, "MATH-V: π to 2 decimals"),
     (r"\boxed{0.67}", r"\frac{2}{3}", {"float_rounding": 2}, 1.0, "2/3 to 2 decimals"),

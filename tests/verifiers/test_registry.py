@@ -67,7 +67,7 @@ def test_result_checks_its_score():
 
 
 def test_no_module_imports_the_package_it_belongs_to():
-    # issue 10: batch.py used to import `score` from the package, so the package had to import batch last
+    # batch.py used to import `score` from the package, so the package had to import batch last
     import ast
 
     package = Path(verifiers.__file__).parent

@@ -58,6 +58,7 @@ def trainer_logprobs(policy, processor, prompts, images, samples) -> torch.Tenso
     time."""
     from sapo_vl.logprobs import PolicyLogprobs
     from sapo_vl.models.loading import encode_prompts
+    from sapo_vl.rollout import RowBatch
     from sapo_vl.sampling import NEVER_SAMPLE, token_ids
 
     G = samples.group_size
@@ -71,8 +72,10 @@ def trainer_logprobs(policy, processor, prompts, images, samples) -> torch.Tenso
         ids = torch.cat([enc["input_ids"], comp], 1)  # (G, Lp + Lc)
         attn = torch.cat([enc["attention_mask"], cmask], 1)
         mm = torch.cat([enc["mm_token_type_ids"], torch.zeros_like(comp)], 1)
-        logp, _ = module(ids, attn, mm, lc, pixel_values=enc.get("pixel_values"),
-                         image_grid_thw=enc.get("image_grid_thw"), with_entropy=False)  # (G, Lc)
+        batch = RowBatch(rows=list(range(rows.start, rows.stop)), input_ids=ids, attention_mask=attn,
+                         mm_token_type_ids=mm, n_completion=lc, pixel_values=enc.get("pixel_values"),
+                         image_grid_thw=enc.get("image_grid_thw"), mask=cmask)
+        logp, _ = module(batch, with_entropy=False)  # (G, Lc)
         out[rows] = logp * cmask
     return out
 

@@ -24,6 +24,7 @@ from sapo_vl.engines.base import SamplingSettings  # noqa: E402
 from sapo_vl.engines.vllm_engine import VLLMEngine  # noqa: E402
 from sapo_vl.logprobs import PolicyLogprobs  # noqa: E402
 from sapo_vl.models.loading import encode_prompts  # noqa: E402
+from sapo_vl.rollout import RowBatch  # noqa: E402
 
 
 def main(checkpoint: str, out: str) -> None:
@@ -53,8 +54,10 @@ def main(checkpoint: str, out: str) -> None:
     ids = torch.cat([enc["input_ids"], s0.completion_ids], 1)
     attn = torch.cat([enc["attention_mask"], s0.completion_mask], 1)
     mm = torch.cat([enc["mm_token_type_ids"], torch.zeros_like(s0.completion_ids)], 1)
-    logp, _ = engine(ids, attn, mm, s0.completion_ids.shape[1], pixel_values=enc.get("pixel_values"),
-                     image_grid_thw=enc.get("image_grid_thw"), touch_vision=True, with_entropy=False)
+    batch = RowBatch(rows=[0, 1, 2], input_ids=ids, attention_mask=attn, mm_token_type_ids=mm,
+                     n_completion=s0.completion_ids.shape[1], pixel_values=enc.get("pixel_values"),
+                     image_grid_thw=enc.get("image_grid_thw"), mask=s0.completion_mask)
+    logp, _ = engine(batch, touch_vision=True, with_entropy=False)
     loss = -(logp * s0.completion_mask).sum() / s0.completion_mask.sum()
     ds.backward(engine, loss, dist.world_size)
     engine.step()
