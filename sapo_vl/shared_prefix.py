@@ -91,23 +91,26 @@ def layout_of(prompt_len: list[int], completion_lens: list[list[int]], length: i
 
 # ---------------------------------------------------------------------------------------------------- kernels
 def _attend(q: Tensor, k: Tensor, v: Tensor, causal: bool, scale: float) -> tuple[Tensor, Tensor, tuple]:
-    """q (B, H, Lq, D), k, v (B, H, Lk, D) → out (B, H, Lq, D), lse (B, H, Lq) float32, and what the backward needs."""
+    """q (B, H, Lq, D), k, v (B, H, Lk, D) → out (B, H, Lq, D), lse (B, H, Lq) float32, and what the backward needs
+    (causal, scale, the kernel's own extras)."""
     if q.device.type == "cpu":
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, scale=scale)
-        return out, lse, ()
+        return out, lse, (causal, scale, ())
     if q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16):
         o = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False, scale=scale)
-        return o[0], o[1], (o[2], o[3], o[4], o[5], o[6], o[7])
+        return o[0], o[1], (causal, scale, (o[2], o[3], o[4], o[5], o[6], o[7]))
     if q.device.type == "cuda":
         out, lse, seed, offset = torch.ops.aten._scaled_dot_product_efficient_attention(
             q, k, v, None, True, 0.0, causal, scale=scale)
-        return out, lse[..., : q.shape[2]], (lse.shape[-1], seed, offset)
-    return _math_attend(q, k, v, causal, scale) + ((),)
+        return out, lse[..., : q.shape[2]], (causal, scale, (lse.shape[-1], seed, offset))
+    return _math_attend(q, k, v, causal, scale) + ((causal, scale, ()),)
 
 
-def _attend_backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, causal: bool,
-                     scale: float, extra: tuple) -> tuple[Tensor, Tensor, Tensor]:
-    """The kernel's own backward, given the (merged) output and log-sum-exp → dq, dk, dv."""
+def _attend_backward(do: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                     saved: tuple) -> tuple[Tensor, Tensor, Tensor]:
+    """The kernel's own backward, given the (merged) output and log-sum-exp and `_attend`'s third output → dq, dk,
+    dv."""
+    causal, scale, extra = saved
     if q.device.type == "cpu":
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
             do, q, k, v, out, lse, 0.0, causal, scale=scale)
@@ -207,13 +210,13 @@ class _SharedPrefixAttention(torch.autograd.Function):
         out[layout.prompt_index] = out_p.transpose(1, 2)[layout.prompt_valid]
         out[tok] = out_t
         ctx.save_for_backward(q, k, v, out_p, lse_p, out_t, lse)
-        ctx.layout, ctx.scale, ctx.extra = layout, scale, (ex_p, ex_x, ex_o)
+        ctx.layout, ctx.extra = layout, (ex_p, ex_x, ex_o)
         return out.view(R, L, H, D)
 
     @staticmethod
     def backward(ctx, grad):
         q, k, v, out_p, lse_p, out_t, lse_t = ctx.saved_tensors
-        lay, scale, (ex_p, ex_x, ex_o) = ctx.layout, ctx.scale, ctx.extra
+        lay, (ex_p, ex_x, ex_o) = ctx.layout, ctx.extra
         R, H, L, D = q.shape
         hkv = k.shape[1]
         n_rep = H // hkv
@@ -226,7 +229,7 @@ class _SharedPrefixAttention(torch.autograd.Function):
         do_p = g.new_zeros(R, pmax, H, D)
         do_p[pv] = g[pi]
         dqp, dkp, dvp = _attend_backward(do_p.transpose(1, 2), q[:, :, :pmax], _rep(k[:, :, :pmax], n_rep),
-                                         _rep(v[:, :, :pmax], n_rep), out_p, lse_p, True, scale, ex_p)
+                                         _rep(v[:, :, :pmax], n_rep), out_p, lse_p, ex_p)
         dq[pi] = dqp.transpose(1, 2)[pv]
         dk[pi] = _sum_rep(dkp, n_rep).transpose(1, 2)[pv]
         dv[pi] = _sum_rep(dvp, n_rep).transpose(1, 2)[pv]
@@ -239,7 +242,7 @@ class _SharedPrefixAttention(torch.autograd.Function):
             fold = lambda x: _fold(x[t0:t1], hkv)  # noqa: E731
             lse_r = _fold(lse_t[t0:t1, :, None], hkv)[..., 0]  # (1, Hkv, n_rep·T_r)
             dqx, dkx, dvx = _attend_backward(fold(g_t), _fold(qt[r * L + p : r * L + e], hkv), k[r : r + 1, :, :p],
-                                             v[r : r + 1, :, :p], fold(out_t), lse_r, False, scale, ex_x[r])
+                                             v[r : r + 1, :, :p], fold(out_t), lse_r, ex_x[r])
             dq[r * L + p : r * L + e] += _unfold(dqx, H)
             dk[r * L : r * L + p] += dkx[0].transpose(0, 1)
             dv[r * L : r * L + p] += dvx[0].transpose(0, 1)
@@ -250,7 +253,7 @@ class _SharedPrefixAttention(torch.autograd.Function):
         dqo, dko, dvo = _attend_backward(
             pad(g_t).transpose(1, 2), qt[ci].transpose(1, 2), _rep(kt[ci].transpose(1, 2), n_rep),
             _rep(vt[ci].transpose(1, 2), n_rep), pad(out_t).transpose(1, 2), pad(lse_t).transpose(1, 2).contiguous(),
-            True, scale, ex_o)
+            ex_o)
         dq.index_add_(0, tok, dqo.transpose(1, 2)[cv])
         dk.index_add_(0, tok, _sum_rep(dko, n_rep).transpose(1, 2)[cv])
         dv.index_add_(0, tok, _sum_rep(dvo, n_rep).transpose(1, 2)[cv])
