@@ -1,31 +1,41 @@
-"""One update phase at a vision-language rollout shape: the row path vs packed shared-prefix micro-batches.
+"""One update phase at three vision-language rollout shapes: the row path vs packed micro-batches vs `auto`.
 
-    .venv/bin/python bench/bench_update.py [--prompts 4] [--group 8] [--image-tokens 1024] [--text-tokens 80]
-                                           [--min-len 64] [--max-len 256] [--micro 4] [--budget 0]
-                                           [--arch small|qwen3-vl-2b]
+    .venv/bin/python bench/bench_update.py [--shape vlm|reasoning|text|all] [--prompts B] [--group G]
+                                           [--image-tokens N] [--text-tokens N] [--min-len N] [--max-len N]
+                                           [--micro 4] [--budget 0] [--threads 1] [--arch small|qwen3-vl-2b]
 
 `--arch qwen3-vl-2b` runs random weights in Qwen3-VL-2B's shapes (`bench_engines.QWEN3_VL_2B`) instead, in bf16 on
 a GPU (fp32 on CPU), and adds the update's model FLOPs utilisation on a GPU whose peak it knows (`gpu_check`).
 
-The update phase = the π_old pass + μ × `num_minibatches` optimizer steps (μ = 1, 2 minibatches, as the demo),
-on the DeepSpeed engine (ZeRO-0, fp32, CPU or one GPU), of a random-weight Qwen3-VL built here (~18M parameters:
-text 6 layers × 384, vocabulary 16,384, vision tower 2 blocks × 128 with deepstack). Its vocabulary projection
-costs 0.6× its trunk per token; in a real Qwen3-VL-8B it is ~0.1× (a tiny model's huge relative vocabulary would
-make the projection, identical in both paths, most of the work). The rollout is B prompts of
-one image (`--image-tokens` merged tokens = 4× as many vision patches) plus text, G completions each of
-uniformly random length in [min-len, max-len].
+The shapes (`--shape all` runs the three; a flag overrides the shape's value):
 
-- row path (`update.update_policy` on `update.RowSource`): one prompt+completion row per completion,
-  `--micro` rows per micro-batch, the image re-encoded in every row;
-- packed path (`update.update_policy` on `packing.PackedSource`): group-aware minibatches, one row per group [prompt, completion 1 … G] with the
-  shared-prefix mask, each image encoded once per micro-batch, micro-batches bounded by `--budget` padded tokens
-  (0 = the row path's padded micro-batch size: micro × (prompt + longest completion)).
+| shape       | B × G | image tokens | completions | target (packed and auto vs row) |
+|-------------|-------|--------------|-------------|---------------------------------|
+| `vlm`       | 4 × 8 | 1,024        | 64-256      | ≥ 3×                            |
+| `reasoning` | 2 × 8 | 1,024        | 512-1,024   | ≥ 1.8×                          |
+| `text`      | 2 × 8 | 256          | 768-1,024   | ≥ 1.1× (and auto never below 1×)|
+
+The update phase = the π_old pass + μ × `num_minibatches` optimizer steps (μ = 1, 2 minibatches, as the demo),
+through `sapo_vl.update` on the DeepSpeed engine (ZeRO-0, fp32, CPU or one GPU), of a random-weight Qwen3-VL
+built here (~18M parameters: text 6 layers × 384, vocabulary 16,384, vision tower 2 blocks × 128 with
+deepstack). Its vocabulary projection costs 0.6× its trunk per token; in a real Qwen3-VL-8B it is ~0.1× (a tiny
+model's huge relative vocabulary would make the projection, identical in all paths, most of the work). The
+rollout is B prompts of one image (`--image-tokens` merged tokens = 4× as many vision patches) plus text, G
+completions each of uniformly random length in [min-len, max-len].
+
+- row (`algorithm.shared_prefix=false`): one prompt+completion row per completion, `--micro` rows per
+  micro-batch, the image re-encoded in every row;
+- packed (`true`): group-aware minibatches, one row per group [prompt, completion 1 … G] with the shared-prefix
+  attention (`sapo_vl.shared_prefix`), each image encoded once per micro-batch, micro-batches bounded by
+  `--budget` padded tokens (0 = the row path's padded micro-batch size: micro × (prompt + longest completion));
+- auto (`auto`, the default): per micro-batch, whichever the cost estimate finds cheaper (`packed_frac` = the
+  share of micro-batches run packed).
 
 Each path runs in its own process from the same weights and rollout; the figures are its process CPU time (the
-headline: on a shared machine it does not count other people's load; `--threads 1` by default) and wall time, the growth of
-peak resident memory over the process's baseline once model and rollout exist (CPU) or max_memory_allocated (GPU),
-and the vision-tower patches encoded. The last line is `update speedup: X.XX×` with the patch counts old → new.
-Target: ≥ 3×, one encode per prompt per pass, peak memory not higher.
+headline: on a shared machine it does not count other people's load; `--threads 1` by default) and wall time,
+the growth of peak resident memory over the process's baseline once model and rollout exist (CPU) or
+max_memory_allocated (GPU), and the vision-tower patches encoded. Each shape ends with the line
+`update speedup: packed X.XX×, auto Y.YY× vs row` (CPU time), measured in that one run.
 """
 from __future__ import annotations
 
@@ -39,6 +49,12 @@ from pathlib import Path
 
 VOCAB = 16_384
 IMAGE, VSTART, VEND = VOCAB - 3, VOCAB - 2, VOCAB - 1
+SHAPES = {  # name: (prompts, group, image tokens, min len, max len, target)
+    "vlm": (4, 8, 1024, 64, 256, 3.0),
+    "reasoning": (2, 8, 1024, 512, 1024, 1.8),
+    "text": (2, 8, 256, 768, 1024, 1.1),
+}
+PATHS = {"row": "false", "packed": "true", "auto": "auto"}
 
 
 def set_arch(arch: str) -> None:
@@ -151,8 +167,8 @@ def child(path: str, args) -> dict:
     from sapo_vl.config import load_config
     from sapo_vl.update import UpdateSettings, micro_batch_source, rollout_logprobs, update_policy
 
-    torch.set_num_threads(args.threads)
     set_arch(args.arch)
+    torch.set_num_threads(args.threads)
     dist = ds.init_distributed()
     precision = "bf16" if args.arch == "qwen3-vl-2b" and torch.cuda.is_available() else "fp32"
     cfg = load_config(None, ["deepspeed.zero_stage=0", f"deepspeed.precision={precision}", "optimizer.lr=1e-5",
@@ -169,8 +185,8 @@ def child(path: str, args) -> dict:
     lp_max = int(ro.prompt_mask.sum(-1).max())
     budget = args.budget or plan.micro * (lp_max + int(ro.completion_mask.sum(-1).max()))
     u = UpdateSettings(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=2,
-                       temperature=1.0, shared_prefix=path == "packed", micro_rows=plan.micro, micro_tokens=budget,
-                       touch_vision=False)
+                       temperature=1.0, shared_prefix={"row": False, "packed": True, "auto": "auto"}[path],
+                       micro_rows=plan.micro, micro_tokens=budget, touch_vision=False)
     ro.loss_mask = ro.completion_mask
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -189,46 +205,71 @@ def child(path: str, args) -> dict:
     return {"path": path, "seconds": seconds, "cpu_s": cpu, "peak_mb": _peak() - base, "patches": patches[0],
             "mfu": flops / seconds / (peak * 1e12) if peak else None,
             "params": sum(p.numel() for p in model.parameters()), "padding_frac": stats.get("padding_frac"),
-            "micro_batches": stats.get("micro_batches"), "device": str(dist.device)}
+            "micro_batches": stats.get("micro_batches"), "packed_frac": stats.get("packed_frac"),
+            "device": str(dist.device)}
+
+
+def run_shape(name: str, args, flags: list[str]) -> dict:
+    """The three paths at one shape, each in its own process; prints the shape's lines, returns the ratios."""
+    out = {}
+    for path in ("row", "packed", "auto"):
+        res = subprocess.run([sys.executable, __file__, *flags, "--child", path], capture_output=True, text=True)
+        if res.returncode:
+            sys.exit(f"{name}: {path} path failed:\n{res.stderr[-4000:]}")
+        out[path] = json.loads(res.stdout.strip().splitlines()[-1])
+    r = out["row"]
+    print(f"{name}: {args.prompts} prompts × G={args.group}, ~{args.image_tokens + args.text_tokens} prompt tokens "
+          f"({args.image_tokens} image), completions {args.min_len}-{args.max_len}; {r['params'] / 1e6:.1f}M "
+          f"parameters on {r['device']}; π_old pass + 2 minibatch steps")
+    for path, x in out.items():
+        how = (f"{args.micro} rows per micro-batch" if path == "row" else
+               f"{x['micro_batches']:.0f} micro-batches, padding {x['padding_frac']:.1%}, packed {x['packed_frac']:.0%}")
+        print(f"  {path:<7}: {x['cpu_s']:7.1f} s CPU ({x['seconds']:6.1f} s wall)  peak +{x['peak_mb']:7.0f} MiB  "
+              f"vision patches {x['patches']:>8,}  ({how})")
+    ratio = {p: r["cpu_s"] / out[p]["cpu_s"] for p in ("packed", "auto")}
+    print(f"update speedup: packed {ratio['packed']:.2f}×, auto {ratio['auto']:.2f}× vs row (CPU time; wall "
+          f"{r['seconds'] / out['packed']['seconds']:.2f}×, {r['seconds'] / out['auto']['seconds']:.2f}×; "
+          f"vision-tower patches {r['patches']:,} → {out['packed']['patches']:,})", flush=True)
+    if out["packed"].get("mfu") is not None:
+        print(f"update MFU (packed path, model FLOPs 8·P·tokens / bf16 peak): {out['packed']['mfu']:.1%}")
+    print("json: " + json.dumps(out), flush=True)  # (what `gpu_check` reads)
+    return ratio
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--prompts", type=int, default=4)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--image-tokens", type=int, default=1024, help="merged image tokens per prompt (a square)")
+    ap.add_argument("--shape", default="vlm", choices=[*SHAPES, "all"], help="preset shape(s), see the docstring")
+    ap.add_argument("--prompts", type=int, default=None, help="B (default: the shape's)")
+    ap.add_argument("--group", type=int, default=None, help="G (default: the shape's)")
+    ap.add_argument("--image-tokens", type=int, default=None, help="merged image tokens per prompt, a square "
+                    "(default: the shape's)")
     ap.add_argument("--text-tokens", type=int, default=80, help="text tokens per prompt around the image")
-    ap.add_argument("--min-len", type=int, default=64)
-    ap.add_argument("--max-len", type=int, default=256)
+    ap.add_argument("--min-len", type=int, default=None, help="shortest completion (default: the shape's)")
+    ap.add_argument("--max-len", type=int, default=None, help="longest completion (default: the shape's)")
     ap.add_argument("--micro", type=int, default=4, help="row path: completion rows per micro-batch")
     ap.add_argument("--budget", type=int, default=0, help="packed path: padded tokens per micro-batch (0: see doc)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per path (process time is the figure)")
-    ap.add_argument("--arch", choices=["small", "qwen3-vl-2b"], default="small")
+    ap.add_argument("--arch", default="small", choices=["small", "qwen3-vl-2b"], help="the model: the ~18M-parameter "
+                    "one built here, or random weights in Qwen3-VL-2B's shapes")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args)))
         return
-    flags = list(sys.argv[1:])
-    out = {}
-    for path in ("row", "packed"):
-        res = subprocess.run([sys.executable, __file__, *flags, "--child", path], capture_output=True, text=True)
-        if res.returncode:
-            sys.exit(f"{path} path failed:\n{res.stderr[-4000:]}")
-        out[path] = json.loads(res.stdout.strip().splitlines()[-1])
-    r, p = out["row"], out["packed"]
-    print(f"{args.prompts} prompts × G={args.group}, ~{args.image_tokens + args.text_tokens} prompt tokens "
-          f"({args.image_tokens} image), completions {args.min_len}-{args.max_len}; {r['params'] / 1e6:.1f}M "
-          f"parameters on {r['device']}; π_old pass + 2 minibatch steps")
-    print(f"  row path    : {r['cpu_s']:7.1f} s CPU ({r['seconds']:6.1f} s wall)  peak +{r['peak_mb']:7.0f} MiB  vision patches {r['patches']:>8,}  "
-          f"({args.micro} rows per micro-batch)")
-    print(f"  packed path : {p['cpu_s']:7.1f} s CPU ({p['seconds']:6.1f} s wall)  peak +{p['peak_mb']:7.0f} MiB  vision patches {p['patches']:>8,}  "
-          f"({p['micro_batches']:.0f} micro-batches, padding {p['padding_frac']:.1%})")
-    print(f"update speedup: {r['cpu_s'] / p['cpu_s']:.2f}× (CPU time; wall {r['seconds'] / p['seconds']:.2f}×; vision-tower patches per rollout "
-          f"{r['patches']:,} → {p['patches']:,})")
-    if p.get("mfu") is not None:
-        print(f"update MFU (packed path, model FLOPs 8·P·tokens / bf16 peak): {p['mfu']:.1%}")
-    print("json: " + json.dumps(out))
+    ratios = {}
+    for name in SHAPES if args.shape == "all" else [args.shape]:
+        b, g, img, lo, hi, _ = SHAPES[name]
+        shaped = argparse.Namespace(**{**vars(args), "prompts": args.prompts or b, "group": args.group or g,
+                                       "image_tokens": args.image_tokens or img, "min_len": args.min_len or lo,
+                                       "max_len": args.max_len or hi})
+        flags = [f"--prompts={shaped.prompts}", f"--group={shaped.group}", f"--image-tokens={shaped.image_tokens}",
+                 f"--text-tokens={args.text_tokens}", f"--min-len={shaped.min_len}", f"--max-len={shaped.max_len}",
+                 f"--micro={args.micro}", f"--budget={args.budget}", f"--threads={args.threads}",
+                 f"--arch={args.arch}"]
+        ratios[name] = run_shape(name, shaped, flags)
+    if len(ratios) > 1:
+        print("summary: " + "; ".join(f"{n} packed {r['packed']:.2f}× auto {r['auto']:.2f}× (target ≥ {SHAPES[n][5]}×)"
+                                      for n, r in ratios.items()))
 
 
 if __name__ == "__main__":

@@ -192,13 +192,16 @@ class AlgorithmConfig:
     which is where SAPO's gate differs from plain policy gradient."""
     num_minibatches: int = 1
     """Optimizer steps per pass over the rollout: the B x G completions are split into this many minibatches."""
-    shared_prefix: bool = True
-    """Run the update phase (π_old, reference and update passes) on packed micro-batches (`sapo_vl.packing`):
-    minibatches of whole groups, each image through the vision tower once per micro-batch, and one row per group
-    [prompt, completion 1, ..., completion G] in which each completion attends to the prompt, computed once, and to
-    itself; micro-batches bounded by `deepspeed.micro_batch_tokens`. Log-probs and gradients equal the row path's
-    (tested). false = one prompt+completion row per completion, `deepspeed.micro_batch_size` rows per
-    micro-batch. Needs a Qwen3-VL model and `model.attn_implementation` sdpa or eager."""
+    shared_prefix: bool | Literal["auto"] = "auto"
+    """Packed update micro-batches (`sapo_vl.packing`) for the π_old, reference and update passes: minibatches of
+    whole groups, each image through the vision tower once per micro-batch, one row per group [prompt, completion
+    1, ..., completion G] in which each completion attends to the prompt, computed once, and to itself
+    (`sapo_vl.shared_prefix`: fused attention kernels, no dense mask); micro-batches bounded by
+    `deepspeed.micro_batch_tokens`. Log-probs and gradients equal the row path's (tested). "auto" = per
+    micro-batch, whichever of packed or row (its completions as one prompt+completion row each) the cost estimate
+    `shared_prefix.path_costs` finds cheaper, row only where it fits the same token budget (logged as
+    `packed_frac`); true = always packed; false = the row path everywhere (rows shuffled one by one,
+    `deepspeed.micro_batch_size` rows per micro-batch). Packing needs a Qwen3-VL model."""
     loss_agg: LossAgg | None = None
     """Loss aggregation: "token-mean", "seq-mean-token-mean" or "seq-mean-token-sum-norm";
     null = the algorithm's default (SAPO and GSPO: seq-mean-token-mean, GRPO: token-mean)."""
@@ -523,9 +526,6 @@ def _optimizer_and_deepspeed(cfg: Config, need, out: list[str]) -> None:
     need(not ds.offload_optimizer or ds.zero_stage >= 1, "deepspeed.offload_optimizer", "needs deepspeed.zero_stage >= 1")
     need(ds.micro_batch_size >= 1, "deepspeed.micro_batch_size", "must be >= 1")
     need(ds.micro_batch_tokens >= 0, "deepspeed.micro_batch_tokens", "must be >= 0 (0 = from micro_batch_size)")
-    need(not a.shared_prefix or m.attn_implementation in ("sdpa", "eager"), "algorithm.shared_prefix",
-         f"needs model.attn_implementation sdpa or eager (its 4D attention mask), not {m.attn_implementation!r}; "
-         "set algorithm.shared_prefix=false to use it")
 
 
 

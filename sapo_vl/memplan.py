@@ -15,11 +15,13 @@ models). Per rank, for a step of this config:
   (ZeRO >= 1: counted through the whole update, conservative: it only exists at the optimizer step);
 - activations of one update micro-batch (`update_rows`): `deepspeed.micro_batch_size` rows of the longest
   sequence the config allows (`data.max_prompt_tokens` + `rollout.max_new_tokens`), or with
-  `algorithm.shared_prefix` packed rows of a prompt and as many of its completions as fit
-  `deepspeed.micro_batch_tokens` (the padded tokens are the same; the attention mask spans a longer row). Per token and text layer the autograd graph keeps
+  `algorithm.shared_prefix: true` packed rows of a prompt and as many of its completions as fit
+  `deepspeed.micro_batch_tokens` (`auto` may take either path per micro-batch, and the row layout is the larger:
+  it is planned). Per token and text layer the autograd graph keeps
   about w·(4H + 3Q + KV + 2·KV_sdpa + 4I + T) + 4·(2H + Q + KV) bytes (H hidden, Q = heads·head_dim,
   KV = kv_heads·head_dim, KV_sdpa = Q when grouped-query attention copies K/V for SDPA, I the MLP width, or
-  k·(2H + 4I_expert) for a MoE layer routed to k experts, T the padded length; the 4-byte terms are RMSNorm's
+  k·(2H + 4I_expert) for a MoE layer routed to k experts, T the padded length (the padding mask; the packed
+  path's attention, `sapo_vl.shared_prefix`, builds no mask and keeps K/V uncopied: KV_sdpa = KV, T = 0); the 4-byte terms are RMSNorm's
   fp32 upcasts): `layer_activation_bytes`, measured with `saved_tensors_hooks` on Qwen3-VL layers of several
   shapes. Gradient checkpointing keeps each layer's input (w·H per token) and recomputes one
   layer at a time; one more layer's worth is counted for the backward's working memory either way. A trained
@@ -235,8 +237,11 @@ def trainable_params(arch: Arch, cfg: Config) -> int:
     return arch.text_param_count() + (0 if cfg.model.freeze_vision else arch.vision.param_count())
 
 
-def layer_activation_bytes(arch: Arch, w: int, seq_len: int, lora: bool = False) -> float:
+def layer_activation_bytes(arch: Arch, w: int, seq_len: int, lora: bool = False, shared_prefix: bool = False) -> float:
     """Bytes the autograd graph keeps per token for one text layer (see the module docstring).
+
+    shared_prefix: the packed path's attention (`sapo_vl.shared_prefix`): no mask, K and V kept as the layer
+    made them (its grouped-query copies live only inside the kernel call).
 
     Measured on `transformers`' Qwen3-VL layers with a padding mask (`tests/test_memplan.py` holds it to 10%):
     in the weights' dtype, two RMSNorm outputs each (2H, twice), q and k after their norms (Q + KV), q after RoPE
@@ -247,7 +252,8 @@ def layer_activation_bytes(arch: Arch, w: int, seq_len: int, lora: bool = False)
     """
     h, heads, kvh = arch.hidden_size, arch.num_heads, arch.num_kv_heads
     q, kv = heads * arch.head_dim, kvh * arch.head_dim
-    k_and_v = 2 * q if (kvh > 1 and heads > kvh) else 2 * kv  # repeat_kv copies; with one KV head it is a view
+    k_and_v = 2 * q if (kvh > 1 and heads > kvh and not shared_prefix) else 2 * kv  # repeat_kv copies (SDPA)
+    seq_len = 0 if shared_prefix else seq_len  # the padding mask
     if arch.moe:
         mlp = arch.experts_per_token * (2 * h + 4 * arch.moe_intermediate_size + 1)
         stats = 2 * arch.num_experts + 2 * arch.experts_per_token  # router logits, probabilities, top-k weights
@@ -284,10 +290,10 @@ def update_rows(cfg: Config, micro: int, minibatch_rows: int) -> tuple[int, int]
     Row path (`algorithm.shared_prefix` false): `micro` rows of prompt + completion. Packed path: rows of one
     prompt followed by as many of its completions as fit `deepspeed.micro_batch_tokens` (0 = micro × (prompt +
     completion), as `sapo_vl.packing.update_limits`), and as many such rows as fit the budget (first-fit on equal
-    lengths); the attention mask of a packed row spans its whole length.
+    lengths). `shared_prefix: auto` plans the row layout: the larger one, which auto takes where it fits.
     """
     lp, new, G = cfg.data.max_prompt_tokens, cfg.rollout.max_new_tokens, cfg.rollout.group_size
-    if not cfg.algorithm.shared_prefix:
+    if cfg.algorithm.shared_prefix is not True:
         return micro, lp + new
     budget = cfg.deepspeed.micro_batch_tokens or micro * (lp + new)
     per_row = max(1, min(G, minibatch_rows, (budget - lp) // new))  # completions after the prompt in one row
@@ -337,7 +343,8 @@ class PlanContext:
     def per_layer_bytes(self) -> float:
         """Activation bytes per token and text layer at the update's row length (`layer_activation_bytes`)."""
         _, row_len = update_rows(self.cfg, self.shape.micro, self.shape.minibatch_rows)
-        return layer_activation_bytes(self.arch, self.w, row_len, lora=self.cfg.model.lora.r > 0)
+        return layer_activation_bytes(self.arch, self.w, row_len, lora=self.cfg.model.lora.r > 0,
+                                      shared_prefix=self.cfg.algorithm.shared_prefix is True)
 
 
 @dataclass
@@ -439,7 +446,7 @@ def activation_items(c: PlanContext) -> list[Item]:
         depth = arch.vision.depth
         act += patches * (depth * w * arch.vision.hidden_size + 2 * blk if m.gradient_checkpointing else (depth + 1) * blk)
         vis_note = f" + vision tower on {patches} patches"
-    layout = (f"{rows} packed row(s) × {row_len} tokens" if cfg.algorithm.shared_prefix
+    layout = (f"{rows} packed row(s) × {row_len} tokens" if cfg.algorithm.shared_prefix is True
               else f"{rows} rows × {row_len} tokens")
     chunk = min(_chunk_size(), c.shape.micro * cfg.rollout.max_new_tokens)
     head = chunk * arch.vocab_size * (w + 16)

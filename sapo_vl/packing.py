@@ -8,8 +8,10 @@ The pieces, used by the π_old / reference passes and the optimizer steps alike:
   unit is a packed row: one prompt followed by some of its completions (all G when they fit the budget; a group
   that does not fit is cut into several rows, each carrying the prompt). Rows of similar length share a batch.
 - `PackedBatch` + `packed_logprobs`: the forward. A packed row is
-  `[prompt (image tokens included), completion 1, ..., completion k]` with a 4D attention mask in which the
-  prompt is causal and each completion sees the prompt and itself (causally), nothing else. Qwen3-VL's M-RoPE
+  `[prompt (image tokens included), completion 1, ..., completion k]` in which the prompt is causal and each
+  completion sees the prompt and itself (causally), nothing else: `sapo_vl.shared_prefix` computes exactly that
+  attention with the standard fused kernels (no L × L mask; the prompt's keys and values shared by every
+  completion), inside the model's own attention layers. Qwen3-VL's M-RoPE
   positions: the prompt's from the model's own `get_rope_index`, completion j's text positions
   `next_pos + 0 .. len_j − 1` on all three axes, where `next_pos` is the prompt's largest position + 1 — exactly
   where the completion sits when it is the only one after its prompt. The images of the distinct prompts of a
@@ -44,13 +46,12 @@ from . import routing
 from .dist import all_reduce
 from .logprobs import PolicyLogprobs, _dummy_vision, chunked_logprobs
 from .models.loading import hf_model
+from .models.archs import arch_from_config
+from .shared_prefix import SharedPrefixLayout, UnitCosts, layout_of, prefer_packed, route
 
 Tensor = torch.Tensor
 PackedRow = tuple[int, tuple[int, ...]]
 """(prompt index, completion rows) of one packed row: the prompt followed by these completions, in order."""
-
-MASK_IMPLEMENTATIONS = ("sdpa", "eager")
-"""Attention implementations that take our 4D mask as it is (flash-attention kernels take no arbitrary mask)."""
 
 
 # ---------------------------------------------------------------------------------------------------- minibatches
@@ -218,7 +219,9 @@ class PackedBatch:
     position_ids: Tensor
     """(3, R, L) M-RoPE positions; 0 on padding."""
     segment_ids: Tensor
-    """(R, L) 0 on the prompt, k on completion k, −1 on padding: what the attention mask is made of."""
+    """(R, L) 0 on the prompt, k on completion k, −1 on padding (`shared_prefix_mask` makes the dense mask of it)."""
+    layout: SharedPrefixLayout
+    """The same layout as the attention kernel takes it."""
     pred_index: Tensor
     """(n, Lc) flat index into the (R·L) hidden states of the position that predicts each completion token."""
     targets: Tensor
@@ -241,7 +244,7 @@ class PackedBatch:
         return int(self.targets.shape[1])
 
     def to(self, device) -> "PackedBatch":
-        mv = lambda t: t.to(device) if isinstance(t, Tensor) else t  # noqa: E731
+        mv = lambda t: t.to(device) if isinstance(t, (Tensor, SharedPrefixLayout)) else t  # noqa: E731
         return PackedBatch(**{k: mv(v) for k, v in self.__dict__.items()})
 
     def logprobs(self, module, **kw) -> tuple[Tensor, Tensor]:
@@ -251,7 +254,7 @@ class PackedBatch:
 
     def counts(self) -> dict[str, float]:
         return {"real_tokens": float(self.real_tokens), "padded_tokens": float(self.input_ids.numel()),
-                "vision_patches": float(vision_patches(self))}
+                "vision_patches": float(vision_patches(self)), "packed": 1.0}
 
 
 def packed_batch(table: PromptTable, batch: list[PackedRow], device: torch.device | str = "cpu") -> PackedBatch:
@@ -292,15 +295,17 @@ def packed_batch(table: PromptTable, batch: list[PackedRow], device: torch.devic
                 grids.append(table.image_grid_thw[g])
             order.extend(range(first_image[g], first_image[g] + table.image_grid_thw[g].shape[0]))
     real = sum(_row_len(plen, clen, s) for s in batch)
+    layout = layout_of([plen[g] for g, _ in batch], [[clen[r] for r in rs] for _, rs in batch], L)
     return PackedBatch(
-        input_ids=input_ids, position_ids=position_ids, segment_ids=segment_ids, pred_index=pred_index,
+        input_ids=input_ids, position_ids=position_ids, segment_ids=segment_ids, layout=layout, pred_index=pred_index,
         targets=targets, rows=comp_rows, pixel_values=torch.cat(pixels) if pixels else None,
         image_grid_thw=torch.cat(grids) if grids else None, image_order=order, real_tokens=real,
     ).to(device)
 
 
 def shared_prefix_mask(segment_ids: Tensor) -> Tensor:
-    """(R, L) segment ids → (R, 1, L, L) bool, True where query i may attend to key j.
+    """(R, L) segment ids → (R, 1, L, L) bool, True where query i may attend to key j: the dense form of what
+    `sapo_vl.shared_prefix` computes (the forward never builds it; tests compare against it).
 
     Causal, and a key is visible if it is on the prompt (segment 0) or in the query's own segment; a padding
     query sees earlier padding only (never an empty row, so no NaN in the softmax).
@@ -310,18 +315,6 @@ def shared_prefix_mask(segment_ids: Tensor) -> Tensor:
     q, k = segment_ids[:, :, None], segment_ids[:, None, :]  # (R, L, 1), (R, 1, L)
     visible = ((k == 0) & (q >= 0)) | (k == q)  # (R, L, L)
     return (causal & visible)[:, None]  # (R, 1, L, L)
-
-
-def attention_mask_for(model, segment_ids: Tensor, dtype: torch.dtype) -> Tensor:
-    """The 4D mask in the form the text model's attention implementation takes as it is (bool or additive)."""
-    impl = model.config.get_text_config()._attn_implementation
-    allowed = shared_prefix_mask(segment_ids)
-    if impl == "sdpa":
-        return allowed
-    if impl == "eager":
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
-    raise ValueError(f"the shared-prefix forward needs model.attn_implementation in {MASK_IMPLEMENTATIONS}, not "
-                     f"{impl!r} (or set algorithm.shared_prefix=false)")
 
 
 def packed_logprobs(
@@ -341,10 +334,17 @@ def packed_logprobs(
         encoded = {"image": out}
     elif touch_vision:
         dummy = _dummy_vision(model, batch.input_ids.device)
-    mask = attention_mask_for(model, batch.segment_ids, model.dtype)
+    route(model)
+    # a 4D mask passes transformers' mask builder untouched (no L × L mask is built); the routed attention ignores it
+    placeholder = torch.ones(batch.input_ids.shape[0], 1, 1, 1, dtype=torch.bool, device=batch.input_ids.device)
+    layout = batch.layout
+    calls = layout.calls
     routing.begin_forward(model, batch.routing)
-    out = model.model(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
-                      mm_encoder_outputs=encoded, use_cache=False)
+    out = model.model(input_ids=batch.input_ids, attention_mask=placeholder, position_ids=batch.position_ids,
+                      mm_encoder_outputs=encoded, use_cache=False, shared_prefix=layout)
+    if layout.calls == calls:
+        raise RuntimeError("the packed forward's attention layers did not run the shared-prefix kernel "
+                           f"(attn_implementation {model.config.get_text_config()._attn_implementation!r})")
     h = out.last_hidden_state  # (R, L, H)
     hidden = h.reshape(-1, h.shape[-1])[batch.pred_index]  # (n, Lc, H)
     logp, entropy = chunked_logprobs(hidden, model.get_output_embeddings(), batch.targets, temperature=temperature,
@@ -372,13 +372,21 @@ def vision_patches(batch: PackedBatch) -> int:
 # ---------------------------------------------------------------------------------------------------- the source
 class PackedSource:
     """`update.MicroBatchSource` of packed micro-batches: minibatches of whole groups (`group_minibatches`), cut into
-    token-budget micro-batches (`micro_batches_in_step`), each a `PackedBatch`. The prompt table is built once."""
+    token-budget micro-batches (`micro_batches_in_step`), each a `PackedBatch`. The prompt table is built once.
 
-    def __init__(self, rollout, policy, *, micro_rows: int, micro_tokens: int, device: torch.device):
+    auto (`algorithm.shared_prefix: auto`): each planned micro-batch runs packed, or as one row micro-batch of
+    its completions (`Rollout.row_batch`) where `shared_prefix.prefer_packed` finds that cheaper and within the
+    token budget; the choice depends on lengths only, so every rank makes its own without a collective.
+    """
+
+    def __init__(self, rollout, policy, *, micro_rows: int, micro_tokens: int, device: torch.device,
+                 auto: bool = False):
         self.rollout = rollout
         self.table = prompt_table(rollout, policy)
         self.limits = update_limits(self.table, micro_rows, micro_tokens)
         self.device = device
+        self.unit = UnitCosts.of(arch_from_config(hf_model(policy).config.to_dict(), "policy")) if auto else None
+        self.patches = [[] if g is None else [int(x) for x in g.prod(-1)] for g in self.table.image_grid_thw]
 
     def minibatches(self, n_minibatches: int, generator: torch.Generator) -> list[list[int]]:
         return group_minibatches(self.table.completion_ids.shape[0], self.table.group_size, n_minibatches, generator)
@@ -386,7 +394,12 @@ class PackedSource:
     def plan(self, rows: Sequence[int]) -> list[list[PackedRow]]:
         return micro_batches_in_step(rows, self.table, **self.limits)
 
-    def batch(self, plan: list[PackedRow]) -> "PackedBatch":
+    def batch(self, plan: list[PackedRow]):
+        """A `PackedBatch`, or under auto a `RowBatch` of the same completions where the estimate prefers rows
+        (with the rows' recorded experts when routing replay is on)."""
+        if self.unit is not None and not prefer_packed(plan, self.table.prompt_len, self.table.completion_len,
+                                                       self.patches, self.unit, self.limits["token_budget"]):
+            return self.rollout.row_batch([r for _, rs in plan for r in rs], self.device)
         out = packed_batch(self.table, plan, self.device)
         routes = routing.packed_routes(self.rollout, plan, out.segment_ids)
         out.routing = None if routes is None else routes.to(self.device)

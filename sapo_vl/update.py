@@ -57,8 +57,9 @@ class UpdateSettings:
     """Optimizer steps per pass."""
     temperature: float
     """The sampling temperature: log-probs are of the distribution the rollout sampled from."""
-    shared_prefix: bool
-    """Packed micro-batches of whole groups (`packing.PackedSource`), else a row per completion."""
+    shared_prefix: bool | str
+    """Packed micro-batches of whole groups (`packing.PackedSource`); "auto": the same, each micro-batch run
+    packed or as rows by the cost estimate; False: a row per completion (`RowSource`)."""
     micro_rows: int
     """Completions per row-path micro-batch (`deepspeed.micro_batch_size`, capped by the minibatch)."""
     micro_tokens: int
@@ -139,7 +140,8 @@ def micro_batch_source(rollout: Rollout, policy, u: UpdateSettings, device: torc
     if u.shared_prefix:
         from .packing import PackedSource
 
-        return PackedSource(rollout, policy, micro_rows=u.micro_rows, micro_tokens=u.micro_tokens, device=device)
+        return PackedSource(rollout, policy, micro_rows=u.micro_rows, micro_tokens=u.micro_tokens, device=device,
+                            auto=u.shared_prefix == "auto")
     return RowSource(rollout, u.micro_rows, device)
 
 
@@ -158,12 +160,14 @@ def rollout_logprobs(module, rollout: Rollout, source: MicroBatchSource, u: Upda
 
 class UpdateTally:
     """The update phase's numbers: loss stats (`UpdateStats`), the first pass's entropy when no π_old pass
-    measured it, and what the micro-batches computed (padding, vision patches, micro-batches)."""
+    measured it, and what the micro-batches computed (padding, vision patches, micro-batches, the share of them
+    run packed)."""
 
     def __init__(self) -> None:
         self.stats = UpdateStats()
         self.ent_sum = self.ent_tokens = 0.0
-        self.counts = {"real_tokens": 0.0, "padded_tokens": 0.0, "vision_patches": 0.0, "micro_batches": 0.0}
+        self.counts = {"real_tokens": 0.0, "padded_tokens": 0.0, "vision_patches": 0.0, "micro_batches": 0.0,
+                       "packed": 0.0}
 
     def add(self, stats: dict[str, float], mask: Tensor, entropy: Tensor | None, mb: MicroBatch) -> None:
         w = float(mask.sum())
@@ -181,6 +185,7 @@ class UpdateTally:
         out["padding_frac"] = 1.0 - self.counts["real_tokens"] / max(self.counts["padded_tokens"], 1.0)
         out["vision_patches"] = self.counts["vision_patches"]
         out["micro_batches"] = self.counts["micro_batches"]
+        out["packed_frac"] = self.counts["packed"] / max(self.counts["micro_batches"], 1.0)
         return out
 
 

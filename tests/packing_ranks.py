@@ -16,8 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_packing import make_rollout  # noqa: E402
 
-from sapo_vl import ds
-from sapo_vl.dist import all_reduce, packing  # noqa: E402
+from sapo_vl import ds, packing  # noqa: E402
+from sapo_vl.dist import all_reduce  # noqa: E402
 from sapo_vl.config import load_config  # noqa: E402
 from sapo_vl.models.loading import load_policy, load_processor  # noqa: E402
 

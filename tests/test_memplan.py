@@ -222,6 +222,55 @@ def test_activation_bytes_match_what_autograd_keeps(shape, dtype):
     assert planned == pytest.approx(measured, rel=0.10)
 
 
+def _saved_bytes_packed(arch: Arch, prompt: int = 12, completions: int = 3, rows: int = 3) -> float:
+    """The same measure on the packed path: `rows` text prompts each followed by `completions` completions of
+    `prompt` tokens in one packed row, through `packing.packed_logprobs` (the shared-prefix kernel)."""
+    from transformers import AutoModelForImageTextToText
+
+    from sapo_vl import packing
+    from sapo_vl.logprobs import PolicyLogprobs
+
+    n = rows * completions
+    table = packing.PromptTable(
+        ids=[torch.randint(1, arch.vocab_size - 30, (prompt,)) for _ in range(rows)],
+        positions=[torch.arange(prompt).expand(3, prompt) for _ in range(rows)], next_pos=[prompt] * rows,
+        pixel_values=[None] * rows, image_grid_thw=[None] * rows,
+        completion_ids=torch.randint(1, arch.vocab_size - 30, (n, prompt)), completion_len=[prompt] * n,
+        group_size=completions)
+    batch = packing.packed_batch(table, [(g, tuple(range(g * completions, (g + 1) * completions)))
+                                         for g in range(rows)])
+
+    def saved(layers: int) -> int:
+        torch.manual_seed(0)
+        model = AutoModelForImageTextToText.from_config(hf_config(replace(arch, num_layers=layers)))
+        module = PolicyLogprobs(model.train())
+        kept: dict[int, int] = {}
+
+        def pack(t):
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            packing.packed_logprobs(module, batch, with_entropy=False)
+        weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
+        return sum(n for ptr, n in kept.items() if ptr not in weights)
+
+    return (saved(3) - saved(1)) / 2 / batch.input_ids.numel()
+
+
+@pytest.mark.parametrize("shape", [
+    dict(hidden_size=128, intermediate_size=352, num_heads=4, num_kv_heads=2, head_dim=32),
+    dict(hidden_size=128, intermediate_size=256, num_heads=4, num_kv_heads=4, head_dim=32),
+])
+def test_packed_activation_bytes_match_what_autograd_keeps(shape):
+    arch = replace(tiny_arch(), **shape)
+    arch = replace(arch, vision=replace(arch.vision, out_hidden_size=arch.hidden_size))
+    measured = _saved_bytes_packed(arch)
+    planned = layer_activation_bytes(arch, 4, seq_len=48, shared_prefix=True)
+    assert planned == pytest.approx(measured, rel=0.10)
+    assert planned < layer_activation_bytes(arch, 4, seq_len=48)  # no mask, no grouped-query copies kept
+
+
 # ------------------------------------------------------------------------------------------------ shipped configs
 @pytest.fixture
 def no_network(monkeypatch):

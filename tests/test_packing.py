@@ -188,7 +188,7 @@ def test_each_image_goes_through_the_tower_once_per_micro_batch(tiny):
     assert row_seen == [G * distinct]  # the row path encodes each image once per completion
 
 
-def test_eager_attention_takes_the_additive_mask(tiny_dense):
+def test_eager_model_runs_the_kernel_too(tiny_dense):
     torch.manual_seed(0)
     model, proc = load_policy(str(tiny_dense), attn_implementation="eager"), load_processor(str(tiny_dense))
     ro = make_rollout(proc, "mixed")
@@ -201,20 +201,32 @@ def test_eager_attention_takes_the_additive_mask(tiny_dense):
     assert max(_rel(g_got[k], g_want[k]) for k in g_want if g_want[k].norm() > 0) <= TOL
 
 
-def test_flash_attention_is_refused_with_the_key_to_change(tiny_dense):
+def test_packed_forward_needs_no_mask_so_any_attention_implementation_runs_it(tiny_dense, monkeypatch):
     model, proc = load_policy(str(tiny_dense)), load_processor(str(tiny_dense))
     ro = make_rollout(proc, "one_image")
     table = packing.prompt_table(ro, model)
     batch = packing.packed_batch(table, [(0, (0, 1, 2))])
-    model.config.get_text_config()._attn_implementation = "flash_attention_2"
-    with pytest.raises(ValueError, match="attn_implementation"):
-        packing.packed_logprobs(PolicyLogprobs(model), batch)
+    with torch.no_grad():
+        want, _ = packing.packed_logprobs(PolicyLogprobs(model), batch)
+        text = model.config.get_text_config()
+        text._attn_implementation = "flash_attention_2"  # the row path could not run here (no flash-attn on CPU)
+        got, _ = packing.packed_logprobs(PolicyLogprobs(model), batch)
+        assert torch.equal(got, want)
+        text._attn_implementation = "sdpa"
+        monkeypatch.setattr(packing, "route", lambda model: None)  # a forward that bypasses the kernel is refused
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, "sdpa", sdpa_attention_forward)
+        with pytest.raises(RuntimeError, match="shared-prefix kernel"):
+            packing.packed_logprobs(PolicyLogprobs(model), batch)
 
 
 # ---------------------------------------------------------------------------------------------------- the update
 def test_packed_update_equals_row_update_on_the_engine(tiny_dense):
-    """One rank, ZeRO-0: `update_policy` on row micro-batches (`RowSource`) and on token-budget packed ones
-    (`PackedSource`) give the same first-pass entropy and the same optimizer step from the same weights."""
+    """One rank, ZeRO-0: `update_policy` on row micro-batches (`RowSource`), on token-budget packed ones
+    (`PackedSource`) and under `auto` (each packed plan run packed or as rows) give the same first-pass entropy
+    and the same optimizer step from the same weights; auto logs the share it ran packed."""
     from sapo_vl import ds
     from sapo_vl.algorithms import group_advantages, sapo_loss
     from sapo_vl.config import load_config
@@ -233,29 +245,40 @@ def test_packed_update_equals_row_update_on_the_engine(tiny_dense):
     ro = make_rollout(proc, "mixed")
     ro.advantages, _ = group_advantages(torch.tensor([1.0, 0, 0, 0, 1, 1, 1, 0, 1]), G)
     results = []
-    for packed in (False, True):
+    cut = max(int(ro.prompt_mask[b].sum()) for b in range(len(ro.records))) + 10  # rows of mostly one completion
+    for packed, tokens in ((False, 120), (True, 120), ("auto", 120), ("auto", cut)):
         torch.manual_seed(0)
         engine = ds.create_engine(packing.PackedPolicyLogprobs(load_policy(str(tiny_dense))), cfg, micro_batch=p.micro,
                                   grad_accum=p.grad_accum, dist=dist, total_optimizer_steps=10)
         u = UpdateSettings(loss_fn=sapo_loss, loss_kwargs={"agg": "seq-mean-token-mean"}, mu=1, num_minibatches=1,
-                           temperature=1.0, shared_prefix=packed, micro_rows=p.micro, micro_tokens=120,
+                           temperature=1.0, shared_prefix=packed, micro_rows=p.micro, micro_tokens=tokens,
                            touch_vision=False)
         ro.loss_mask = ro.completion_mask
-        stats, skipped = update_policy(engine, ro, micro_batch_source(ro, engine.module.policy, u, dist.device), u,
-                                       seed=0)
-        if packed:
+        source = micro_batch_source(ro, engine.module.policy, u, dist.device)
+        stats, skipped = update_policy(engine, ro, source, u, seed=0)
+        if packed == "auto":  # the tally counts what the source chose, plan by plan
+            plans = source.plan(list(range(ro.n)))  # one minibatch: the same plans as the update's
+            chosen = [isinstance(source.batch(b), packing.PackedBatch) for b in plans]
+            assert stats["packed_frac"] == sum(chosen) / len(chosen)
+            # a whole group in one micro-batch runs packed; a lone completion ties, and a tie runs as a row
+            assert (0 < stats["packed_frac"] < 1) if tokens == cut else stats["packed_frac"] == 1.0
+        elif packed:
+            assert stats["packed_frac"] == 1.0
+            assert stats["micro_batches"] > 1 and 0 <= stats["padding_frac"] < 0.5
             assert stats["micro_batches"] > 1 and 0 <= stats["padding_frac"] < 0.5
         else:  # 9 rows in one micro-batch of 9
-            assert stats["micro_batches"] == 1
+            assert stats["micro_batches"] == 1 and stats["packed_frac"] == 0.0
         results.append((stats, {k: v.detach().clone() for k, v in engine.module.policy.named_parameters()}))
-    (s_row, w_row), (s_packed, w_packed) = results
-    # (loss stats are token-weighted means of micro-batch shares, so they depend on the split; entropy does not)
-    assert abs(s_packed["entropy_update"] - s_row["entropy_update"]) <= TOL * s_row["entropy_update"]
+    (s_row, w_row), *others = results
     start = load_policy(str(tiny_dense)).state_dict()
     d_row = torch.cat([(w_row[k] - start[k]).flatten() for k in w_row])
-    d_packed = torch.cat([(w_packed[k] - start[k]).flatten() for k in w_row])
-    print("weight-update gap", _rel(d_packed, d_row))
-    assert d_row.norm() > 0 and _rel(d_packed, d_row) <= TOL
+    assert d_row.norm() > 0
+    for s_packed, w_packed in others:
+        # (loss stats are token-weighted means of micro-batch shares, so they depend on the split; entropy does not)
+        assert abs(s_packed["entropy_update"] - s_row["entropy_update"]) <= TOL * s_row["entropy_update"]
+        d_packed = torch.cat([(w_packed[k] - start[k]).flatten() for k in w_row])
+        print("weight-update gap", _rel(d_packed, d_row), "packed_frac", s_packed["packed_frac"])
+        assert _rel(d_packed, d_row) <= TOL
 
 
 # ---------------------------------------------------------------------------------------------------- 2 ranks
@@ -291,10 +314,12 @@ def test_config_keys_are_validated_with_their_names():
     from sapo_vl.config import ConfigError, load_config
 
     cfg = load_config(None, [])
-    assert cfg.algorithm.shared_prefix and cfg.deepspeed.micro_batch_tokens == 0
-    with pytest.raises(ConfigError, match="algorithm.shared_prefix.*attn_implementation"):
-        load_config(None, ["model.attn_implementation=flash_attention_2"])
-    load_config(None, ["model.attn_implementation=flash_attention_2", "algorithm.shared_prefix=false"])
+    assert cfg.algorithm.shared_prefix == "auto" and cfg.deepspeed.micro_batch_tokens == 0
+    for value, want in (("true", True), ("false", False), ("auto", "auto")):
+        assert load_config(None, [f"algorithm.shared_prefix={value}"]).algorithm.shared_prefix == want
+    with pytest.raises(ConfigError, match="algorithm.shared_prefix"):
+        load_config(None, ["algorithm.shared_prefix=sometimes"])
+    load_config(None, ["model.attn_implementation=flash_attention_2", "algorithm.shared_prefix=true"])  # no mask
     with pytest.raises(ConfigError, match="deepspeed.micro_batch_tokens"):
         load_config(None, ["deepspeed.micro_batch_tokens=-1"])
 
