@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 
 from sapo_vl.data.record import user_prompt
 from sapo_vl.models.loading import encode_prompts, hf_model, load_policy, load_processor
-from sapo_vl.engines.base import Samples
+from sapo_vl.engines.base import Samples, SamplingSettings
 from sapo_vl.sampling import NEVER_SAMPLE, STOP_TOKENS, process_logits, sample_completions, token_ids
 
 
@@ -157,10 +157,11 @@ def _run_path(path: str, model_dir: str, args: dict, queue) -> None:
 
     def run(max_new: int):
         gens = [torch.Generator(device=device).manual_seed(1000 + r) for r in range(len(prompts) * G)]
-        kw = dict(group_size=G, max_new_tokens=max_new, generator=gens)
         if path == "legacy":
-            return legacy_sample_completions(model, proc, prompts, imgs, **kw)
-        return sample_completions(model, proc, prompts, imgs, generation_batch_size=args["gbs"], **kw)
+            return legacy_sample_completions(model, proc, prompts, imgs, group_size=G, max_new_tokens=max_new,
+                                             generator=gens)
+        return sample_completions(model, proc, prompts, imgs, SamplingSettings(group_size=G, max_new_tokens=max_new),
+                                  generator=gens, generation_batch_size=args["gbs"])
 
     run(4)  # warm-up
     if device == "cuda":
@@ -221,8 +222,9 @@ def bench_prefill(args) -> None:
         times, tokens = [], 0
         for r in range(args.repeats + 1):
             t = time.perf_counter()
-            s = sample_completions(model, proc, prompts, imgs, group_size=args.group_size,
-                                   max_new_tokens=args.max_new_tokens, shared_prefill=shared,
+            s = sample_completions(model, proc, prompts, imgs,
+                                   SamplingSettings(group_size=args.group_size, max_new_tokens=args.max_new_tokens),
+                                   shared_prefill=shared,
                                    generator=torch.Generator(device=device).manual_seed(r))
             if device == "cuda":
                 torch.cuda.synchronize()

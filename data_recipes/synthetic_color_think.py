@@ -14,6 +14,7 @@ Check it:  sapo-vl recipe check synthetic_color_think
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -37,24 +38,33 @@ def _listing(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
-            size: int | None = None, n_colors: int = 6, image_size: int = 64, dominance: float = 0.5,
-            patches: int = 2) -> Iterator[Record]:
-    """Records of `split`.
+@dataclass(frozen=True)
+class Options:
+    """The knobs of the generator (`-o key=value`)."""
 
-    size: records in the split (default 1000 train / 200 test).
-    n_colors: palette size, 2..8 (the first n of sapo_vl.data.synth.COLORS).
-    image_size: side of the square image in pixels (64 = 4 image tokens for Qwen3-VL).
-    dominance: least fraction of pixels the answer color keeps; lower is harder.
-    patches: rectangles of other colors drawn over the background, 1..n_colors - 1 (each named in the think part).
-    """
+    size: int | None = None
+    """Records in the split (default 1000 train / 200 test)."""
+    n_colors: int = 6
+    """Palette size, 2..8 (the first n of sapo_vl.data.synth.COLORS)."""
+    image_size: int = 64
+    """Side of the square image in pixels (64 = 4 image tokens for Qwen3-VL)."""
+    dominance: float = 0.5
+    """Least fraction of pixels the answer color keeps; lower is harder."""
+    patches: int = 2
+    """Rectangles of other colors drawn over the background, 1..n_colors - 1 (each named in the think part)."""
+
+
+def records(split: str = "train", *, seed: int = 0, limit: int | None = None, root: Path | None = None,
+            options: Options = Options()) -> Iterator[Record]:
+    """Records of `split`, drawn with `options`."""
+    n_colors, image_size, dominance, patches = options.n_colors, options.image_size, options.dominance, options.patches
     names = list(COLORS)[:n_colors]
     if not 2 <= n_colors <= len(COLORS) or not 1 <= patches <= n_colors - 1:
         raise ValueError(f"need 2 <= n_colors <= {len(COLORS)} and 1 <= patches <= n_colors - 1")
     if dominance <= 1 / (patches + 1):
         raise ValueError(f"dominance {dominance} must exceed 1/(patches+1) so the answer stays the majority")
     question = PROMPT
-    n = split_size(split, size) if limit is None else min(split_size(split, size), limit)
+    n = split_size(split, options.size) if limit is None else min(split_size(split, options.size), limit)
     for i in range(n):
         rng = rng_for(NAME, split, seed, i)
         answer = rng.choice(names)

@@ -12,9 +12,9 @@ or a DeepSpeed engine's module with gathered ZeRO-3 parameters. Decode cost:
 - the KV cache (`RowCache`) is allocated once per chunk for prompt + `max_new_tokens` positions and written in
   place; attention reads a view of the filled part (the default `DynamicCache` concatenates, copying the whole
   cache at every token);
-- the host looks at the stop flags every `check_every` tokens, not every token; rows that have finished by then
+- the host looks at the stop flags every `CHECK_EVERY` tokens, not every token; rows that have finished by then
   are dropped from the batch and the cache, so they stop costing compute (a finished row runs at most
-  `check_every - 1` extra, masked, tokens).
+  `CHECK_EVERY - 1` extra, masked, tokens).
 
 Positions. Qwen3-VL's multimodal rotary positions are computed by `get_rope_index` for every batch, with or
 without images: each prompt's first real token is at position 0 whatever its left padding, and decoded token k
@@ -40,7 +40,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from . import routing
-from .engines.base import Samples
+from .engines.base import Samples, SamplingSettings
 from .models.loading import encode_prompts, hf_model
 
 Tensor = torch.Tensor
@@ -215,22 +215,68 @@ class _Decoded:
     logp: Tensor  # (n, max_new)
 
 
-def _decode(model, logits: Tensor, cache: RowCache, attn: Tensor, next_pos: Tensor, *, max_new_tokens: int,
-            sample: dict, banned: Tensor, stop: Tensor, pad_id: int, generator, check_every: int) -> _Decoded:
-    """Decode the n rows of one chunk from their prefill logits (n, V), cache, prompt mask (n, Lp), positions (n,)."""
-    n, dev = logits.shape[0], logits.device
+@dataclass
+class _Rules:
+    """What every chunk of one `sample_completions` call is decoded under."""
+
+    settings: SamplingSettings
+    banned: Tensor  # (k,) token ids never sampled
+    stop: Tensor  # (s,) stop token ids
+    pad_id: int
+    check_every: int  # decoded tokens between two looks at the stop flags
+
+
+@dataclass
+class _Chunk:
+    """One chunk's n rows after their prefill, ready to decode."""
+
+    logits: Tensor  # (n, V) last-position logits
+    cache: RowCache  # the rows' prompt KV, with room for max_new_tokens more positions
+    attn: Tensor  # (n, Lp) prompt attention mask
+    next_pos: Tensor  # (n,) M-RoPE position of the first decoded token
+    generator: Any  # one generator for the chunk, a list with one per row, or None
+
+
+def _prefill_chunk(model, inputs, n_images: Sequence[int], prompt_of_row: list[int], shared_prefill: bool,
+                   max_new_tokens: int) -> tuple[_Chunk, int]:
+    """Prefill the prompts of one chunk's rows (row i belongs to prompt `prompt_of_row[i]`) → the chunk (its
+    generator unset) and the tokens that went through the prefill forward."""
+    device = next(model.parameters()).device
+    if shared_prefill:
+        uniq = sorted(set(prompt_of_row))
+        feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, uniq).items()}
+        logits, cache, next_pos = _prefill(model, feed, capacity=0)  # (p, V), KV of the p prompts, (p,)
+        routing.note_prefill(model, uniq)
+        expand = torch.tensor([uniq.index(p) for p in prompt_of_row], device=device)  # (n,) row → prompt
+        cache.select_rows(expand, capacity=feed["input_ids"].shape[1] + max_new_tokens)
+        chunk = _Chunk(logits[expand], cache, feed["attention_mask"][expand], next_pos[expand], None)
+    else:  # every row prefilled on its own copy of its prompt (images included)
+        feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, prompt_of_row).items()}
+        logits, cache, next_pos = _prefill(model, feed, capacity=feed["input_ids"].shape[1] + max_new_tokens)
+        routing.note_prefill(model, prompt_of_row)
+        chunk = _Chunk(logits, cache, feed["attention_mask"], next_pos, None)
+    return chunk, int(feed["input_ids"].numel())
+
+
+def _decode(model, chunk: _Chunk, rules: _Rules) -> _Decoded:
+    """Decode the n rows of one chunk from their prefill (logits, cache, prompt mask, positions)."""
+    st, stop, pad_id = rules.settings, rules.stop, rules.pad_id
+    max_new_tokens, cache, next_pos = st.max_new_tokens, chunk.cache, chunk.next_pos
+    n, dev = chunk.logits.shape[0], chunk.logits.device
     out = _Decoded(torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=dev),
                    torch.zeros(n, max_new_tokens, dtype=torch.bool, device=dev),
                    torch.zeros(n, max_new_tokens, device=dev))
-    lp = attn.shape[1]
-    mask = torch.zeros(n, lp + max_new_tokens, dtype=attn.dtype, device=dev)  # (n, Lp + max_new): grows in place
-    mask[:, :lp] = attn
+    lp = chunk.attn.shape[1]
+    mask = torch.zeros(n, lp + max_new_tokens, dtype=chunk.attn.dtype, device=dev)  # (n, Lp + max_new): grows in place
+    mask[:, :lp] = chunk.attn
     rows = torch.arange(n, device=dev)  # (a,) chunk rows still in the batch
-    gens = list(generator) if isinstance(generator, (list, tuple)) else generator  # per live row, or one
+    gens = list(chunk.generator) if isinstance(chunk.generator, (list, tuple)) else chunk.generator  # per row, or one
     done = torch.zeros(n, dtype=torch.bool, device=dev)  # (a,)
+    logits = chunk.logits
     for step in range(max_new_tokens):
-        logp = process_logits(logits, banned=banned, **sample)  # (a, V)
-        nxt = _draw(logp, rows, n, sample["temperature"], gens)  # (a,)
+        logp = process_logits(logits, temperature=st.temperature, top_k=st.top_k, top_p=st.top_p,
+                              banned=rules.banned)  # (a, V)
+        nxt = _draw(logp, rows, n, st.temperature, gens)  # (a,)
         out.logp[rows, step] = logp.gather(-1, nxt[:, None])[:, 0].masked_fill(done, 0.0)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         out.ids[rows, step] = nxt
@@ -238,7 +284,7 @@ def _decode(model, logits: Tensor, cache: RowCache, attn: Tensor, next_pos: Tens
         done = done | torch.isin(nxt, stop)
         if step == max_new_tokens - 1:
             break
-        if (step + 1) % check_every == 0:  # the only host syncs of the loop
+        if (step + 1) % rules.check_every == 0:  # the only host syncs of the loop
             n_done = int(done.sum())
             if n_done == len(rows):
                 break
@@ -263,68 +309,51 @@ def sample_completions(
     processor,
     prompts: Sequence[list[dict]],
     images: Sequence[Sequence[Any]],
+    settings: SamplingSettings,
     *,
-    group_size: int,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    top_k: int = 0,
     shared_prefill: bool = True,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     generation_batch_size: int = 0,
-    check_every: int = CHECK_EVERY,
 ) -> Samples:
-    """Sample `group_size` completions for each prompt (with its PIL images); see the module docstring.
+    """Sample `settings.group_size` completions for each prompt (with its PIL images); see the module docstring.
 
+    settings: G, max_new_tokens, temperature, top_p, top_k (the rollout engines' `SamplingSettings`).
     generator: one generator for all rows (training), or one per row (B·G of them, row r = prompt r // G), so
     that a row's tokens do not depend on the other rows of its batch (resumable, sharded eval).
     temperature <= 0 decodes greedily (argmax, no random draws).
     generation_batch_size: most rows (completions, not prompts) decoded at once; 0 = all B·G rows. A multiple of
     G keeps each prompt in one chunk (otherwise a prompt split between two chunks is prefilled in both).
-    check_every: decoded tokens between two looks at the stop flags (host syncs, and finished rows dropped).
+    The stop flags are looked at every `CHECK_EVERY` decoded tokens (read at call time; host syncs, and finished
+    rows dropped).
     """
     tok = processor.tokenizer
     device = next(model.parameters()).device
-    if group_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"group_size and max_new_tokens must be >= 1, got {group_size}, {max_new_tokens}")
+    G, B, max_new_tokens, check_every = settings.group_size, len(prompts), settings.max_new_tokens, CHECK_EVERY
+    if G < 1 or max_new_tokens < 1:
+        raise ValueError(f"group_size and max_new_tokens must be >= 1, got {G}, {max_new_tokens}")
     if generation_batch_size < 0 or check_every < 1:
-        raise ValueError(f"generation_batch_size must be >= 0 and check_every >= 1, got {generation_batch_size}, "
+        raise ValueError(f"generation_batch_size must be >= 0 and CHECK_EVERY >= 1, got {generation_batch_size}, "
                          f"{check_every}")
-    G, B = group_size, len(prompts)
     N = B * G
     if isinstance(generator, (list, tuple)) and len(generator) != N:
         raise ValueError(f"{len(generator)} generators for {N} rows: give one per row or a single one")
     routing.begin_forward(model, None)  # the sampler routes by its own top-k (recorded, under R3)
     inputs = encode_prompts(processor, prompts, images)
     n_images = [len(ims) for ims in images]
-    banned = torch.tensor(token_ids(tok, NEVER_SAMPLE), dtype=torch.long, device=device)
     stop = torch.tensor(token_ids(tok, STOP_TOKENS), dtype=torch.long, device=device)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else int(stop[0])
-    sample = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+    rules = _Rules(settings, torch.tensor(token_ids(tok, NEVER_SAMPLE), dtype=torch.long, device=device), stop,
+                   tok.pad_token_id if tok.pad_token_id is not None else int(stop[0]), check_every)
     step_rows = generation_batch_size or N
     parts, prefill_tokens = [], 0
     for r0 in range(0, N, step_rows):
         r1 = min(N, r0 + step_rows)
-        prompt_of_row = [r // G for r in range(r0, r1)]
-        if shared_prefill:
-            uniq = sorted(set(prompt_of_row))
-            feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, uniq).items()}
-            logits, cache, next_pos = _prefill(model, feed, capacity=0)  # (p, V), KV of the p prompts, (p,)
-            routing.note_prefill(model, uniq)
-            expand = torch.tensor([uniq.index(p) for p in prompt_of_row], device=device)  # (n,) row → prompt
-            cache.select_rows(expand, capacity=feed["input_ids"].shape[1] + max_new_tokens)
-            logits, next_pos, attn = logits[expand], next_pos[expand], feed["attention_mask"][expand]
-        else:  # every row prefilled on its own copy of its prompt (images included)
-            feed = {k: v.to(device) for k, v in _select_prompts(inputs, n_images, prompt_of_row).items()}
-            logits, cache, next_pos = _prefill(model, feed, capacity=feed["input_ids"].shape[1] + max_new_tokens)
-            routing.note_prefill(model, prompt_of_row)
-            attn = feed["attention_mask"]
-        prefill_tokens += int(feed["input_ids"].numel())
-        gen = generator[r0:r1] if isinstance(generator, (list, tuple)) else generator
+        chunk, n_prefill = _prefill_chunk(model, inputs, n_images, [r // G for r in range(r0, r1)], shared_prefill,
+                                          max_new_tokens)
+        prefill_tokens += n_prefill
+        chunk.generator = generator[r0:r1] if isinstance(generator, (list, tuple)) else generator
         routing.note_chunk(model, r0)
-        parts.append(_decode(model, logits, cache, attn, next_pos, max_new_tokens=max_new_tokens, sample=sample,
-                             banned=banned, stop=stop, pad_id=pad_id, generator=gen, check_every=check_every))
-        del cache, logits
+        parts.append(_decode(model, chunk, rules))
+        del chunk
     completion_mask = torch.cat([p.mask for p in parts]).cpu()  # (N, max_new)
     lc = int(completion_mask.sum(-1).max())  # the longest completion: the steps the batch needed
     completion_ids = torch.cat([p.ids for p in parts]).cpu()[:, :lc]

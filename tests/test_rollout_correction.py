@@ -188,6 +188,7 @@ def test_update_phase_weights_each_tokens_loss(tiny_dense, shared_prefix):
     from sapo_vl.models.loading import load_policy, load_processor
     from sapo_vl.packing import PackedPolicyLogprobs
     from sapo_vl.rollout import Rollout
+    from sapo_vl.engines.base import SamplingSettings
     from sapo_vl.sampling import sample_completions
     from sapo_vl.update import UpdateSettings, micro_batch_source, rollout_logprobs, update_policy
 
@@ -203,7 +204,8 @@ def test_update_phase_weights_each_tokens_loss(tiny_dense, shared_prefix):
     proc = load_processor(str(tiny_dense))
     recs = [Record(id=str(i), prompt=user_prompt("Dominant color?"), answer="red", images=[b"-"]) for i in range(2)]
     imgs = [[Image.new("RGB", (64, 64), c)] for c in ((200, 10, 10), (10, 10, 200))]
-    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=5,
+    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs,
+                           SamplingSettings(group_size=4, max_new_tokens=5),
                            generator=torch.Generator().manual_seed(3))
     ro = Rollout.from_samples(recs, s)
     ro.advantages = torch.tensor([1.0, 0.3, 0.5, -0.2, 1.0, 0.7, -1.0, 0.4])  # Σ ≠ 0

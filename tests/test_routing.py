@@ -4,13 +4,16 @@ perturbed router (a stand-in for kernel differences) by ≥ 10×, keeps the rout
 log-probs and gradients on the packed path as on the row path and under activation checkpointing; bad records and
 dense models are refused with errors that name them; a demo-sized run with `routing_replay: r3` trains (1 rank,
 and 2 ranks under ZeRO-3)."""
+from unittest import mock
+
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from sapo_vl import packing, routing
+from sapo_vl import packing, routing, sampling
 from sapo_vl.config import ConfigError, load_config
 from sapo_vl.data.record import Record, user_prompt
+from sapo_vl.engines.base import SamplingSettings
 from sapo_vl.models.loading import load_policy, load_processor
 from sapo_vl.packing import PackedPolicyLogprobs
 from sapo_vl.rollout import Rollout
@@ -39,9 +42,9 @@ def sampled(tiny_moe):
     model, proc = load_policy(str(tiny_moe)), load_processor(str(tiny_moe))
     tracker = routing.install(model, replay=True)
     prompts, images = _prompts()
-    with routing.recording(model) as rec:
-        samples = sample_completions(model, proc, prompts, images, group_size=G, max_new_tokens=10,
-                                     generator=torch.Generator().manual_seed(0), check_every=2)
+    with routing.recording(model) as rec, mock.patch.object(sampling, "CHECK_EVERY", 2):  # rows dropped early
+        samples = sample_completions(model, proc, prompts, images, SamplingSettings(group_size=G, max_new_tokens=10),
+                                     generator=torch.Generator().manual_seed(0))
         rec.fill(samples)
     records = [Record(id=str(i), prompt=p, answer="x", images=[b"-"] * len(im))
                for i, (p, im) in enumerate(zip(prompts, images))]

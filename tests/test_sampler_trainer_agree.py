@@ -106,6 +106,7 @@ def test_lora_forwards_are_deterministic(tiny_dense):
     from sapo_vl.models.loading import load_processor
     from sapo_vl.rollout import Rollout
     from sapo_vl.run import build_policy
+    from sapo_vl.engines.base import SamplingSettings
     from sapo_vl.sampling import sample_completions
     from sapo_vl.update import RowSource, UpdateSettings, rollout_logprobs
 
@@ -121,7 +122,8 @@ def test_lora_forwards_are_deterministic(tiny_dense):
     proc = load_processor(str(tiny_dense))
     recs = [Record(id=str(i), prompt=user_prompt("Dominant color?"), answer="red", images=[b"-"]) for i in range(2)]
     imgs = [[Image.new("RGB", (64, 64), c)] for c in ((200, 10, 10), (10, 10, 200))]
-    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=6,
+    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs,
+                           SamplingSettings(group_size=4, max_new_tokens=6),
                            generator=torch.Generator().manual_seed(3))
     ro = Rollout.from_samples(recs, s)
     engine.train()  # the update phase's mode: dropout would be live here

@@ -7,6 +7,7 @@ from sapo_vl.data.record import Record, user_prompt
 from sapo_vl.logprobs import PolicyLogprobs, chunked_logprobs, naive_logprobs
 from sapo_vl.models.loading import load_policy, load_processor
 from sapo_vl.rollout import Rollout
+from sapo_vl.engines.base import SamplingSettings
 from sapo_vl.sampling import NEVER_SAMPLE, RowCache, process_logits, rope_positions, sample_completions, token_ids
 
 
@@ -30,10 +31,10 @@ def _batch():
 def test_shared_prefill_samples_what_expanded_prefill_samples(policy):
     model, proc = policy
     recs, imgs = _batch()
-    kw = dict(group_size=3, max_new_tokens=10, temperature=1.0)
-    s1 = sample_completions(model, proc, [r.prompt for r in recs], imgs, generator=torch.Generator().manual_seed(5), **kw)
-    s2 = sample_completions(model, proc, [r.prompt for r in recs], imgs, generator=torch.Generator().manual_seed(5),
-                            shared_prefill=False, **kw)
+    st = SamplingSettings(group_size=3, max_new_tokens=10, temperature=1.0)
+    s1 = sample_completions(model, proc, [r.prompt for r in recs], imgs, st, generator=torch.Generator().manual_seed(5))
+    s2 = sample_completions(model, proc, [r.prompt for r in recs], imgs, st, generator=torch.Generator().manual_seed(5),
+                            shared_prefill=False)
     assert s1.completion_ids.shape[0] == 9
     assert torch.equal(s1.completion_ids, s2.completion_ids)
     torch.testing.assert_close(s1.sample_logprobs, s2.sample_logprobs, atol=1e-5, rtol=0)
@@ -45,7 +46,8 @@ def test_sampled_logprobs_match_teacher_forced_forward(policy):
     those of one full forward over prompt + completion."""
     model, proc = policy
     recs, imgs = _batch()
-    s = sample_completions(model, proc, [r.prompt for r in recs], imgs, group_size=2, max_new_tokens=12,
+    s = sample_completions(model, proc, [r.prompt for r in recs], imgs,
+                           SamplingSettings(group_size=2, max_new_tokens=12),
                            generator=torch.Generator().manual_seed(1))
     ro = Rollout.from_samples(recs, s)
     mb = ro.row_batch(range(ro.n))
@@ -71,7 +73,8 @@ def test_greedy_equals_transformers_generate(policy):
     recs, imgs = _batch()
     from sapo_vl.models.loading import encode_prompts
 
-    s = sample_completions(model, proc, [r.prompt for r in recs[:2]], imgs[:2], group_size=1, max_new_tokens=8, top_k=1)
+    s = sample_completions(model, proc, [r.prompt for r in recs[:2]], imgs[:2],
+                           SamplingSettings(group_size=1, max_new_tokens=8, top_k=1))
     inputs = encode_prompts(proc, [r.prompt for r in recs[:2]], imgs[:2])
     banned = token_ids(proc.tokenizer, NEVER_SAMPLE)
     g = model.generate(**inputs, max_new_tokens=8, do_sample=False, suppress_tokens=banned)
@@ -97,7 +100,8 @@ def test_stop_token_ends_row_and_banned_tokens_never_sampled(policy):
     assert torch.isfinite(process_logits(lg, temperature=1, top_k=0, top_p=0.7, banned=None)).sum() == 2
     assert torch.isfinite(process_logits(lg, temperature=1, top_k=3, top_p=1.0, banned=None)).sum() == 3
     recs, imgs = _batch()
-    s = sample_completions(model, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=24,
+    s = sample_completions(model, proc, [r.prompt for r in recs], imgs,
+                           SamplingSettings(group_size=4, max_new_tokens=24),
                            generator=torch.Generator().manual_seed(0))
     assert not torch.isin(s.completion_ids, torch.tensor(token_ids(tok, NEVER_SAMPLE))).any()
     stops = torch.tensor(token_ids(tok, ("<|im_end|>", "<|endoftext|>")))
@@ -159,7 +163,8 @@ def test_text_only_batch_of_mixed_lengths_samples_at_the_teacher_forced_position
     did not continue its prefill (gap 2e-2..1e-1 on the padded rows, 0 on the others)."""
     model, proc = policy
     recs = [Record(id="s", prompt=SHORT, answer="4"), Record(id="l", prompt=LONG, answer="x")]
-    s = sample_completions(model, proc, [r.prompt for r in recs], [[], []], group_size=2, max_new_tokens=16,
+    s = sample_completions(model, proc, [r.prompt for r in recs], [[], []],
+                           SamplingSettings(group_size=2, max_new_tokens=16),
                            generator=torch.Generator().manual_seed(3))
     pads = s.inputs["attention_mask"].eq(0).sum(-1)
     assert pads[0] > 50 and pads[1] == 0  # the short prompt is heavily left-padded
@@ -175,8 +180,9 @@ def _row_gens(ids: list[int]) -> list[torch.Generator]:
 
 def test_a_rows_tokens_do_not_depend_on_its_batch_or_the_generation_chunks(policy):
     model, proc = policy
-    G, kw = 2, dict(max_new_tokens=20, temperature=1.0)
-    alone = sample_completions(model, proc, [SHORT], [[]], group_size=G, generator=_row_gens([0, 1]), **kw)
+    G = 2
+    st = SamplingSettings(group_size=G, max_new_tokens=20, temperature=1.0)
+    alone = sample_completions(model, proc, [SHORT], [[]], st, generator=_row_gens([0, 1]))
     recs, imgs = _batch()
     batches = [  # the short text-only prompt first, then others of very different lengths, with and without images
         ([SHORT, LONG], [[], []], 0),
@@ -185,8 +191,8 @@ def test_a_rows_tokens_do_not_depend_on_its_batch_or_the_generation_chunks(polic
     ]
     for prompts, images, chunk in batches:
         n = len(prompts) * G
-        s = sample_completions(model, proc, prompts, images, group_size=G, generation_batch_size=chunk,
-                               generator=_row_gens(list(range(n))), **kw)
+        s = sample_completions(model, proc, prompts, images, st, generation_batch_size=chunk,
+                               generator=_row_gens(list(range(n))))
         lc = alone.completion_ids.shape[1]
         assert torch.equal(s.completion_ids[:G, :lc], alone.completion_ids), (len(prompts), chunk)
         assert not s.completion_mask[:G, lc:].any()
@@ -214,7 +220,8 @@ def test_decode_path_reproduces_the_old_loop(policy):
     prompts = [r.prompt for r in recs]
     kw = dict(group_size=4, max_new_tokens=48)
     old = legacy(model, proc, prompts, imgs, generator=torch.Generator().manual_seed(3), **kw)
-    new = sample_completions(model, proc, prompts, imgs, generator=torch.Generator().manual_seed(3), **kw)
+    st = SamplingSettings(**kw)
+    new = sample_completions(model, proc, prompts, imgs, st, generator=torch.Generator().manual_seed(3))
     assert old.truncated.any() and not old.truncated.all()  # some rows stopped early and were dropped
     assert torch.equal(new.completion_ids, old.completion_ids)
     assert torch.equal(new.completion_mask, old.completion_mask) and torch.equal(new.truncated, old.truncated)
@@ -223,7 +230,7 @@ def test_decode_path_reproduces_the_old_loop(policy):
     gens = lambda: _row_gens(list(range(12)))  # noqa: E731
     old = legacy(model, proc, prompts, imgs, generator=gens(), **kw)
     for chunk in (4, 5):
-        new = sample_completions(model, proc, prompts, imgs, generator=gens(), generation_batch_size=chunk, **kw)
+        new = sample_completions(model, proc, prompts, imgs, st, generator=gens(), generation_batch_size=chunk)
         assert torch.equal(new.completion_ids, old.completion_ids), chunk
         torch.testing.assert_close(new.sample_logprobs, old.sample_logprobs, atol=1e-6, rtol=0)
 
@@ -241,7 +248,8 @@ def test_chunks_bound_the_cache_and_finished_rows_leave_it(policy, monkeypatch):
     handle = model.register_forward_pre_hook(record, with_kwargs=True)
     try:
         recs, imgs = _batch()
-        s = sample_completions(model, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=48,
+        s = sample_completions(model, proc, [r.prompt for r in recs], imgs,
+                               SamplingSettings(group_size=4, max_new_tokens=48),
                                generation_batch_size=4, generator=torch.Generator().manual_seed(3))
     finally:
         handle.remove()

@@ -12,6 +12,7 @@ from sapo_vl.data.record import Record, user_prompt
 from sapo_vl.logprobs import PolicyLogprobs
 from sapo_vl.models.loading import load_policy, load_processor
 from sapo_vl.rollout import Rollout
+from sapo_vl.engines.base import SamplingSettings
 from sapo_vl.sampling import sample_completions
 from sapo_vl.batch_plan import batch_plan as plan
 from train_helpers import REPO
@@ -41,7 +42,8 @@ def _setup(tiny_dense, algo, **over):
 
     recs = [Record(id=str(i), prompt=user_prompt("Dominant color?"), answer="red", images=[b"-"]) for i in range(2)]
     imgs = [[Image.new("RGB", (64, 64), c)] for c in ((200, 10, 10), (10, 10, 200))]
-    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs, group_size=4, max_new_tokens=5,
+    s = sample_completions(policy, proc, [r.prompt for r in recs], imgs,
+                           SamplingSettings(group_size=4, max_new_tokens=5),
                            generator=torch.Generator().manual_seed(3))
     return cfg, dist, p, engine, Rollout.from_samples(recs, s)
 
@@ -179,8 +181,8 @@ def test_lora_policy_trains_only_adapters_and_frozen_vision_stays(tiny_dense):
 
     proc = load_processor(str(tiny_dense))
     rec = Record(id="x", prompt=user_prompt("Dominant color?"), answer="red", images=[b"-"])
-    s = sample_completions(policy, proc, [rec.prompt], [[Image.new("RGB", (64, 64), "red")]], group_size=2,
-                           max_new_tokens=3, generator=torch.Generator().manual_seed(0))
+    s = sample_completions(policy, proc, [rec.prompt], [[Image.new("RGB", (64, 64), "red")]],
+                           SamplingSettings(group_size=2, max_new_tokens=3), generator=torch.Generator().manual_seed(0))
     ro = Rollout.from_samples([rec], s)
     batch = ro.row_batch([0, 1])
     logp, _ = batch.logprobs(module)

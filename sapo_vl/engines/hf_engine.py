@@ -75,10 +75,8 @@ class HFEngine:
         try:
             with ds.gathered(self.ds_engine), routing.recording(self.policy) as routes:
                 samples = sample_completions(
-                    self.policy, self.processor, prompts, images, group_size=settings.group_size,
-                    max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_p=settings.top_p,
-                    top_k=settings.top_k, shared_prefill=self.shared_prefill, generator=gen,
-                    generation_batch_size=self.generation_batch_size,
+                    self.policy, self.processor, prompts, images, settings, shared_prefill=self.shared_prefill,
+                    generator=gen, generation_batch_size=self.generation_batch_size,
                 )
                 if routes is not None:  # R3: the experts each token went to, as the trainer will lay them out
                     routes.fill(samples)

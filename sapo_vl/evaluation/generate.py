@@ -51,8 +51,6 @@ def generate(model, processor, prompts: Sequence[list[dict]], images: Sequence[S
         raise ValueError(f"sampling needs one seed per row: {B * K} rows, {0 if seeds is None else len(seeds)} seeds")
     device = next(model.parameters()).device
     gens = None if greedy else [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-    s = sample_completions(model, processor, prompts, images, group_size=K, max_new_tokens=settings.max_new_tokens,
-                           temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
-                           generator=gens)
+    s = sample_completions(model, processor, prompts, images, settings, generator=gens)
     tokens = s.completion_mask.sum(-1) - (~s.truncated).long()  # the stop token is not counted
     return Generated(texts=s.texts, tokens=tokens.tolist(), truncated=s.truncated.tolist())
