@@ -275,11 +275,13 @@ def _routed(impl: str, original):
     """An attention function for `transformers`' registry: the kernel when called with `shared_prefix=`, else
     `original` (None: the calling model's own `eager_attention_forward`)."""
 
-    def attention(module, query, key, value, attention_mask, *args, shared_prefix=None, scaling=None, **kwargs):
+    def attention(module, query, key, value, attention_mask, *args, **kwargs):  # transformers' signature
+        shared_prefix = kwargs.pop("shared_prefix", None)
         if shared_prefix is None:
             fn = original or importlib.import_module(type(module).__module__).eager_attention_forward
-            return fn(module, query, key, value, attention_mask, *args, scaling=scaling, **kwargs)
+            return fn(module, query, key, value, attention_mask, *args, **kwargs)
         shared_prefix.calls += 1
+        scaling = kwargs.get("scaling")
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
         return shared_prefix_attention(query, key, value, shared_prefix, scale), None
 
