@@ -193,7 +193,8 @@ def test_packed_path_equals_row_path_with_replay(perturbed):
     g_packed = _grads(model)
     assert (packed[m] - row.detach()[m]).abs().max() <= 1e-5
     for n, g in g_row.items():
-        assert torch.allclose(g_packed[n], g, rtol=1e-4, atol=1e-6), n
+        # relative to the tensor's norm, as the packing tests hold the two paths (float32 rounding differs)
+        assert float((g_packed[n] - g).norm()) <= 1e-5 * float(g.norm()), n
     assert any("mlp.gate" in n for n in g_row)
 
 
