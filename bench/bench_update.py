@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_update.py [--shape vlm|reasoning|text|all] [--prompts B] [--group G]
                                            [--image-tokens N] [--text-tokens N] [--min-len N] [--max-len N]
-                                           [--micro 4] [--budget 0] [--threads 1] [--arch small|qwen3-vl-2b]
+                                           [--micro 4] [--budget 0] [--threads 1] [--repeats 1]
+                                           [--arch small|qwen3-vl-2b]
 
 `--arch qwen3-vl-2b` runs random weights in Qwen3-VL-2B's shapes (`bench_engines.QWEN3_VL_2B`) instead, in bf16 on
 a GPU (fp32 on CPU), and adds the update's model FLOPs utilisation on a GPU whose peak it knows (`gpu_check`).
@@ -213,10 +214,13 @@ def run_shape(name: str, args, flags: list[str]) -> dict:
     """The three paths at one shape, each in its own process; prints the shape's lines, returns the ratios."""
     out = {}
     for path in ("row", "packed", "auto"):
-        res = subprocess.run([sys.executable, __file__, *flags, "--child", path], capture_output=True, text=True)
-        if res.returncode:
-            sys.exit(f"{name}: {path} path failed:\n{res.stderr[-4000:]}")
-        out[path] = json.loads(res.stdout.strip().splitlines()[-1])
+        runs = []
+        for _ in range(args.repeats):  # each in a fresh process; the run of median CPU time stands for the path
+            res = subprocess.run([sys.executable, __file__, *flags, "--child", path], capture_output=True, text=True)
+            if res.returncode:
+                sys.exit(f"{name}: {path} path failed:\n{res.stderr[-4000:]}")
+            runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        out[path] = sorted(runs, key=lambda x: x["cpu_s"])[len(runs) // 2]
     r = out["row"]
     print(f"{name}: {args.prompts} prompts × G={args.group}, ~{args.image_tokens + args.text_tokens} prompt tokens "
           f"({args.image_tokens} image), completions {args.min_len}-{args.max_len}; {r['params'] / 1e6:.1f}M "
@@ -249,6 +253,8 @@ def main() -> None:
     ap.add_argument("--micro", type=int, default=4, help="row path: completion rows per micro-batch")
     ap.add_argument("--budget", type=int, default=0, help="packed path: padded tokens per micro-batch (0: see doc)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per path (process time is the figure)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per path; the median CPU time is reported (the "
+                    "ratio moves by about ±15%% from run to run even on an idle machine)")
     ap.add_argument("--arch", default="small", choices=["small", "qwen3-vl-2b"], help="the model: the ~18M-parameter "
                     "one built here, or random weights in Qwen3-VL-2B's shapes")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
