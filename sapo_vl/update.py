@@ -38,6 +38,7 @@ from .engines.base import Samples
 from .losses import LOSSES
 from .metrics import UpdateStats
 from .models.loading import encode_prompts
+from .packing import PackedSource
 from .rollout import Rollout
 
 Tensor = torch.Tensor
@@ -138,8 +139,6 @@ class RowSource:
 def micro_batch_source(rollout: Rollout, policy, u: UpdateSettings, device: torch.device) -> MicroBatchSource:
     """The configured layout for this rollout (`UpdateSettings.shared_prefix`)."""
     if u.shared_prefix:
-        from .packing import PackedSource
-
         return PackedSource(rollout, policy, micro_rows=u.micro_rows, micro_tokens=u.micro_tokens, device=device,
                             auto=u.shared_prefix == "auto")
     return RowSource(rollout, u.micro_rows, device)
