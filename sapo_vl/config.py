@@ -32,6 +32,7 @@ Schedule = Literal["constant", "cosine", "linear"]
 ZeroStage = Literal[0, 1, 2, 3]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]  # the registered losses, `sapo_vl.losses`
+Placement = Literal["colocated", "split"]
 EngineName = Literal[tuple(ROLLOUT_ENGINES)]  # type: ignore[valid-type]  # the registered engines, `sapo_vl.engines`
 CorrectionMode = Literal["none", "tis", "mis"]
 CorrectionLevel = Literal["token", "sequence"]
@@ -158,6 +159,21 @@ class RolloutConfig:
     """Seconds a verifier may take on one completion before it scores 0 and is counted as timed out."""
     vllm: VllmConfig = field(default_factory=VllmConfig)
     """Settings of the vLLM engine (used when `engine` is "vllm")."""
+    placement: Placement = "colocated"
+    """"colocated": every rank samples its share of the batch, then trains on it (rollout and update alternate).
+    "split": in the same launch, the last `rollout_ranks` ranks only sample (each with its own `engine`) and the
+    others only train under ZeRO, overlapping the two when `max_staleness` >= 1 (`sapo_vl/split.py`)."""
+    rollout_ranks: float = 1
+    """With placement "split": how many ranks roll out: a whole number >= 1, or a fraction in (0, 1) of the
+    launch's ranks (rounded, at least 1); the rest train. Ignored when colocated."""
+    max_staleness: int = 0
+    """With placement "split": how many policy versions (optimizer-step rounds) older than the trainer's weights a
+    trained batch may be sampled with. 0 = synchronous (the same batches and updates as the colocated run);
+    1 = one step off (batch t+1 is sampled while the trainer updates on batch t). A batch older than this is
+    dropped and counted, never trained on."""
+    sync_timeout_s: float = 1800.0
+    """With placement "split": seconds a trainer waits for a rollout rank's batch, or a rollout rank for the
+    trainer's weights, before the run ends with an error naming that rank (a dead peer ends it at once)."""
 
 
 @dataclass
@@ -471,6 +487,12 @@ def _rollout(cfg: Config, need, out: list[str]) -> None:
     need(r.generation_batch_size >= 0, "rollout.generation_batch_size", "must be >= 0 rows (0 = all rows at once)")
     need(r.score_workers >= 0, "rollout.score_workers", "must be >= 0")
     need(r.score_timeout_s > 0, "rollout.score_timeout_s", "must be > 0")
+    need(r.rollout_ranks > 0 and (r.rollout_ranks < 1 or float(r.rollout_ranks).is_integer()),
+         "rollout.rollout_ranks", "must be a whole number >= 1 or a fraction in (0, 1)")
+    need(r.max_staleness >= 0, "rollout.max_staleness", "must be >= 0 (0 = synchronous)")
+    need(r.max_staleness == 0 or r.placement == "split", "rollout.max_staleness",
+         "needs rollout.placement=split (colocated ranks sample with the weights they train, so staleness is 0)")
+    need(r.sync_timeout_s > 0, "rollout.sync_timeout_s", "must be > 0")
 
 
 

@@ -260,6 +260,12 @@ class Scored:
         self.score_timeouts += other.score_timeouts
 
 
+def step_seed(cfg: Config, step: int, rank: int) -> int:
+    """The sampling seed of training rank `rank`'s share of step `step` (the same wherever that share is sampled:
+    on the rank itself, or on a rollout rank of a split placement)."""
+    return cfg.train.seed * 1_000_003 + step * 7919 + rank
+
+
 def sample_and_score(engine: RolloutEngine, stream, cfg: Config, seed: int, *, pad_id: int) -> Scored:
     """This rank's scored rollout of the step: `rollout.prompts_per_step` prompts (over all ranks) from `stream`,
     G completions each; with `algorithm.dynamic_sampling`, zero-std groups refilled from fresh prompts.
@@ -271,8 +277,8 @@ def sample_and_score(engine: RolloutEngine, stream, cfg: Config, seed: int, *, p
     zero = zero_std_groups(got.rollout.rewards, cfg.rollout.group_size).float().mean()
     got.zero_std_frac_sampled = all_reduce([float(zero)])[0] / world_size()
     if cfg.algorithm.dynamic_sampling:
-        def draw(n: int, round_: int) -> Scored:  # n prompts on this rank, so n · ranks from the global stream
-            return collect_rollout(engine, stream.next_batch(n * world_size()), cfg, seed + 104_729 * (round_ + 1))
+        def draw(n: int, round_: int) -> Scored:  # n prompts of this rank's share, so n · ranks from the stream
+            return collect_rollout(engine, stream.next_batch(n * stream.world), cfg, seed + 104_729 * (round_ + 1))
 
         refill_zero_std_groups(got, draw, rounds=cfg.algorithm.dynamic_sampling_rounds, pad_id=pad_id)
     engine.release_memory()

@@ -43,8 +43,9 @@ class Run:
     ds_engine: Any
     """The DeepSpeed engine training `PackedPolicyLogprobs(policy)` (row or packed micro-batches); not to be
     confused with `rollout_engine`, which samples."""
-    rollout_engine: RolloutEngine
-    """What samples the completions (`rollout.engine`)."""
+    rollout_engine: RolloutEngine | None
+    """What samples the completions (`rollout.engine`); None under a split placement, whose rollout ranks sample
+    (`feed`)."""
     ref: Any
     """The frozen reference policy when `algorithm.kl_beta` > 0: a `PackedPolicyLogprobs` like the trained one
     (under ZeRO-3 partitioned, in an optimizer-less DeepSpeed engine, so every rank must run its forwards
@@ -56,6 +57,8 @@ class Run:
     """The first step to run (> 0 after a resume)."""
     skipped_steps: int = 0
     """Optimizer steps skipped for a non-finite loss so far."""
+    feed: Any = None
+    """Under `rollout.placement: split`, the `split.RolloutFeed` that brings the batches and sends the weights."""
 
     def say(self, *args: Any) -> None:
         """print on the main rank only."""
@@ -150,7 +153,8 @@ def setup_run(cfg: Config) -> Run:
     install_routing_replay(cfg, policy, ref)
     ds_engine = ds.create_engine(PackedPolicyLogprobs(policy, banned_ids=banned), cfg, micro_batch=plan.micro,
                                  grad_accum=plan.grad_accum, dist=dist, total_optimizer_steps=plan.total_optimizer_steps)
-    rollout_engine = engine_class(cfg.rollout.engine)(ds_engine, policy, processor, cfg)
+    colocated = cfg.rollout.placement == "colocated"
+    rollout_engine = engine_class(cfg.rollout.engine)(ds_engine, policy, processor, cfg) if colocated else None
     log = RunLog(run_dir, is_main=dist.is_main, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                  wandb_project=cfg.logging.wandb_project, config=config_to_dict(cfg))
     if dist.is_main:
@@ -165,6 +169,7 @@ def setup_run(cfg: Config) -> Run:
             stream.load_state_dict(client["stream"])
             run.start_step = int(client["step"])
             log.truncate_after(run.start_step)
-            rollout_engine.update_weights()
+            if rollout_engine is not None:
+                rollout_engine.update_weights()
             run.say(f"resumed from {ckpt} at step {run.start_step}")
     return run

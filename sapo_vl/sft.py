@@ -71,8 +71,12 @@ class NoResponses(ValueError):
 
 def sft(cfg: Config, *, eval_prompts: int = 64, eval_every: int = 0) -> dict:
     """Supervised steps on worked responses, the accuracy before/after, and `RUN_DIR/hf`; returns sft.json's dict."""
+    from .config import ConfigError
     from .run import setup_run
 
+    if cfg.rollout.placement != "colocated":
+        raise ConfigError("sapo-vl sft: rollout.placement must be colocated (supervised steps sample only for the "
+                          "accuracy checks, on the training ranks)")
     run = setup_run(cfg)
     run.say(f"sapo-vl sft: {cfg.model.name_or_path}, {cfg.train.steps} steps of {run.plan.minibatch_rows} records "
             f"× {run.dist.world_size} rank(s), lr {cfg.optimizer.lr} → {run.run_dir / 'hf'}")

@@ -43,8 +43,9 @@ from .config import Config, ConfigError, load_config
 from .data.stream import PromptStream
 from .dist import all_gather_cat, world_size
 from .metrics import GroupRewards, StepCounters, StepTiming, step_metrics
-from .rollout import Rollout, Scored, sample_and_score
+from .rollout import Rollout, Scored, sample_and_score, step_seed
 from .run import Run, run_dir_of, setup_run
+from .split import RolloutFeed, join_split, serve_rollouts
 from .runlog import sparkline
 from .typed_config import parse_with_overrides
 from .update import format_warmup, micro_batch_source, rollout_logprobs, update_policy
@@ -55,15 +56,24 @@ def train(cfg: Config):
     """Train as `cfg` says; returns the run directory."""
     if cfg.train.dry_run:
         return dry_run(cfg)
+    split = join_split(cfg)  # rollout.placement=split: this rank's role and its channel to the other role
+    if split is not None and not split.placement.is_trainer:
+        serve_rollouts(cfg, split)
+        return run_dir_of(cfg)
     run = setup_run(cfg)
     p, a = run.plan, cfg.algorithm
-    run.say(f"sapo-vl train: {a.name} on {cfg.model.name_or_path}, {p.world} rank(s) on {run.dist.device.type}, "
+    where = f"{p.world} training rank(s) + {split.placement.world - p.world} rollout rank(s), max_staleness " \
+        f"{cfg.rollout.max_staleness}" if split else f"{p.world} rank(s)"
+    run.say(f"sapo-vl train: {a.name} on {cfg.model.name_or_path}, {where} on {run.dist.device.type}, "
             f"ZeRO-{cfg.deepspeed.zero_stage}, rollout engine {cfg.rollout.engine}; per step "
             f"{cfg.rollout.prompts_per_step} prompts × G={cfg.rollout.group_size}, μ={a.updates_per_rollout} × "
             f"{a.num_minibatches} minibatches of {p.minibatch_rows} rows/rank ({p.grad_accum} micro-batches of "
             f"≤{p.micro}); {cfg.train.steps} steps → {run.run_dir}")
     if run.start_step == 0 and cfg.train.format_warmup_steps:
         warm_up(run)
+    if split is not None:
+        run.feed = RolloutFeed(cfg, split, policy=run.policy, ds_engine=run.ds_engine, stream=run.stream)
+        run.feed.start(run.start_step)
     bar = progress_bar(run)
     for step in range(run.start_step, cfg.train.steps):
         metrics, rollout = train_step(run, step)
@@ -72,9 +82,9 @@ def train(cfg: Config):
             metrics.update(periodic_eval(run, step))
         if (step + 1) % cfg.logging.log_every == 0 or last:
             run.log.log(step, metrics)
-        if cfg.logging.sample_every and step % cfg.logging.sample_every == 0:
+        if cfg.logging.sample_every and step % cfg.logging.sample_every == 0 and rollout is not None:
             run.log.samples(step, sample_rows(rollout))
-        if bar is not None:
+        if bar is not None and rollout is not None:
             bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", tok_s=f"{metrics['tokens_per_s']:.0f}")
             bar.update(1)
         if (cfg.logging.save_every and (step + 1) % cfg.logging.save_every == 0) or last:
@@ -87,11 +97,15 @@ def train(cfg: Config):
     return run.run_dir
 
 
-def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
-    """One rollout → score → advantage → update; returns the step's metrics (over all ranks) and the rollout."""
+def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout | None]:
+    """One rollout → score → advantage → update; returns the step's metrics (over all ranks) and the rollout
+    (None when a split placement's batch was too stale to train on)."""
     cfg = run.cfg
     t0 = time.time()
     scored = rollout_phase(run, step)
+    if scored is None:  # dropped (split placement, older than rollout.max_staleness): no update this step
+        run.feed.after_step(step)
+        return dict(run.feed.stats), None
     rollout = scored.rollout
     t_rolled = time.time()
     groups = assign_advantages(rollout, cfg, run.dist.rank)
@@ -99,7 +113,10 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
     entropy = old_and_ref_logprobs(run, rollout, source)
     correction = correct_rollout_mismatch(run, rollout)
     stats, bad_steps = update_policy(run.ds_engine, rollout, source, run.update, seed=cfg.train.seed * 31 + step)
-    run.rollout_engine.update_weights()
+    if run.feed is not None:
+        run.feed.after_step(step)  # the rollout ranks' next weights
+    else:
+        run.rollout_engine.update_weights()
     stats.update(correction)
     stats.update(routing.mismatch_metrics(run.policy))  # algorithm.routing_replay: own top-k vs the sampler's
     run.skipped_steps += bad_steps
@@ -112,13 +129,17 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout]:
         zero_std_frac_sampled=scored.zero_std_frac_sampled, dynamic_sampling_rounds=scored.dynamic_sampling_rounds,
         prompts_skipped=float(sum(run.stream.stats.skipped.values())))
     metrics = step_metrics(rollout, groups, update_stats=stats, entropy=entropy, timing=timing, counters=counters)
+    if run.feed is not None:
+        metrics.update(run.feed.stats)  # staleness, drops, waits (this trainer's)
     return metrics, rollout
 
 
-def rollout_phase(run: Run, step: int) -> Scored:
-    """This rank's scored rollout of `step` (with DAPO's refill when on; `rollout.sample_and_score`)."""
-    seed = run.cfg.train.seed * 1_000_003 + step * 7919 + run.dist.rank
-    return sample_and_score(run.rollout_engine, run.stream, run.cfg, seed,
+def rollout_phase(run: Run, step: int) -> Scored | None:
+    """This rank's scored rollout of `step` (with DAPO's refill when on; `rollout.sample_and_score`); under a split
+    placement the one its rollout rank sent (None when it was too stale to train on)."""
+    if run.feed is not None:
+        return run.feed.receive(step)
+    return sample_and_score(run.rollout_engine, run.stream, run.cfg, step_seed(run.cfg, step, run.dist.rank),
                             pad_id=run.processor.tokenizer.pad_token_id)
 
 
@@ -141,6 +162,8 @@ def assign_advantages(rollout: Rollout, cfg: Config, rank: int) -> GroupRewards:
 def needs_mismatch_pass(run: Run) -> bool:
     """π_old is recomputed for the mismatch correction and its diagnostics: with a correction on, or whenever a
     separate sampler drew the rollout (an engine that does not sample from the trainer's own weights)."""
+    if run.feed is not None:  # split placement: a separate copy, possibly rollout.max_staleness versions old
+        return True
     return run.cfg.algorithm.rollout_correction.mode != "none" or not run.rollout_engine.samples_from_trainer_weights
 
 
@@ -176,7 +199,8 @@ def warm_up(run: Run) -> None:
                           world=run.dist.world_size, pool=run.stream.pool)
     losses = format_warmup(run.ds_engine, run.processor, stream, cfg.train.format_warmup_steps, plan=run.plan,
                            dist=run.dist, seed=cfg.train.seed)
-    run.rollout_engine.update_weights()
+    if run.rollout_engine is not None:  # (split placement: the feed sends the warmed-up weights at its start)
+        run.rollout_engine.update_weights()
     run.say(f"format warm-up: {len(losses)} supervised steps on shuffled answers, loss {losses[0]:.3f} → "
             f"{losses[-1]:.3f} (answers carry no information about the images)")
 

@@ -88,10 +88,11 @@ ROOMS = [
                               "sapo_vl.batch_plan", "sapo_vl.metrics", "sapo_vl.models", "sapo_vl.data",
                               "sapo_vl.export"]),
     ("forwards and plans", ["sapo_vl.sampling", "sapo_vl.logprobs", "sapo_vl.ds", "sapo_vl.memplan", "sapo_vl.routing",
-                            "sapo_vl.shared_prefix", "sapo_vl.packing", "sapo_vl.evaluation"]),
+                            "sapo_vl.shared_prefix", "sapo_vl.packing", "sapo_vl.evaluation", "sapo_vl.weights",
+                            "sapo_vl.placement"]),
     ("engines and phases", ["sapo_vl.engines", "sapo_vl.rollout", "sapo_vl.update"]),
     ("the loop and its commands", ["sapo_vl.run", "sapo_vl.train", "sapo_vl.demo", "sapo_vl.compare", "sapo_vl.sft",
-                                   "sapo_vl.cli"]),
+                                   "sapo_vl.cli", "sapo_vl.split"]),
 ]
 """The library's rooms, lowest first: a module imports from its own room or the rooms below it, never above
 (`__init__` entries name a package module itself where its package sits in another room)."""

@@ -3,7 +3,8 @@ sent, LoRA layers stay whole in one bucket, and the start-up source is the polic
 load it as is."""
 import torch
 
-from sapo_vl.engines.vllm_engine import policy_weights, start_checkpoint, streamed_weights, weight_buckets
+from sapo_vl.engines.vllm_engine import start_checkpoint
+from sapo_vl.weights import policy_weights, streamed_weights, weight_buckets
 from sapo_vl.models.loading import load_policy
 
 

@@ -8,6 +8,9 @@ Lifecycle per training step, as the loop drives it:
     ... optimizer steps on the DeepSpeed engine ...
     engine.update_weights()                 # pull the new weights from the trained policy (no-op for "hf")
 
+On a rollout rank of a split placement (`sapo_vl/split.py`) the engine is built without a DeepSpeed engine and
+takes the weights a trainer sends instead: `engine.load_weights(named_tensors)`.
+
 `generate` returns `Samples` (below): the processor's encoding of the B prompts exactly as the
 trainer will feed them (`inputs`), the B·G completions right-padded, their masks, truncation flags, decoded texts
 and the log-probability of every sampled token under the distribution it was drawn from.
@@ -15,7 +18,7 @@ and the log-probability of every sampled token under the distribution it was dra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
 import torch
 
@@ -88,6 +91,12 @@ class RolloutEngine(Protocol):
 
     def update_weights(self) -> None:
         """Take the trained policy's current weights (after the update phase)."""
+        ...
+
+    def load_weights(self, named: Iterable[tuple[str, Tensor]]) -> None:
+        """Take weights sent from elsewhere: (checkpoint name, tensor) pairs as `sapo_vl.weights` streams them (a
+        rollout rank of a split placement, whose engine was built with no DeepSpeed engine); drop every cache
+        built on the old ones."""
         ...
 
     def release_memory(self) -> None:

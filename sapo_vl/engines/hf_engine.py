@@ -12,13 +12,16 @@ without a word; 5.24 is the oldest release that test passed on.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterable, Sequence
 
 import torch
 
 from .. import ds, routing
+from ..models.loading import hf_model
 from ..memplan import GenerationMemory, PlanContext, hf_generation_memory
 from ..sampling import sample_completions
+from ..weights import load_into
 from .base import Samples, SamplingSettings
 
 MIN_TRANSFORMERS = "5.24"
@@ -56,7 +59,8 @@ class HFEngine:
 
     def __init__(self, ds_engine, policy, processor, cfg, *, device: torch.device | None = None,
                  speed_only: bool = False):
-        """ds_engine: the DeepSpeed engine training `policy` (the `transformers` model, possibly PEFT-wrapped);
+        """ds_engine: the DeepSpeed engine training `policy` (the `transformers` model, possibly PEFT-wrapped), or
+        None on a rollout rank of a split placement (`policy` is then a plain model fed by `load_weights`);
         cfg: the run's `Config` (`rollout.shared_prefill`, `rollout.generation_batch_size`). speed_only: skip the
         `transformers` version check (a benchmark that reads tokens/s, never the log-probs)."""
         if not speed_only:
@@ -71,22 +75,31 @@ class HFEngine:
     def generate(self, prompts: Sequence[list[dict]], images: Sequence[Sequence[Any]], settings: SamplingSettings,
                  seed: int) -> Samples:
         gen = torch.Generator(device=self.device).manual_seed(seed)
+        if self.ds_engine is None:  # a rollout rank of a split placement: a plain model, always in eval mode
+            return self._sample(prompts, images, settings, gen, contextlib.nullcontext())
         self.ds_engine.eval()
         try:
-            with ds.gathered(self.ds_engine), routing.recording(self.policy) as routes:
-                samples = sample_completions(
-                    self.policy, self.processor, prompts, images, settings, shared_prefill=self.shared_prefill,
-                    generator=gen, generation_batch_size=self.generation_batch_size,
-                )
-                if routes is not None:  # R3: the experts each token went to, as the trainer will lay them out
-                    routes.fill(samples)
-                    routing.check_sampled_routes(samples, routes.tracker.num_experts, self.name)
-                return samples
+            return self._sample(prompts, images, settings, gen, ds.gathered(self.ds_engine))
         finally:
             self.ds_engine.train()
 
+    def _sample(self, prompts, images, settings: SamplingSettings, gen: torch.Generator, gathered) -> Samples:
+        with gathered, routing.recording(self.policy) as routes:
+            samples = sample_completions(
+                self.policy, self.processor, prompts, images, settings, shared_prefill=self.shared_prefill,
+                generator=gen, generation_batch_size=self.generation_batch_size,
+            )
+            if routes is not None:  # R3: the experts each token went to, as the trainer will lay them out
+                routes.fill(samples)
+                routing.check_sampled_routes(samples, routes.tracker.num_experts, self.name)
+            return samples
+
     def update_weights(self) -> None:
         """Nothing to do: the sampler runs on the trained weights themselves."""
+
+    def load_weights(self, named: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy weights a trainer sent (split placement: checkpoint names, `sapo_vl.weights`) into the model."""
+        load_into(hf_model(self.policy), named)
 
     def release_memory(self) -> None:
         """Nothing to do: the KV cache of a rollout (one chunk of `rollout.generation_batch_size` rows at a time)

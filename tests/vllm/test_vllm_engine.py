@@ -14,7 +14,8 @@ from vllm_helpers import PROMPTS, load, max_gap, prompt_images, trainer_logprobs
 
 from sapo_vl.engines import engine_class  # noqa: E402
 from sapo_vl.engines.base import RolloutEngine, SamplingSettings  # noqa: E402
-from sapo_vl.engines.vllm_engine import VLLMEngine, VLLMEngineError, policy_weights, request_seeds  # noqa: E402
+from sapo_vl.engines.vllm_engine import VLLMEngine, VLLMEngineError, request_seeds  # noqa: E402
+from sapo_vl.weights import policy_weights  # noqa: E402
 from sapo_vl.models.loading import encode_prompts  # noqa: E402
 from sapo_vl.sampling import NEVER_SAMPLE, STOP_TOKENS, token_ids  # noqa: E402
 
