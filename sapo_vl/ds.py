@@ -56,11 +56,30 @@ def init_distributed() -> Dist:
     if not dist.is_initialized():
         with build_lock_watch(Path(os.environ["TORCH_EXTENSIONS_DIR"])):
             deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
+            if not cuda:
+                unlink_shm_buffer(dist.get_rank())
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         torch.cuda.set_device(local)
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, device=device)
+
+
+def shm_buffer(rank: int) -> Path:
+    """The shared-memory file DeepSpeed's CPU all-reduce creates for `rank` (when every rank is on one node)."""
+    return Path("/dev/shm") / (f"deepspeed_allreduce_buffer_{os.getuid()}_{os.environ.get('MASTER_ADDR', '')}_"
+                               f"{os.environ.get('MASTER_PORT', '')}_{rank}")
+
+
+def unlink_shm_buffer(rank: int) -> None:
+    """Remove this rank's DeepSpeed shared-memory file (~66 MiB of RAM), which DeepSpeed never removes: each run
+    left one per rank in /dev/shm. Once init has returned on every rank (a barrier), every rank has mapped every
+    other's buffer, so the name can go; the memory is freed when the last process unmaps it."""
+    import torch.distributed as dist
+
+    if dist.get_world_size() > 1:
+        dist.barrier()
+    shm_buffer(rank).unlink(missing_ok=True)
 
 
 LOCK_REPORT_S = 30.0

@@ -121,10 +121,13 @@ class Channel:
         """Sends not yet received: (work, the buffer it reads, kept alive until it completes, destination)."""
 
     def _fail(self, err: Exception, peer: str, what: str) -> SplitError:
-        return SplitError(
-            f"split placement: {peer} did not take part in {what} within rollout.sync_timeout_s={self.timeout_s:g} "
-            f"s, or its connection closed (a dead or hung rank: its own log says why): {type(err).__name__}: "
-            f"{str(err).strip()[:300]}")
+        detail = f"{type(err).__name__}: {str(err).strip()[:300]}"
+        if "closed" in str(err).lower():
+            return SplitError(f"split placement: {peer} closed its connection while this rank waited for {what} "
+                              f"(it died: its own log says why): {detail}")
+        return SplitError(f"split placement: {peer} did not deliver {what} within rollout.sync_timeout_s="
+                          f"{self.timeout_s:g} s (hung, or slower than that: raise rollout.sync_timeout_s if it is "
+                          f"only slow): {detail}")
 
     def name(self, rank: int) -> str:
         return f"{'rollout' if rank >= self.p.trainers else 'training'} rank {rank}"

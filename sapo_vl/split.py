@@ -125,7 +125,7 @@ class RolloutFeed:
 def rollout_policy(cfg: Config, device: torch.device):
     """The rollout rank's copy: the checkpoint as a plain model (no LoRA wrapper: adapters arrive merged) in the
     dtype the trainer's DeepSpeed engine computes in, without dropout, frozen."""
-    dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(ds.precision(cfg, device), cfg.model.dtype)
+    dtype = {"bf16": "bfloat16", "fp16": "float16"}.get(ds.precision(cfg, local_device()), cfg.model.dtype)
     policy = load_policy(cfg.model.name_or_path, dtype=dtype, device=device,
                          attn_implementation=cfg.model.attn_implementation,
                          trust_remote_code=cfg.model.trust_remote_code)
@@ -142,8 +142,10 @@ def serve_rollouts(cfg: Config, split: Split) -> None:
     dist = Dist(rank=0, world_size=1, local_rank=int(os.environ.get("LOCAL_RANK", "0")), device=device)
     processor = load_processor(cfg.model.name_or_path, min_pixels=cfg.model.min_pixels,
                                max_pixels=cfg.model.max_pixels, trust_remote_code=cfg.model.trust_remote_code)
-    engine = engine_class(cfg.rollout.engine)(None, rollout_policy(cfg, dist.device), processor, cfg,
-                                              device=dist.device)
+    # vLLM holds its own copy of the weights on the device: its `transformers` twin (names, config, the start-up
+    # checkpoint) stays in host memory
+    policy = rollout_policy(cfg, torch.device("cpu") if cfg.rollout.engine == "vllm" else dist.device)
+    engine = engine_class(cfg.rollout.engine)(None, policy, processor, cfg, device=dist.device)
     clients = p.clients_of(p.rank)
     streams: dict[int, PromptStream] = {}
     start = 0

@@ -289,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
     from .data.sources import SourceError
     from .models.archs import ArchError
     from .models.loading import ModelLoadError
+    from .placement import SplitError
 
     try:
         cfg = load_config(None if args.config == "defaults" else args.config, args.overrides)
@@ -296,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run(cfg, gpus=args.gpus, gpu_gib=args.gpu_gib)
         else:
             train(cfg)
-    except (ConfigError, ModelLoadError, ArchError, SourceError) as err:  # one line, not a traceback
+    except (ConfigError, ModelLoadError, ArchError, SourceError, SplitError) as err:  # one line, not a traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -63,3 +63,23 @@ def test_a_run_waiting_on_a_build_lock_names_it_within_a_minute(tmp_path, tiny_d
     assert found, "no word about the lock"
     assert str(lock) in found[0] and "delete that file" in found[0]
     assert alive  # it said so while still waiting, instead of hanging silently
+
+
+def test_a_run_leaves_no_deepspeed_shared_memory_file_behind(tmp_path, tiny_dense):
+    """DeepSpeed's CPU all-reduce creates /dev/shm/deepspeed_allreduce_buffer_* (~66 MiB each) and never removes
+    it; `ds.unlink_shm_buffer` does, once every rank has mapped it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from train_helpers import REPO
+
+    code = ("import os, sys; from sapo_vl import ds; d = ds.init_distributed(); "
+            "print(ds.shm_buffer(d.rank)); import deepspeed.comm as c; print(c.is_initialized())")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(env, DS_ACCELERATOR="cpu"),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    path, initialized = out.stdout.split()[-2:]
+    assert initialized == "True" and "deepspeed_allreduce_buffer" in path
+    assert not Path(path).exists()
