@@ -243,7 +243,8 @@ class MemoryPlan:
             f"{s['weight_bytes']} B/param; ZeRO-{s['zero_stage']}"
             + (", optimizer offload" if s["offload_optimizer"] else "") + (", parameter offload" if s["offload_params"] else ""),
             f"  {gen}; update: micro-batch {s['micro']} × {s['seq_len']} tokens, "
-            f"checkpointing {'on' if s['checkpointing'] else 'off'}" + ("; sync: trainer 0 sends the weights" if trainer else ""),
+            f"checkpointing {'on' if s['checkpointing'] else 'off'}"
+            + ("; sync: trainer 0 sends the weights" if trainer else ""),
         ]
 
 
@@ -662,7 +663,8 @@ def sync_bucket_bytes(c: PlanContext) -> float:
 
 def weight_send_items(c: PlanContext) -> list[Item]:
     """A split placement's trainer 0 between updates: one bucket's tensors cloned and their flat concatenation
-    (`placement.Channel.send_weights`); under ZeRO-3 the bucket gathered on every trainer (`weights.streamed_weights`)."""
+    (`placement.Channel.send_weights`); under ZeRO-3 the bucket gathered on every trainer
+    (`weights.streamed_weights`)."""
     bucket = sync_bucket_bytes(c)
     out = [Item("weight send (trainer 0)", _gib(2 * bucket), 0.0,
                 f"a bucket's clones + its flat copy, ≤ {bucket / GIB:.2f} GiB each")]
