@@ -243,7 +243,8 @@ def test_split_dry_run_prints_both_roles_with_rollout_ranks_as_a_fraction(no_net
     # the trainers' update is the colocated 8-rank run's; a rollout rank holds the whole 8B model in bf16 and
     # samples 16 × G 8 = 128 rows, 48 at once (the config's generation_batch_size): 48 × (2048 + 2048) positions ×
     # 36 layers × (K, V) × 8 KV heads × 128 × 2 B
-    assert plan.trainers.update_gib == pytest.approx(plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml"), 8).update_gib)
+    colocated = plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml"), 8)
+    assert plan.trainers.update_gib == pytest.approx(colocated.update_gib)
     assert _bytes(plan.rollout, "parameters", "rollout") == known_arch("Qwen/Qwen3-VL-8B-Instruct").param_count() * 2
     assert plan.rollout.settings["rows_per_rank"] == 128
     assert _bytes(plan.rollout, "generation KV cache", "rollout") == 48 * 4096 * 36 * 2 * 8 * 128 * 2
@@ -255,6 +256,23 @@ def test_split_dry_run_prints_both_roles_with_rollout_ranks_as_a_fraction(no_net
     assert any(l.startswith("training ranks: FITS: peak") for l in lines)
     assert any(l.startswith("rollout ranks: FITS: peak") for l in lines)
     assert lines[-1].startswith("split placement FITS: both roles") and plan.fits
+
+
+def test_split_dry_run_command_prints_both_roles_and_the_trainers_deepspeed_config(capsys, monkeypatch, tmp_path):
+    from sapo_vl.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["train", str(REPO / "configs/qwen3vl_8b.yaml"), "--dry-run", "--gpus", "12", "rollout.placement=split",
+                 "rollout.rollout_ranks=0.33", f"logging.out_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "memory plan, training ranks:" in out and "memory plan, rollout ranks:" in out
+    assert "split placement FITS: both roles" in out
+    # DeepSpeed runs on the 8 training ranks: 128 prompts / 8 × G 8 = 128 rows, 4 minibatches of 32, micro-batches
+    # of 4 → 8 accumulation steps; 4 × 8 × 8 ranks = 256 rows per optimizer step (128 prompts do not divide over 12)
+    assert "'gradient_accumulation_steps': 8" in out and "'train_batch_size': 256" in out
+    assert not list(tmp_path.iterdir())
 
 
 def test_split_where_only_the_rollout_rank_does_not_fit_names_a_generation_knob():
