@@ -43,6 +43,29 @@ models). Per rank, for a step of this config:
   (as the partitioned loader places it);
 - runtime: 2 GiB on a GPU for the CUDA context, NCCL and the caching allocator's own blocks.
 
+Split placement (`rollout.placement: split`, `sapo_vl/split.py`): a launch of W ranks has R =
+`rollout.rollout_ranks` rollout ranks (`placement.rollout_rank_count`: a whole number, or a fraction of W) and
+T = W − R training ranks, and `plan_memory` returns a `SplitPlan` of two plans, one per role:
+
+- the training ranks: the plan above of a colocated run of T ranks (the batch plan of T, ZeRO partitioned by T)
+  without the generation items: they never sample. Their phases are the update and the weight sync between
+  updates (the parameters, optimizer state, ZeRO-3 gradient partition and reference held, the batch awaited), which
+  adds the send on trainer 0 (`placement.Channel.send_weights`: the bucket's tensors cloned, then one flat
+  concatenation: 2 buckets) and, under ZeRO-3, the bucket gathered on every trainer. A bucket closes once it holds
+  `weights.SYNC_BUCKET_BYTES`, so it holds at most that plus one tensor (the largest: the embedding, or a MoE
+  layer's fused experts). The plan is trainer 0's; the others hold less;
+- each rollout rank: the whole model in the dtype the trainer computes in (`split.rollout_policy`: bf16 under
+  bf16 precision; no LoRA wrapper, no ZeRO), the engine's own items (`memory_items`) for one trainer's share of
+  the batch (prompts_per_step / T prompts × G rows: it samples the shares of the trainers it serves one at a
+  time), and at the weight sync one received bucket plus one tensor's copy (`placement.Channel.recv_weights`). No
+  gradients, optimizer state, update activations, ZeRO buffers or reference model. A vLLM engine there holds its
+  `gpu_memory_utilization` share beside that plain copy (the copy stays on the GPU), sleeps after each share when
+  sleep mode is on, and wakes its weights alone for the sync. Its phases are the rollout and the weight sync.
+
+The launch fits when both roles fit; `knobs` are searched per role (the training ranks: micro-batch,
+checkpointing, ZeRO stage, offload; a rollout rank: its engine's generation knobs, the rows decoded at once
+`rollout.generation_batch_size` or the vLLM share `rollout.vllm.gpu_memory_utilization`). Host memory is planned per node of each role (a node that holds both holds their sum).
+
 The per-rank peak is the larger of the two phases; it fits when it stays under 95% of the GPU (the rest is
 left to allocator fragmentation). Host memory per node (`gpus_per_node` ranks) is reported beside it: offloaded
 optimizer state and parameters, vLLM's sleeping weights, and the load (below ZeRO-3 each rank reads the whole
@@ -60,15 +83,17 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .batch_plan import batch_plan
-from .config import Config
+from .config import Config, ConfigError
 from .models.archs import Arch, arch_for
+from .placement import placement_of
+from .weights import SYNC_BUCKET_BYTES
 
 GIB = 1024 ** 3
-VLLM_SYNC_BUCKET = float(1 << 30)
-"""Bytes of one vLLM weight-sync bucket (`sapo_vl.engines.vllm_engine.SYNC_BUCKET_BYTES`)."""
+VLLM_SYNC_BUCKET = float(SYNC_BUCKET_BYTES)
+"""Bytes of one weight-sync bucket of gathered parameters (`sapo_vl.weights.SYNC_BUCKET_BYTES`)."""
 RUNTIME_GIB = 2.0
 """CUDA context, NCCL communicators and the caching allocator's own blocks, per GPU rank."""
 FRAGMENTATION = 0.05
@@ -85,9 +110,9 @@ class Item:
     name: str
     """What the memory holds."""
     rollout: float
-    """GiB per rank at the rollout peak."""
+    """GiB per rank at the rollout peak (the training ranks of a split placement: at the weight sync)."""
     update: float
-    """GiB per rank at the update peak."""
+    """GiB per rank at the update peak (a rollout rank of a split placement: at the weight sync)."""
     note: str = ""
     """How it was counted."""
 
@@ -118,6 +143,14 @@ class MemoryPlan:
     """When it does not fit: config keys and values that make this plan fit (applied together)."""
     knobs_peak_gib: float | None = None
     """The per-rank peak with `knobs` applied."""
+    role: str = "colocated"
+    """Whose plan: "colocated" (every rank), or under a split placement "trainer" (trainer 0 of the training
+    ranks) or "rollout" (one rollout rank); `phases` names its two columns."""
+
+    @property
+    def phases(self) -> tuple[str, str]:
+        """The names of the `Item.rollout` and `Item.update` columns for this role."""
+        return PHASES[self.role]
 
     @property
     def rollout_gib(self) -> float:
@@ -129,7 +162,7 @@ class MemoryPlan:
 
     @property
     def peak_gib(self) -> float:
-        """The per-rank total: the larger of the rollout and the update peak."""
+        """The per-rank total: the larger of the two phases' peaks (`phases`)."""
         return max(self.rollout_gib, self.update_gib)
 
     @property
@@ -157,32 +190,26 @@ class MemoryPlan:
 
     def verdict(self) -> str:
         where = f"{self.gpu_gib:g} GiB {'GPU' if self.device == 'cuda' else 'device'}"
+        who = f"{ROLE_NAMES[self.role]}: " if self.role in ROLE_NAMES else ""
         if self.fits:
-            return (f"FITS: peak {self.peak_gib:.1f} GiB per rank of {where} (headroom {self.headroom_gib:.1f} GiB "
+            return (f"{who}FITS: peak {self.peak_gib:.1f} GiB per rank of {where} (headroom {self.headroom_gib:.1f} GiB "
                     f"under the {self.limit_gib:.1f} GiB plannable)")
         why = "; ".join(self.blocking) or f"peak {self.peak_gib:.1f} GiB per rank > {self.limit_gib:.1f} GiB plannable"
-        out = f"DOES NOT FIT on {where}: {why}"
+        out = f"{who}DOES NOT FIT on {where}: {why}"
         if self.knobs:
-            turn = " ".join(f"{k}={_fmt(v)}" for k, v in self.knobs)
-            out += f"; turn {turn} (peak {self.knobs_peak_gib:.1f} GiB)"
+            out += f"; turn {_turn(self.knobs)} (peak {self.knobs_peak_gib:.1f} GiB)"
+        elif self.role == "rollout":
+            out += ("; no single config change found: a rollout rank holds the whole model: a larger GPU, more "
+                    "training ranks (smaller shares), or shorter data.max_prompt_tokens / rollout.max_new_tokens")
         else:
             out += "; no single config change found: more GPUs, or shorter data.max_prompt_tokens / rollout.max_new_tokens"
         return out
 
     def render(self) -> str:
-        s = self.settings
-        head = [
-            f"memory plan: {self.model} on {self.world_size} rank(s) ({min(self.world_size, self.gpus_per_node)}/node), "
-            f"{self.device}, {self.gpu_gib:g} GiB each",
-            f"  parameters {_count(self.params)}, trainable {_count(self.trainable)}; weights "
-            f"{s['weight_bytes']} B/param; ZeRO-{s['zero_stage']}"
-            + (", optimizer offload" if s["offload_optimizer"] else "") + (", parameter offload" if s["offload_params"] else ""),
-            f"  rollout: {s['rows_per_rank']} rows/rank, {s['rows_at_once']} decoded at once, {s['prompt_tokens']} + "
-            f"{s['new_tokens']} tokens, engine {s['engine']}; update: micro-batch {s['micro']} × {s['seq_len']} tokens, "
-            f"checkpointing {'on' if s['checkpointing'] else 'off'}",
-        ]
+        head = self._header()
         w = max(len(i.name) for i in self.items)
-        rows = [f"  {'per rank (GiB)':<{w}}  {'rollout':>8}  {'update':>8}  how"]
+        first, second = self.phases
+        rows = [f"  {'per rank (GiB)':<{w}}  {first:>8}  {second:>8}  how"]
         for i in self.items:
             rows.append(f"  {i.name:<{w}}  {i.rollout:8.2f}  {i.update:8.2f}  {i.note}")
         rows.append(f"  {'total':<{w}}  {self.rollout_gib:8.2f}  {self.update_gib:8.2f}")
@@ -190,6 +217,88 @@ class MemoryPlan:
         host += [f"    {n}: {g:.1f} GiB" for n, g in self.host]
         notes = [f"  note: {n}" for n in self.notes if not n.startswith("does not fit:")]
         return "\n".join(head + rows + host + notes + [self.verdict()])
+
+    def _header(self) -> list[str]:
+        """The lines above the table: the model, the ranks, and the settings the plan used."""
+        s = self.settings
+        if self.role == "rollout":
+            return [
+                f"memory plan, rollout ranks: {self.model} on {self.world_size} rollout rank(s), each sampling for "
+                f"{s['clients']} of the {s['trainers']} training ranks one share at a time, {self.device}, "
+                f"{self.gpu_gib:g} GiB each",
+                f"  parameters {_count(self.params)}, all whole in {s['weight_bytes']} B/param (no ZeRO, no LoRA "
+                "wrapper: adapters arrive merged); no gradients, optimizer state or reference model",
+                f"  rollout: {s['rows_per_rank']} rows per share, {s['rows_at_once']} decoded at once, "
+                f"{s['prompt_tokens']} + {s['new_tokens']} tokens, engine {s['engine']}; sync: one received bucket",
+            ]
+        trainer = self.role == "trainer"
+        gen = (f"no generation (the rollout ranks sample; {s['rows_per_rank']} rows/rank arrive per step)" if trainer
+               else f"rollout: {s['rows_per_rank']} rows/rank, {s['rows_at_once']} decoded at once, "
+               f"{s['prompt_tokens']} + {s['new_tokens']} tokens, engine {s['engine']}")
+        return [
+            f"memory plan{', training ranks' if trainer else ''}: {self.model} on {self.world_size} "
+            f"{'training rank(s) of a split placement' if trainer else 'rank(s)'} "
+            f"({min(self.world_size, self.gpus_per_node)}/node), {self.device}, {self.gpu_gib:g} GiB each",
+            f"  parameters {_count(self.params)}, trainable {_count(self.trainable)}; weights "
+            f"{s['weight_bytes']} B/param; ZeRO-{s['zero_stage']}"
+            + (", optimizer offload" if s["offload_optimizer"] else "") + (", parameter offload" if s["offload_params"] else ""),
+            f"  {gen}; update: micro-batch {s['micro']} × {s['seq_len']} tokens, "
+            f"checkpointing {'on' if s['checkpointing'] else 'off'}"
+            + ("; sync: trainer 0 sends the weights" if trainer else ""),
+        ]
+
+
+PHASES = {"colocated": ("rollout", "update"), "trainer": ("sync", "update"), "rollout": ("rollout", "sync")}
+"""Each role's two phases, the columns of its table (see the module docstring)."""
+ROLE_NAMES = {"trainer": "training ranks", "rollout": "rollout ranks"}
+
+
+def _turn(knobs: list[tuple[str, Any]]) -> str:
+    return " ".join(f"{k}={_fmt(v)}" for k, v in knobs)
+
+
+@dataclass
+class SplitPlan:
+    """The plan of a split placement (`rollout.placement: split`): one per role, each with its own verdict and
+    knobs; the launch fits when both do."""
+
+    trainers: MemoryPlan
+    """Trainer 0 of the T training ranks (role "trainer"; the others hold less: no send buffers)."""
+    rollout: MemoryPlan
+    """One of the R rollout ranks (role "rollout"; every one holds the same)."""
+
+    @property
+    def world_size(self) -> int:
+        return self.trainers.world_size + self.rollout.world_size
+
+    @property
+    def fits(self) -> bool:
+        return self.trainers.fits and self.rollout.fits
+
+    @property
+    def peak_gib(self) -> float:
+        """The larger of the two roles' per-rank peaks."""
+        return max(self.trainers.peak_gib, self.rollout.peak_gib)
+
+    @property
+    def knobs(self) -> list[tuple[str, Any]]:
+        """The keys to turn for whichever role does not fit (both roles' together)."""
+        return self.trainers.knobs + self.rollout.knobs
+
+    def verdict(self) -> str:
+        t, r = self.trainers, self.rollout
+        peaks = f"peak {t.peak_gib:.1f} GiB per training rank, {r.peak_gib:.1f} GiB per rollout rank"
+        if self.fits:
+            return f"split placement FITS: both roles ({peaks})"
+        failing = [ROLE_NAMES[p.role] for p in (t, r) if not p.fits]
+        out = f"split placement DOES NOT FIT: the {' and the '.join(failing)} do not ({peaks})"
+        if self.knobs:
+            out += f"; turn {_turn(self.knobs)}"
+        stuck = [ROLE_NAMES[p.role] for p in (t, r) if not p.fits and not p.knobs]
+        return out + (f"; no config change found for the {' and the '.join(stuck)} (see above)" if stuck else "")
+
+    def render(self) -> str:
+        return "\n".join([self.trainers.render(), self.rollout.render(), self.verdict()])
 
 
 def _fmt(v: Any) -> str:
@@ -323,10 +432,16 @@ class PlanContext:
     """bf16/fp16 precision: the optimizer keeps an fp32 master copy."""
     params: int
     trainable: int
+    role: str = "colocated"
+    """"colocated", or a role of a split placement: "trainer" or "rollout" (`MemoryPlan.role`). A rollout rank's
+    context has `world_size` = the training ranks (the batch is shared over them) and no ZeRO (`stage` 0)."""
+    rollout_ranks: int = 0
+    """R, the rollout ranks of a split placement (0 when colocated)."""
 
     @property
     def stage(self) -> int:
-        return self.cfg.deepspeed.zero_stage
+        """The ZeRO stage of this role's weights (a rollout rank holds them whole: 0)."""
+        return 0 if self.role == "rollout" else self.cfg.deepspeed.zero_stage
 
     @property
     def offload_optimizer(self) -> bool:
@@ -343,7 +458,8 @@ class PlanContext:
     def per_layer_bytes(self) -> float:
         """Activation bytes per token and text layer at the update's row length (`layer_activation_bytes`)."""
         _, row_len = update_rows(self.cfg, self.shape.micro, self.shape.minibatch_rows)
-        return layer_activation_bytes(self.arch, self.w, row_len, lora=self.cfg.model.lora.r > 0,
+        lora = self.cfg.model.lora.r > 0 and self.role != "rollout"  # a rollout rank's copy has no LoRA wrapper
+        return layer_activation_bytes(self.arch, self.w, row_len, lora=lora,
                                       shared_prefix=self.cfg.algorithm.shared_prefix is True)
 
 
@@ -362,37 +478,85 @@ class GenerationMemory:
 
 
 def plan_memory(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, arch: Arch | None = None,
-                device: str = "cuda", gpus_per_node: int = 8, search_knobs: bool = True) -> MemoryPlan:
-    """The per-rank memory plan of `cfg` on `world_size` ranks of `gpu_gib` GiB (see the module docstring).
+                device: str = "cuda", gpus_per_node: int = 8, search_knobs: bool = True) -> MemoryPlan | SplitPlan:
+    """The per-rank memory plan of `cfg` on `world_size` ranks of `gpu_gib` GiB (see the module docstring); with
+    `rollout.placement: split` a `SplitPlan`: the training ranks' plan and a rollout rank's.
 
     arch: the model's numbers; None = `arch_for(cfg.model.name_or_path)` (offline). device: "cuda" plans for GPUs
     ("auto" dtypes = bf16); "cpu" for a CPU run ("auto" = fp32, no CUDA runtime) as the tests measure it.
     The rollout engine plans its own items (`RolloutEngine.memory_items`, found through the engine registry).
+    search_knobs: when a plan does not fit, search the config keys that make it fit (`MemoryPlan.knobs`).
     """
+    arch = arch or arch_for(cfg.model.name_or_path)
+    roles = [("colocated", world_size, 0)]
+    if cfg.rollout.placement == "split":
+        trainers = split_trainers(cfg, world_size)
+        roles = [("trainer", trainers, world_size - trainers), ("rollout", trainers, world_size - trainers)]
+    plans = []
+    for role, trainers, rollout_ranks in roles:
+        def replan(c: Config, role=role, trainers=trainers, rollout_ranks=rollout_ranks) -> MemoryPlan:
+            return plan_role(plan_context(c, arch, trainers, device=device, gpu_gib=gpu_gib,
+                                          gpus_per_node=gpus_per_node, role=role, rollout_ranks=rollout_ranks))
+
+        plan = replan(cfg)
+        if search_knobs and not plan.fits:
+            _find_knobs(plan, cfg, replan)
+        plans.append(plan)
+    return plans[0] if len(plans) == 1 else SplitPlan(trainers=plans[0], rollout=plans[1])
+
+
+def split_trainers(cfg: Config, world_size: int) -> int:
+    """T, the training ranks of a split launch of `world_size` ranks (`placement.placement_of`); a ConfigError
+    naming the key when none is left, or when the batch does not divide over them."""
+    try:
+        trainers = placement_of(cfg.rollout.placement, cfg.rollout.rollout_ranks, world_size, 0).trainers
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    try:
+        batch_plan(cfg, trainers)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (rollout.placement=split with rollout.rollout_ranks="
+                          f"{cfg.rollout.rollout_ranks:g}: {trainers} of the {world_size} ranks train)") from err
+    return trainers
+
+
+def plan_context(cfg: Config, arch: Arch, world_size: int, *, device: str, gpu_gib: float, gpus_per_node: int,
+                 role: str = "colocated", rollout_ranks: int = 0) -> PlanContext:
+    """The arithmetic every section reads; `world_size` is the ranks that share the batch (a split placement's
+    training ranks, for both roles)."""
+    return PlanContext(cfg=cfg, arch=arch, world_size=world_size, device=device, gpu_gib=gpu_gib,
+                       gpus_per_node=gpus_per_node, shape=batch_plan(cfg, world_size), w=_train_bytes(cfg, device),
+                       w_ref=_bytes(cfg.model.dtype, device), mixed=_precision(cfg, device) != "fp32",
+                       params=arch.param_count(), trainable=trainable_params(arch, cfg), role=role,
+                       rollout_ranks=rollout_ranks)
+
+
+def plan_role(c: PlanContext) -> MemoryPlan:
+    """One role's plan, without the knob search: a colocated rank, a split placement's trainer 0 (no generation;
+    the weight send) or one of its rollout ranks (whole weights, generation, the weight receive)."""
     from .engines import engine_class
 
-    arch = arch or arch_for(cfg.model.name_or_path)
-    ctx = PlanContext(cfg=cfg, arch=arch, world_size=world_size, device=device, gpu_gib=gpu_gib,
-                      gpus_per_node=gpus_per_node, shape=batch_plan(cfg, world_size), w=_train_bytes(cfg, device),
-                      w_ref=_bytes(cfg.model.dtype, device), mixed=_precision(cfg, device) != "fp32",
-                      params=arch.param_count(), trainable=trainable_params(arch, cfg))
-    gen = engine_class(cfg.rollout.engine).memory_items(ctx)
-    items = (persistent_items(ctx) + gradient_items(ctx) + activation_items(ctx) + zero_buffer_items(ctx) +
-             gen.items + reference_items(ctx))
-    if device == "cuda":
+    cfg, ro, rollout = c.cfg, c.cfg.rollout, c.role == "rollout"
+    gen = GenerationMemory(items=[]) if c.role == "trainer" else engine_class(ro.engine).memory_items(c)
+    if rollout:
+        items, host = whole_weight_items(c) + gen.items + weight_receive_items(c), rollout_host_items(c)
+    else:
+        items = (persistent_items(c) + gradient_items(c) + activation_items(c) + zero_buffer_items(c) + gen.items +
+                 reference_items(c) + (weight_send_items(c) if c.role == "trainer" else []))
+        host = host_items(c)
+    if c.device == "cuda":
         items.append(Item("runtime (CUDA, NCCL, allocator)", RUNTIME_GIB, RUNTIME_GIB, "fixed estimate"))
-    m, ro = cfg.model, cfg.rollout
-    settings = dict(weight_bytes=ctx.w, zero_stage=ctx.stage, offload_optimizer=ctx.offload_optimizer,
-                    offload_params=ctx.offload_params, rows_per_rank=ctx.shape.rows_per_rank,
+    settings = dict(weight_bytes=c.w, zero_stage=c.stage, offload_optimizer=c.offload_optimizer,
+                    offload_params=c.offload_params, rows_per_rank=c.shape.rows_per_rank,
                     rows_at_once=gen.rows_at_once, prompt_tokens=cfg.data.max_prompt_tokens,
-                    new_tokens=ro.max_new_tokens, engine=ro.engine, micro=ctx.shape.micro,
-                    seq_len=cfg.data.max_prompt_tokens + ro.max_new_tokens, checkpointing=m.gradient_checkpointing)
-    plan = MemoryPlan(model=arch.name, device=device, world_size=world_size, gpu_gib=gpu_gib, params=ctx.params,
-                      trainable=ctx.trainable, items=items, host=host_items(ctx) + gen.host, gpus_per_node=gpus_per_node,
-                      settings=settings, notes=gen.notes)
-    if search_knobs and not plan.fits:
-        _find_knobs(plan, cfg, world_size, gpu_gib=gpu_gib, arch=arch, device=device, gpus_per_node=gpus_per_node)
-    return plan
+                    new_tokens=ro.max_new_tokens, engine=ro.engine, micro=c.shape.micro,
+                    seq_len=cfg.data.max_prompt_tokens + ro.max_new_tokens,
+                    checkpointing=cfg.model.gradient_checkpointing, trainers=c.world_size,
+                    clients=math.ceil(c.world_size / c.rollout_ranks) if rollout else 0)
+    return MemoryPlan(model=c.arch.name, device=c.device, world_size=c.rollout_ranks if rollout else c.world_size,
+                      gpu_gib=c.gpu_gib, params=c.params, trainable=0 if rollout else c.trainable, items=items,
+                      host=host + gen.host, gpus_per_node=c.gpus_per_node, settings=settings, notes=gen.notes,
+                      role=c.role)
 
 
 def _gib(n: float) -> float:
@@ -479,6 +643,61 @@ def reference_items(c: PlanContext) -> list[Item]:
     return [Item("KL reference model", _gib(ref), _gib(ref), f"{c.w_ref} B/param" + (f" / {N}" if c.stage == 3 else ""))]
 
 
+def largest_tensor(arch: Arch) -> int:
+    """Elements of the model's largest weight tensor: the embedding or output head, an attention or MLP matrix (a
+    MoE layer's fused experts, `experts.gate_up_proj`), or one of the vision tower's."""
+    a, v = arch, arch.vision
+    merged = v.hidden_size * v.spatial_merge_size ** 2
+    mlp = a.num_experts * a.hidden_size * 2 * a.moe_intermediate_size if a.moe else a.hidden_size * a.intermediate_size
+    return max(a.vocab_size * a.hidden_size, a.hidden_size * a.num_heads * a.head_dim, mlp,
+               v.in_channels * v.temporal_patch_size * v.patch_size ** 2 * v.hidden_size,
+               v.num_position_embeddings * v.hidden_size, 3 * v.hidden_size ** 2, v.hidden_size * v.intermediate_size,
+               merged * merged, merged * v.out_hidden_size)
+
+
+def sync_bucket_bytes(c: PlanContext) -> float:
+    """Bytes of one weight-sync bucket of a split placement: it closes once it holds `SYNC_BUCKET_BYTES`, so at
+    most that plus one tensor (the largest), and never more than the whole model."""
+    return min(c.params * c.w, SYNC_BUCKET_BYTES + largest_tensor(c.arch) * c.w)
+
+
+def weight_send_items(c: PlanContext) -> list[Item]:
+    """A split placement's trainer 0 between updates: one bucket's tensors cloned and their flat concatenation
+    (`placement.Channel.send_weights`); under ZeRO-3 the bucket gathered on every trainer
+    (`weights.streamed_weights`)."""
+    bucket = sync_bucket_bytes(c)
+    out = [Item("weight send (trainer 0)", _gib(2 * bucket), 0.0,
+                f"a bucket's clones + its flat copy, ≤ {bucket / GIB:.2f} GiB each")]
+    if c.stage == 3:
+        out.append(Item("gathered bucket (ZeRO-3 sync)", _gib(bucket), 0.0, "gathered on every trainer"))
+    return out
+
+
+def whole_weight_items(c: PlanContext) -> list[Item]:
+    """A rollout rank's copy of the model (`split.rollout_policy`): every parameter, whole, in the dtype the
+    trainer computes in; no LoRA wrapper (adapters arrive merged), no gradients or optimizer state."""
+    note = f"{_count(c.params)} × {c.w} B, whole (no ZeRO)"
+    if c.cfg.rollout.engine == "vllm":
+        note += "; the plain model the engine was built from, beside vLLM's own copy"
+    return [Item("parameters (whole copy)", _gib(c.params * c.w), _gib(c.params * c.w), note)]
+
+
+def weight_receive_items(c: PlanContext) -> list[Item]:
+    """A rollout rank's weight sync: one flat bucket received, and one tensor's copy out of it at a time
+    (`placement.Channel.recv_weights`)."""
+    bucket = sync_bucket_bytes(c)
+    one = min(bucket, largest_tensor(c.arch) * c.w)
+    return [Item("weight receive (one bucket)", 0.0, _gib(bucket + one),
+                 f"flat bucket ≤ {bucket / GIB:.2f} GiB + one tensor's copy ≤ {one / GIB:.2f} GiB")]
+
+
+def rollout_host_items(c: PlanContext) -> list[tuple[str, float]]:
+    """Host memory per node of rollout ranks: each reads the whole checkpoint in the training dtype."""
+    per_node = min(c.rollout_ranks, c.gpus_per_node)
+    return [(f"loading (each rollout rank reads the whole checkpoint; {per_node} per node)",
+             _gib(c.params * c.w * per_node))]
+
+
 def host_items(c: PlanContext) -> list[tuple[str, float]]:
     """Host memory per node: offloaded state and the load (the engine adds its own)."""
     N, P, T, rpn = c.world_size, c.params, c.trainable, c.ranks_per_node
@@ -523,14 +742,16 @@ def hf_generation_memory(c: PlanContext) -> GenerationMemory:
     prefill = prompts_at_once * lp * (kv_tok + c.per_layer_bytes())  # the prompts' cache + one layer's working set
     work = max(decode, prefill - kv + one_layer)
     gathered = c.params * w if c.stage == 3 else 0.0
-    return GenerationMemory(rows_at_once=rows_at_once, items=[
+    out = GenerationMemory(rows_at_once=rows_at_once, items=[
         Item("generation KV cache", _gib(kv), 0.0,
              f"{rows_at_once} rows × ({lp} + {ro.max_new_tokens}) × {arch.num_layers} layers × 2 × "
              f"{arch.num_kv_heads} × {arch.head_dim} × {w} B"),
         Item("generation working memory", _gib(work), 0.0, "sampling logits, one layer's K/V expansion; or the prefill"),
-        Item("gathered full weights (ZeRO-3)", _gib(gathered), 0.0,
-             "whole model on every rank for the rollout" if gathered else "not ZeRO-3"),
     ])
+    if c.role != "rollout":  # a split placement's rollout rank holds its weights whole
+        out.items.append(Item("gathered full weights (ZeRO-3)", _gib(gathered), 0.0,
+                              "whole model on every rank for the rollout" if gathered else "not ZeRO-3"))
+    return out
 
 
 def vllm_generation_memory(c: PlanContext) -> GenerationMemory:
@@ -538,14 +759,18 @@ def vllm_generation_memory(c: PlanContext) -> GenerationMemory:
     v = c.cfg.rollout.vllm
     share = v.gpu_memory_utilization * c.gpu_gib if c.device == "cuda" else 0.0
     sleeps = v.enable_sleep_mode and c.device == "cuda"
+    if c.role == "rollout":  # a split placement's rollout rank: asleep after each share; the sync wakes its weights
+        second = min(share, _gib(c.params * c.w)) if sleeps else share
+        how = ", asleep between shares (the sync wakes its weights alone)" if sleeps else ""
+    else:
+        second, how = (0.0 if sleeps else share), (", asleep in the update" if sleeps else "")
     out = GenerationMemory(rows_at_once=c.shape.rows_per_rank, items=[
-        Item("vLLM engine (weights + KV cache)", share, 0.0 if sleeps else share,
-             f"{v.gpu_memory_utilization} × GPU" + (", asleep in the update" if sleeps else ""))])
-    # the weight sync streams buckets of whole modules (`vllm_engine.SYNC_BUCKET_BYTES`), gathered under ZeRO-3
-    bucket = min(VLLM_SYNC_BUCKET, c.params * c.w) if c.stage == 3 else 0.0
-    out.items.append(Item("vLLM weight sync (one gathered bucket)", _gib(bucket), 0.0,
-                          f"≤ {VLLM_SYNC_BUCKET / GIB:.0f} GiB of gathered parameters at a time" if bucket else
-                          "not ZeRO-3: the weights are whole"))
+        Item("vLLM engine (weights + KV cache)", share, second, f"{v.gpu_memory_utilization} × GPU{how}")])
+    if c.role != "rollout":  # the weight sync streams buckets of whole modules (`weights.SYNC_BUCKET_BYTES`)
+        bucket = min(VLLM_SYNC_BUCKET, c.params * c.w) if c.stage == 3 else 0.0  # gathered under ZeRO-3
+        out.items.append(Item("vLLM weight sync (one gathered bucket)", _gib(bucket), 0.0,
+                              f"≤ {VLLM_SYNC_BUCKET / GIB:.0f} GiB of gathered parameters at a time" if bucket else
+                              "not ZeRO-3: the weights are whole"))
     need = c.params * c.w / max(1, v.tensor_parallel_size)
     if c.device == "cuda" and need / GIB > share:
         out.notes.append(f"does not fit: vLLM's share ({share:.1f} GiB) is smaller than its weights "
@@ -569,17 +794,17 @@ def _with(cfg: Config, changes: list[tuple[str, Any]]) -> Config:
 
 
 def _candidates(cfg: Config, plan: MemoryPlan, every: bool = False) -> list[tuple[str, list[Any]]]:
-    """(key, values to try, least intrusive first) for the knobs that lower the phase that overflows (`every`: all)."""
-    s, ds, G = plan.settings, cfg.deepspeed, cfg.rollout.group_size
+    """(key, values to try, least intrusive first) for the knobs that lower the phase that overflows (`every`: all).
+
+    A split placement's rollout rank gets its engine's generation knobs alone; its training ranks never the
+    rows decoded at once (they do not sample)."""
+    if plan.role == "rollout":
+        return _generation_candidates(cfg, plan)
+    s, ds = plan.settings, cfg.deepspeed
     out: list[tuple[str, list[Any]]] = []
     rollout_heavy = plan.rollout_gib >= plan.update_gib
-    from .engines import engine_class
-
-    decode_knob = "rollout.generation_batch_size" in engine_class(cfg.rollout.engine).memory_knobs
-    if decode_knob and s["rows_at_once"] > 1 and (rollout_heavy or every):
-        n = s["rows_at_once"]
-        groups = [k * G for k in range(n // G, 0, -1) if k * G < n]  # whole groups first: a prompt in one chunk
-        out.append(("rollout.generation_batch_size", groups + list(range(min(G, n) - 1, 0, -1))))
+    if plan.role == "colocated" and (rollout_heavy or every):
+        out += [c for c in _generation_candidates(cfg, plan) if c[0] == "rollout.generation_batch_size"]
     if not rollout_heavy or every:
         if s["micro"] > 1:
             out.append(("deepspeed.micro_batch_size", list(range(s["micro"] - 1, 0, -1))))
@@ -594,6 +819,22 @@ def _candidates(cfg: Config, plan: MemoryPlan, every: bool = False) -> list[tupl
     return out
 
 
+def _generation_candidates(cfg: Config, plan: MemoryPlan) -> list[tuple[str, list[Any]]]:
+    """The engine's own knobs (`memory_knobs`): fewer rows decoded at once (whole groups first: a prompt in one
+    chunk), or a smaller vLLM share (in steps of 0.05)."""
+    from .engines import engine_class
+
+    knobs, n, G = engine_class(cfg.rollout.engine).memory_knobs, plan.settings["rows_at_once"], cfg.rollout.group_size
+    out: list[tuple[str, list[Any]]] = []
+    if "rollout.generation_batch_size" in knobs and n > 1:
+        groups = [k * G for k in range(n // G, 0, -1) if k * G < n]
+        out.append(("rollout.generation_batch_size", groups + list(range(min(G, n) - 1, 0, -1))))
+    if "rollout.vllm.gpu_memory_utilization" in knobs:
+        u = cfg.rollout.vllm.gpu_memory_utilization
+        out.append(("rollout.vllm.gpu_memory_utilization", [round(u - 0.05 * k, 2) for k in range(1, round(u / 0.05))]))
+    return [c for c in out if c[1]]
+
+
 def _implied(cfg: Config, changes: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """`changes` plus the ZeRO stage an offload needs (optimizer offload: >= 1, parameter offload: 3)."""
     keys = dict(changes)
@@ -604,11 +845,12 @@ def _implied(cfg: Config, changes: list[tuple[str, Any]]) -> list[tuple[str, Any
     return changes
 
 
-def _find_knobs(plan: MemoryPlan, cfg: Config, world_size: int, **kw) -> None:
-    """Fill `plan.knobs`: the first single change that fits; else knobs turned together, each as little as fits."""
+def _find_knobs(plan: MemoryPlan, cfg: Config, replan: Callable[[Config], MemoryPlan]) -> None:
+    """Fill `plan.knobs`: the first single change that fits; else knobs turned together, each as little as fits.
+    replan: the plan of a changed config (the same role, ranks and hardware)."""
     def fits(changes: list[tuple[str, Any]]) -> MemoryPlan | None:
         changes = [c for c in changes if c[1] is not None]  # (key, None): the knob given back entirely
-        p = plan_memory(_with(cfg, _implied(cfg, changes)), world_size, search_knobs=False, **kw)
+        p = replan(_with(cfg, _implied(cfg, changes)))
         return p if p.fits else None
 
     def done(changes: list[tuple[str, Any]]) -> None:
@@ -647,15 +889,22 @@ def dry_run_report(cfg: Config, world_size: int, *, gpu_gib: float = 80.0, gpus_
 
     The architecture comes from the table of published sizes, a local checkpoint's config.json, or the embedded
     tiny model's settings (`sapo_vl.models.archs.arch_for`); the batch arithmetic is the loop's (`batch_plan`).
+    A split placement prints the training ranks' table and a rollout rank's, each with its verdict, and last the
+    launch's verdict (it fits when both roles do).
     """
-    b = batch_plan(cfg, world_size)
     plan = plan_memory(cfg, world_size, gpu_gib=gpu_gib, gpus_per_node=gpus_per_node, device=device)
+    trainers = plan.trainers.world_size if isinstance(plan, SplitPlan) else world_size
+    b = batch_plan(cfg, trainers)
     B, G = cfg.rollout.prompts_per_step, cfg.rollout.group_size
+    where = f"{world_size} rank(s)"
+    if isinstance(plan, SplitPlan):
+        where += (f" split: {trainers} train, {plan.rollout.world_size} roll out (rollout.rollout_ranks="
+                  f"{cfg.rollout.rollout_ranks:g}, max_staleness {cfg.rollout.max_staleness})")
     lines = [
-        f"dry run: {cfg.algorithm.name} on {cfg.model.name_or_path}, {world_size} rank(s); per step {B} prompts × "
-        f"G={G} = {B * G} completions ({b.rows_per_rank}/rank), {cfg.algorithm.updates_per_rollout} × "
-        f"{cfg.algorithm.num_minibatches} optimizer steps of {b.minibatch_rows} rows/rank in micro-batches of "
-        f"{b.micro}",
+        f"dry run: {cfg.algorithm.name} on {cfg.model.name_or_path}, {where}; per step {B} prompts × "
+        f"G={G} = {B * G} completions ({b.rows_per_rank}/{'training rank' if trainers < world_size else 'rank'}), "
+        f"{cfg.algorithm.updates_per_rollout} × {cfg.algorithm.num_minibatches} optimizer steps of "
+        f"{b.minibatch_rows} rows/rank in micro-batches of {b.micro}",
         plan.render(),
     ]
     return "\n".join(lines)

@@ -256,14 +256,16 @@ def dry_run(cfg: Config, *, gpus: int | None = None, gpu_gib: float = 80.0):
     """
     import os
 
-    from .memplan import dry_run_report
+    from .memplan import dry_run_report, split_trainers
 
     world = gpus or int(os.environ.get("WORLD_SIZE", "8"))
     if int(os.environ.get("RANK", "0")) == 0:
         print(dry_run_report(cfg, world, gpu_gib=gpu_gib))
-        p = batch_plan(cfg, world)
+        trainers = split_trainers(cfg, world) if cfg.rollout.placement == "split" else world  # DeepSpeed's ranks
+        p = batch_plan(cfg, trainers)
         device = torch.device("cuda")  # the plan is for the GPUs it names, whatever this machine has
-        print(f"deepspeed config: {ds.ds_config(cfg, micro_batch=p.micro, grad_accum=p.grad_accum, world_size=world, device=device)}")
+        conf = ds.ds_config(cfg, micro_batch=p.micro, grad_accum=p.grad_accum, world_size=trainers, device=device)
+        print(f"deepspeed config: {conf}")
     return run_dir_of(cfg)
 
 

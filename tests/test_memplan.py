@@ -175,6 +175,156 @@ def test_batch_arithmetic_errors_name_the_key():
         dry_run_report(load_config(REPO / "configs/qwen3vl_8b.yaml", ["rollout.prompts_per_step=12"]), 8)
 
 
+# ------------------------------------------------------------------------------------------------ split placement
+def _split(*over: str):
+    return _toy_cfg("rollout.placement=split", "rollout.rollout_ranks=1", *over)
+
+
+@pytest.mark.parametrize("over, w", [
+    ((), 2),  # bf16 on GPUs
+    (("deepspeed.precision=bf16", "model.dtype=float32"), 2),  # the dtype the trainer computes in, not the checkpoint's
+    (("deepspeed.precision=fp32", "model.dtype=float32"), 4),
+    (("model.lora.r=2",), 2),  # no LoRA wrapper: the base weights, adapters arrive merged
+])
+def test_split_rollout_rank_holds_whole_weights_and_no_training_state(over, w):
+    # 5 ranks, 1 rolls out: T = 4 trainers; ZeRO-3 and a KL reference on the trainers, none of it on the rollout rank
+    r = plan_memory(_split("deepspeed.zero_stage=3", "algorithm.kl_beta=0.01", *over), 5, arch=TOY).rollout
+    assert r.role == "rollout" and r.world_size == 1 and r.settings["clients"] == 4  # it serves all 4 trainers
+    assert _bytes(r, "parameters", "rollout") == _bytes(r, "parameters", "update") == 484 * w  # all 484, not / 4
+    assert [i.name for i in r.items if i.name.startswith(
+        ("optimizer", "gradients", "activations", "log-prob", "ZeRO", "KL", "gathered", "weight send"))] == []
+    # one trainer's share at a time: 8 prompts / 4 trainers × G 2 = 4 rows; 16 + 8 positions × 2 layers × (K, V)
+    # × 1 KV head × head dim 2 × w
+    assert _bytes(r, "generation KV cache", "rollout") == 4 * 24 * 2 * 2 * 1 * 2 * w
+    assert _bytes(r, "generation KV cache", "update") == 0  # freed before the weight sync
+    # the sync: one flat bucket (the whole toy model, far under 1 GiB) + a copy of its largest tensor, the
+    # embedding (vocabulary 10 × hidden 4)
+    assert _bytes(r, "weight receive", "update") == 484 * w + 10 * 4 * w
+    assert _bytes(r, "weight receive", "rollout") == 0
+    assert r.update_gib * GIB == pytest.approx(484 * w + 484 * w + 10 * 4 * w + 2 * GIB)  # + the CUDA runtime
+
+
+GENERATION = ("generation ", "gathered full weights", "vLLM ")
+"""The colocated plan's items that a split placement's training ranks do not hold: they never sample."""
+
+
+@pytest.mark.parametrize("over", [
+    (), ("deepspeed.zero_stage=3",), ("algorithm.kl_beta=0.01", "deepspeed.zero_stage=2"),
+    ("rollout.engine=vllm", "rollout.vllm.enable_sleep_mode=false", "deepspeed.zero_stage=3"),
+    ("deepspeed.zero_stage=3", "deepspeed.offload_optimizer=true", "deepspeed.offload_params=true"),
+])
+def test_split_trainers_plan_is_the_colocated_plan_of_T_ranks_without_generation(over):
+    split = plan_memory(_split(*over), 5, arch=TOY).trainers  # 5 ranks: 4 train
+    colocated = plan_memory(_toy_cfg(*over), 4, arch=TOY)
+    assert split.role == "trainer" and split.world_size == 4
+    kept = [(i.name, i.rollout, i.update, i.note) for i in colocated.items if not i.name.startswith(GENERATION)]
+    sync = ("weight send", "gathered bucket")
+    assert [(i.name, i.rollout, i.update, i.note) for i in split.items if not i.name.startswith(sync)] == kept
+    assert split.host == [h for h in colocated.host if not h[0].startswith("vLLM")]
+    # trainer 0 between updates: the bucket's tensors cloned, then their flat concatenation: 2 × the toy model's
+    # 484 × 2 B (one bucket); under ZeRO-3 every trainer gathers that bucket too
+    assert _bytes(split, "weight send", "rollout") == 2 * 484 * 2 and _bytes(split, "weight send", "update") == 0
+    zero3 = "deepspeed.zero_stage=3" in over
+    assert [i.name for i in split.items if i.name.startswith("gathered bucket")] == (["gathered bucket (ZeRO-3 sync)"]
+                                                                                    if zero3 else [])
+    if zero3:
+        assert _bytes(split, "gathered bucket", "rollout") == 484 * 2
+    assert split.update_gib == pytest.approx(sum(k[2] for k in kept))  # the update is the colocated one's
+
+
+def test_split_dry_run_prints_both_roles_with_rollout_ranks_as_a_fraction(no_network):
+    # 12 ranks, rollout_ranks 0.33: round(0.33 × 12) = round(3.96) = 4 roll out, 8 train, 128 / 8 = 16 prompts each
+    over = ["rollout.placement=split", "rollout.rollout_ranks=0.33"]
+    cfg = load_config(REPO / "configs/qwen3vl_8b.yaml", over)
+    plan, report = plan_memory(cfg, 12), dry_run_report(cfg, 12)
+    assert plan.trainers.world_size == 8 and plan.rollout.world_size == 4 and plan.rollout.settings["clients"] == 2
+    whole = plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml", [over[0], "rollout.rollout_ranks=4"]), 12)
+    assert whole.trainers.items == plan.trainers.items and whole.rollout.items == plan.rollout.items
+    # the trainers' update is the colocated 8-rank run's; a rollout rank holds the whole 8B model in bf16 and
+    # samples 16 × G 8 = 128 rows, 48 at once (the config's generation_batch_size): 48 × (2048 + 2048) positions ×
+    # 36 layers × (K, V) × 8 KV heads × 128 × 2 B
+    colocated = plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml"), 8)
+    assert plan.trainers.update_gib == pytest.approx(colocated.update_gib)
+    assert _bytes(plan.rollout, "parameters", "rollout") == known_arch("Qwen/Qwen3-VL-8B-Instruct").param_count() * 2
+    assert plan.rollout.settings["rows_per_rank"] == 128
+    assert _bytes(plan.rollout, "generation KV cache", "rollout") == 48 * 4096 * 36 * 2 * 8 * 128 * 2
+    assert "12 rank(s) split: 8 train, 4 roll out" in report
+    assert "memory plan, training ranks:" in report and "memory plan, rollout ranks:" in report
+    for role in (plan.trainers, plan.rollout):  # each table with its totals and its own verdict
+        assert f"{role.rollout_gib:8.2f}  {role.update_gib:8.2f}" in report
+    lines = report.splitlines()
+    assert any(l.startswith("training ranks: FITS: peak") for l in lines)
+    assert any(l.startswith("rollout ranks: FITS: peak") for l in lines)
+    assert lines[-1].startswith("split placement FITS: both roles") and plan.fits
+
+
+def test_split_dry_run_command_prints_both_roles_and_the_trainers_deepspeed_config(capsys, monkeypatch, tmp_path):
+    from sapo_vl.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["train", str(REPO / "configs/qwen3vl_8b.yaml"), "--dry-run", "--gpus", "12", "rollout.placement=split",
+                 "rollout.rollout_ranks=0.33", f"logging.out_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "memory plan, training ranks:" in out and "memory plan, rollout ranks:" in out
+    assert "split placement FITS: both roles" in out
+    # DeepSpeed runs on the 8 training ranks: 128 prompts / 8 × G 8 = 128 rows, 4 minibatches of 32, micro-batches
+    # of 4 → 8 accumulation steps; 4 × 8 × 8 ranks = 256 rows per optimizer step (128 prompts do not divide over 12)
+    assert "'gradient_accumulation_steps': 8" in out and "'train_batch_size': 256" in out
+    assert not list(tmp_path.iterdir())
+
+
+def test_split_where_only_the_rollout_rank_does_not_fit_names_a_generation_knob():
+    # 16 ranks, 8 roll out: each samples one trainer's 128 rows, all at once: a KV cache of 128 × 4096 × 36 × 2 × 8
+    # × 128 × 2 B = 72 GiB beside the 16.3 GiB of whole weights, over the 76 GiB plannable
+    over = ["rollout.placement=split", "rollout.rollout_ranks=8", "rollout.generation_batch_size=0"]
+    plan = plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml", over), 16)
+    assert _bytes(plan.rollout, "generation KV cache", "rollout") == 128 * 4096 * 36 * 2 * 8 * 128 * 2 == 72 * GIB
+    assert plan.trainers.fits and not plan.rollout.fits and not plan.fits
+    assert plan.trainers.knobs == [] and [k for k, _ in plan.rollout.knobs] == ["rollout.generation_batch_size"]
+    text = plan.render()
+    assert "rollout ranks: DOES NOT FIT" in text and "training ranks: FITS" in text
+    last = text.splitlines()[-1]
+    assert last.startswith("split placement DOES NOT FIT: the rollout ranks do not")
+    assert "turn rollout.generation_batch_size=" in last
+    fixed = plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml", over + [f"{k}={v}" for k, v in plan.knobs]), 16)
+    assert fixed.fits and fixed.rollout.peak_gib == pytest.approx(plan.rollout.knobs_peak_gib)
+    # a vLLM rollout rank holds its share beside the plain copy: 0.9 × 80 + 16.3 + 2 (runtime) > 76 GiB. Its share
+    # is the knob: (76 − 16.33 − 2) / 80 = 0.72, so 0.70 in steps of 0.05
+    vllm = ["rollout.placement=split", "rollout.rollout_ranks=8", "rollout.engine=vllm",
+            "rollout.vllm.gpu_memory_utilization=0.9"]
+    plan = plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml", vllm), 16)
+    assert not plan.fits and plan.trainers.fits and plan.knobs == [("rollout.vllm.gpu_memory_utilization", 0.7)]
+    weights = known_arch("Qwen/Qwen3-VL-8B-Instruct").param_count() * 2 / GIB
+    assert 0.7 * 80 + weights + 2 <= 76 < 0.75 * 80 + weights + 2
+
+
+def test_split_trainers_that_do_not_fit_get_training_knobs():
+    # ZeRO-0 on 8 training ranks of the 8B: every trainer holds 8.19 B × 12 B of optimizer state (91 GiB)
+    over = ["rollout.placement=split", "rollout.rollout_ranks=8", "deepspeed.zero_stage=0"]
+    plan = plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml", over), 16)
+    assert not plan.trainers.fits and plan.rollout.fits and plan.rollout.knobs == []
+    keys = {k for k, _ in plan.knobs}
+    assert "deepspeed.zero_stage" in keys and not keys & {"rollout.generation_batch_size",
+                                                          "rollout.vllm.gpu_memory_utilization"}
+    assert plan.render().splitlines()[-1].startswith("split placement DOES NOT FIT: the training ranks do not")
+    assert plan_memory(load_config(REPO / "configs/qwen3vl_8b.yaml", over + [f"{k}={v}" for k, v in plan.knobs]),
+                       16).fits
+
+
+def test_split_errors_name_the_key():
+    from sapo_vl.config import ConfigError
+
+    cfg = load_config(REPO / "configs/qwen3vl_8b.yaml", ["rollout.placement=split", "rollout.rollout_ranks=8"])
+    with pytest.raises(ConfigError, match="rollout.rollout_ranks=8 leaves no training rank in a launch of 8"):
+        dry_run_report(cfg, 8)
+    cfg = load_config(REPO / "configs/qwen3vl_8b.yaml", ["rollout.placement=split", "rollout.rollout_ranks=2"])
+    with pytest.raises(ConfigError, match=r"prompts_per_step=128 must be a multiple of the number of ranks \(6\).*"
+                                          r"rollout.rollout_ranks=2: 6 of the 8 ranks train"):
+        dry_run_report(cfg, 8)
+
+
 # ------------------------------------------------------------------------------------------------ activations
 def _saved_bytes_per_layer_token(arch: Arch, dtype: torch.dtype, seq: int = 48, rows: int = 3) -> float:
     """Bytes autograd keeps per token per text layer, measured: 3 layers minus 1 layer, padded rows."""
