@@ -677,8 +677,8 @@ def whole_weight_items(c: PlanContext) -> list[Item]:
     """A rollout rank's copy of the model (`split.rollout_policy`): every parameter, whole, in the dtype the
     trainer computes in; no LoRA wrapper (adapters arrive merged), no gradients or optimizer state."""
     note = f"{_count(c.params)} × {c.w} B, whole (no ZeRO)"
-    if c.cfg.rollout.engine == "vllm":
-        note += "; the plain model the engine was built from, beside vLLM's own copy"
+    if c.cfg.rollout.engine == "vllm":  # vLLM holds the device copy; its `transformers` twin stays on the host
+        return []
     return [Item("parameters (whole copy)", _gib(c.params * c.w), _gib(c.params * c.w), note)]
 
 
@@ -692,9 +692,11 @@ def weight_receive_items(c: PlanContext) -> list[Item]:
 
 
 def rollout_host_items(c: PlanContext) -> list[tuple[str, float]]:
-    """Host memory per node of rollout ranks: each reads the whole checkpoint in the training dtype."""
+    """Host memory per node of rollout ranks: each reads the whole checkpoint in the training dtype (with vLLM, that
+    `transformers` copy stays in host memory for the whole run: names, config, start-up checkpoint)."""
     per_node = min(c.rollout_ranks, c.gpus_per_node)
-    return [(f"loading (each rollout rank reads the whole checkpoint; {per_node} per node)",
+    what = "vLLM's transformers twin on the host" if c.cfg.rollout.engine == "vllm" else "loading"
+    return [(f"{what} (each rollout rank reads the whole checkpoint; {per_node} per node)",
              _gib(c.params * c.w * per_node))]
 
 
@@ -759,9 +761,8 @@ def vllm_generation_memory(c: PlanContext) -> GenerationMemory:
     v = c.cfg.rollout.vllm
     share = v.gpu_memory_utilization * c.gpu_gib if c.device == "cuda" else 0.0
     sleeps = v.enable_sleep_mode and c.device == "cuda"
-    if c.role == "rollout":  # a split placement's rollout rank: asleep after each share; the sync wakes its weights
-        second = min(share, _gib(c.params * c.w)) if sleeps else share
-        how = ", asleep between shares (the sync wakes its weights alone)" if sleeps else ""
+    if c.role == "rollout":  # a split placement's rollout rank never sleeps: no update phase shares its GPU
+        second, how = share, ", awake throughout (no update phase on a rollout rank)"
     else:
         second, how = (0.0 if sleeps else share), (", asleep in the update" if sleeps else "")
     out = GenerationMemory(rows_at_once=c.shape.rows_per_rank, items=[

@@ -269,7 +269,9 @@ class VLLMEngine:
         first = next(model.parameters())
         self.device = device if device is not None else first.device
         self.dtype = first.dtype
-        self.sleep_enabled = bool(vc.enable_sleep_mode) and self.device.type == "cuda"
+        # (a rollout rank of a split placement has no update phase to give its memory to, and a level-2 sleep would
+        # discard the weights the trainer sent: it never sleeps)
+        self.sleep_enabled = bool(vc.enable_sleep_mode) and self.device.type == "cuda" and ds_engine is not None
         text_config = getattr(model.config, "text_config", model.config)
         self.tied = bool(getattr(model.config, "tie_word_embeddings", False) or
                          getattr(text_config, "tie_word_embeddings", False))
