@@ -34,7 +34,7 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 LossName = Literal[tuple(LOSSES)]  # type: ignore[valid-type]  # the registered losses, `sapo_vl.losses`
 Placement = Literal["colocated", "split"]
 EngineName = Literal[tuple(ROLLOUT_ENGINES)]  # type: ignore[valid-type]  # the registered engines, `sapo_vl.engines`
-CorrectionMode = Literal["none", "tis", "mis"]
+CorrectionMode = Literal["auto", "none", "tis", "mis"]
 CorrectionLevel = Literal["token", "sequence"]
 RoutingReplay = Literal["off", "measure", "r3"]
 
@@ -188,11 +188,13 @@ class OverlongPenaltyConfig:
 
 @dataclass
 class RolloutCorrectionConfig:
-    mode: CorrectionMode = "none"
+    mode: CorrectionMode = "auto"
     """Correction for the sampler/trainer mismatch (π_sample ≠ π_old): "none"; "tis" = truncated importance
     sampling, weight min(π_old/π_sample, threshold); "mis" = masked importance sampling, weight π_old/π_sample
-    inside [1/threshold, threshold], drop what leaves it. The weights scale each token's advantage. Off by
-    default; with rollout.engine=vllm in bf16 (and for MoE) use "tis" (see README, "vLLM rollouts")."""
+    inside [1/threshold, threshold], drop what leaves it. The weights scale each token's advantage. "auto" (the
+    default) is "tis" when the sampler may be stale (rollout.placement=split with rollout.max_staleness >= 1: the
+    demo at staleness 1 reached 0.48 mean reward uncorrected, 0.96 with token TIS) and "none" otherwise; with
+    rollout.engine=vllm in bf16 (and for MoE) set "tis" (see README, "vLLM rollouts")."""
     level: CorrectionLevel = "token"
     """"token": a weight (or mask) per token; "sequence": one per completion, from its summed log-ratio."""
     threshold: float = 2.0
@@ -565,6 +567,15 @@ def _logging_eval_train(cfg: Config, need, out: list[str]) -> None:
 
     need(t.steps >= 1, "train.steps", "must be >= 1")
     need(t.seed >= 0, "train.seed", "must be >= 0")
+
+
+def correction_mode(cfg: Config) -> str:
+    """`algorithm.rollout_correction.mode` with "auto" resolved: "tis" when a split placement may train on batches
+    sampled by an older policy (`rollout.max_staleness` >= 1), "none" otherwise."""
+    mode = cfg.algorithm.rollout_correction.mode
+    if mode != "auto":
+        return mode
+    return "tis" if cfg.rollout.placement == "split" and cfg.rollout.max_staleness >= 1 else "none"
 
 
 def validate(cfg: Config, source: str = "config") -> None:

@@ -39,7 +39,7 @@ import torch
 from . import ds, routing
 from .algorithms import group_advantages, rollout_correction, zero_std_groups
 from .batch_plan import batch_plan
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, correction_mode, load_config
 from .data.stream import PromptStream
 from .dist import all_gather_cat, world_size
 from .metrics import GroupRewards, StepCounters, StepTiming, step_metrics
@@ -122,7 +122,9 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], Rollout | None]:
     run.skipped_steps += bad_steps
     if bad_steps:
         run.say(f"step {step}: non-finite loss in {bad_steps} minibatch(es); those optimizer steps were skipped")
-    timing = StepTiming(start=t0, rolled_out=t_rolled, updated=time.time(), score_s=scored.score_s)
+    # (split placement: the rollout rank scored while this rank waited; the wait is the rollout phase here)
+    timing = StepTiming(start=t0, rolled_out=t_rolled, updated=time.time(),
+                        score_s=scored.score_s if run.feed is None else 0.0)
     counters = StepCounters(
         lr=float(run.ds_engine.optimizer.param_groups[0]["lr"]), grad_norm=ds.grad_norm(run.ds_engine),
         skipped_steps=run.skipped_steps, score_timeouts=float(scored.score_timeouts),
@@ -164,7 +166,7 @@ def needs_mismatch_pass(run: Run) -> bool:
     separate sampler drew the rollout (an engine that does not sample from the trainer's own weights)."""
     if run.feed is not None:  # split placement: a separate copy, possibly rollout.max_staleness versions old
         return True
-    return run.cfg.algorithm.rollout_correction.mode != "none" or not run.rollout_engine.samples_from_trainer_weights
+    return correction_mode(run.cfg) != "none" or not run.rollout_engine.samples_from_trainer_weights
 
 
 def old_and_ref_logprobs(run: Run, rollout: Rollout, source) -> torch.Tensor | None:
@@ -183,11 +185,11 @@ def correct_rollout_mismatch(run: Run, rollout: Rollout) -> dict[str, float]:
     `rollout.is_weights` and narrows `rollout.loss_mask`; returns the mismatch diagnostics (empty otherwise)."""
     if rollout.old_logprobs is None or not needs_mismatch_pass(run):
         return {}
-    rc = run.cfg.algorithm.rollout_correction
+    rc, mode = run.cfg.algorithm.rollout_correction, correction_mode(run.cfg)
     weights, rollout.loss_mask, diagnostics = rollout_correction(
-        rollout.old_logprobs, rollout.sample_logprobs, rollout.loss_mask, mode=rc.mode, level=rc.level,
+        rollout.old_logprobs, rollout.sample_logprobs, rollout.loss_mask, mode=mode, level=rc.level,
         threshold=rc.threshold)
-    rollout.is_weights = weights if rc.mode != "none" else None
+    rollout.is_weights = weights if mode != "none" else None
     return diagnostics
 
 
