@@ -53,8 +53,8 @@ def init_distributed() -> Dist:
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(extensions_dir()))
     cuda = torch.cuda.is_available()
-    if not dist.is_initialized():
-        with build_lock_watch(Path(os.environ["TORCH_EXTENSIONS_DIR"])):
+    if not (dist.is_initialized() and deepspeed.comm.is_initialized()):  # (a split placement's trainers joined
+        with build_lock_watch(Path(os.environ["TORCH_EXTENSIONS_DIR"])):  # their group: DeepSpeed wraps it)
             deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", verbose=False)
             if not cuda:
                 unlink_shm_buffer(dist.get_rank())

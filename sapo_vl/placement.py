@@ -15,9 +15,9 @@ the waiting side fails at once. Both become a `SplitError` naming the rank and w
 """
 from __future__ import annotations
 
+import io
 import math
 import os
-import pickle
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Iterable, Iterator
@@ -134,7 +134,9 @@ class Channel:
 
     def send(self, obj: Any, dst: int) -> None:
         """Send a picklable object to rank `dst` without waiting for it to be received."""
-        payload = torch.frombuffer(bytearray(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)), dtype=torch.uint8)
+        buf = io.BytesIO()
+        torch.save(obj, buf)  # (torch.save writes a storage once however many views share it; pickle, once per view)
+        payload = torch.frombuffer(bytearray(buf.getbuffer()), dtype=torch.uint8)
         size = torch.tensor([payload.numel()], dtype=torch.int64)
         for t in (size, payload):
             self.pending.append((self.data.send([t], dst, 0), t, dst))
@@ -149,7 +151,7 @@ class Channel:
             self.data.recv([payload], src, 0).wait()
         except RuntimeError as err:
             raise self._fail(err, self.name(src), what) from err
-        return pickle.loads(payload.numpy().tobytes())
+        return torch.load(io.BytesIO(payload.numpy().tobytes()), weights_only=False)  # our own ranks' objects
 
     def flush(self, what: str) -> None:
         """Wait until every send of this rank was received."""

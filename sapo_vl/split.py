@@ -41,7 +41,7 @@ import torch
 from . import ds, routing
 from .config import Config
 from .data.stream import PromptStream
-from .dist import Dist, local_device
+from .dist import Dist, all_reduce, local_device, world_size
 from .engines import engine_class
 from .models.loading import load_policy, load_processor
 from .placement import Channel, Placement, SplitError, join, launch_ranks, placement_of
@@ -100,8 +100,13 @@ class RolloutFeed:
         stale = staleness > self.cfg.rollout.max_staleness
         self.dropped += stale
         self.stats = {"staleness": float(staleness), "stale_batches_dropped": float(self.dropped),
-                      "rollout_wait_s": time.time() - t, "rollout_sample_s": float(msg["sample_s"])}
-        return None if stale else msg["scored"]
+                      "rollout_wait_s": time.time() - t, "rollout_sample_s": float(msg["sample_s"]),
+                      "rollout_idle_s": float(msg["idle_s"]), "weight_sync_s": 0.0}
+        if stale:
+            return None
+        scored = msg["scored"]  # its zero-std share was this trainer's alone; the colocated ranks average theirs
+        scored.zero_std_frac_sampled = all_reduce([scored.zero_std_frac_sampled])[0] / world_size()
+        return scored
 
     def publish(self, version: int) -> None:
         """Every trainer: send the weights as `version` (trainer 0 sends; under ZeRO-3 all gather each bucket)."""
@@ -157,13 +162,15 @@ def serve_rollouts(cfg: Config, split: Split) -> None:
     version = load_next_version(engine, channel, device)
     pad_id = processor.tokenizer.pad_token_id
     for t in range(start, cfg.train.steps):
+        t0 = time.time()
         while version < t - cfg.rollout.max_staleness:
             version = load_next_version(engine, channel, device)
+        idle = time.time() - t0  # waiting for (and loading) the weights this batch needs
         for r in clients:
             t0 = time.time()
             scored = sample_and_score(engine, streams[r], cfg, step_seed(cfg, t, r), pad_id=pad_id)
             channel.send({"step": t, "version": version, "scored": scored, "stream": streams[r].state_dict(),
-                          "sample_s": time.time() - t0}, r)
+                          "sample_s": time.time() - t0, "idle_s": idle}, r)
     channel.flush("the last batches")
 
 

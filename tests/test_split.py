@@ -5,6 +5,7 @@ hf engine) on the tiny Qwen3-VL, compared with the colocated run on 1 rank.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import torch
 
 from sapo_vl.config import load_config
 from sapo_vl.placement import Placement, SplitError, join, placement_of
+from sapo_vl.rollout import Scored
 from sapo_vl.split import RolloutFeed, Split
 from train_helpers import REPO, _port, launch, metrics, small_overrides
 
@@ -67,10 +69,10 @@ class _Stream:
 
 def test_a_batch_staler_than_max_staleness_is_dropped_counted_and_never_trained_on():
     cfg = load_config("configs/demo.yaml", ["rollout.placement=split", "rollout.max_staleness=1"])
-    fresh, stale = object(), object()
-    msgs = [{"step": 5, "version": 3, "scored": stale, "stream": {"i": 5}, "sample_s": 0.1},
-            {"step": 6, "version": 5, "scored": fresh, "stream": {"i": 6}, "sample_s": 0.1},
-            {"step": 9, "version": 8, "scored": fresh, "stream": {}, "sample_s": 0.1}]
+    stale, fresh = Scored(rollout=None, zero_std_frac_sampled=0.5), Scored(rollout=None, zero_std_frac_sampled=0.25)
+    msgs = [{"step": 5, "version": 3, "scored": stale, "stream": {"i": 5}, "sample_s": 0.1, "idle_s": 0.0},
+            {"step": 6, "version": 5, "scored": fresh, "stream": {"i": 6}, "sample_s": 0.1, "idle_s": 0.0},
+            {"step": 9, "version": 8, "scored": fresh, "stream": {}, "sample_s": 0.1, "idle_s": 0.0}]
     split = Split(Placement(world=2, trainers=1, rank=0), _Channel(msgs))
     stream = _Stream()
     feed = RolloutFeed(cfg, split, policy=None, ds_engine=None, stream=stream)
@@ -196,3 +198,29 @@ def test_demo_on_one_trainer_and_one_rollout_rank_at_staleness_1_learns(tmp_path
     assert len(rows) == 100 and all(r["staleness"] == (0 if r["step"] == 0 else 1) for r in rows)
     last = [r["reward_mean"] for r in rows[-20:]]
     assert sum(last) / 20 >= 0.9, last
+
+
+def test_two_zero3_trainers_and_one_rollout_rank_train_on_the_colocated_batches(tmp_path, tiny_dense):
+    """T = 2 under ZeRO-3 (every trainer gathers each weight bucket, trainer 0 sends it): the rollout rank samples
+    both trainers' shares as the 2 colocated ranks would, so both runs log the same steps."""
+    zero3 = {"deepspeed.zero_stage": 3, "train.steps": 2, "logging.sample_every": 0}
+    colo = launch(small_overrides(tmp_path, "colo", **zero3), ranks=2)
+    assert colo.returncode == 0, colo.stderr[-3000:]
+    split = launch(small_overrides(tmp_path, "split", **zero3, **{"rollout.placement": "split"}), ranks=3)
+    assert split.returncode == 0, split.stderr[-3000:]
+    assert "2 training rank(s) + 1 rollout rank(s)" in split.stdout
+    a, b = metrics(tmp_path / "split"), metrics(tmp_path / "colo")
+    assert len(a) == len(b) == 2
+    for x, y in zip(a, b):
+        assert _same(x, y) == [] and abs(x["mismatch_kl"]) < 1e-6
+
+
+def test_lora_weights_reach_the_rollout_rank_merged(tmp_path, tiny_dense):
+    """The rollout rank's plain model takes W + B·A·scale: after LoRA updates it still samples from the trainer's
+    policy (no mismatch beyond kernels), at staleness 0."""
+    res = _split(tmp_path, "lora", 2, "model.lora.r=8", "optimizer.lr=5e-3", "train.format_warmup_steps=6")
+    assert res.returncode == 0, res.stderr[-3000:]
+    before, after = map(float, re.search(r"loss ([\d.]+) → ([\d.]+)", res.stdout).groups())
+    assert after < before - 0.5  # the adapters moved the policy well away from the base weights
+    rows = metrics(tmp_path / "lora")
+    assert all(abs(r["mismatch_kl"]) < 1e-6 and r["mismatch_abs_max"] < 1e-3 for r in rows), rows
