@@ -80,3 +80,29 @@ def test_start_checkpoint_refuses_a_folder_that_does_not_hold_the_policys_tensor
     from sapo_vl.models.loading import hf_model
 
     assert start_checkpoint(str(tiny_dense), hf_model(lora)) == tiny_dense  # base weights named as saved
+
+
+def test_load_into_puts_streamed_weights_back_and_names_what_does_not_fit(tiny_moe):
+    """`weights.load_into` is `policy_weights`' inverse (MoE experts back in the transformers layout); a tensor the
+    model lacks, or one of another shape, is an error naming it."""
+    import pytest
+    import torch
+
+    from sapo_vl.models.loading import load_policy
+    from sapo_vl.weights import WeightSyncError, load_into
+
+    src = load_policy(str(tiny_moe), dtype="float32", device="cpu")
+    dst = load_policy(str(tiny_moe), dtype="float32", device="cpu")
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(torch.randn_like(p))
+    sent = list(policy_weights(src))
+    assert any(n.endswith("experts.gate_up_proj") for n, _ in sent)
+    assert load_into(dst, sent) == len(sent)
+    for (name, a), b in zip(src.named_parameters(), dst.parameters()):
+        assert torch.equal(a, b), name
+    with pytest.raises(WeightSyncError, match="no parameter 'model.extra.weight'"):
+        load_into(dst, [("model.extra.weight", torch.zeros(1))])
+    name, tensor = sent[0]
+    with pytest.raises(WeightSyncError, match=f"{name!r} arrived with shape"):
+        load_into(dst, [(name, tensor[..., :1])])
