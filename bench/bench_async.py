@@ -27,20 +27,15 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from sapo_vl.launch import free_port
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(out: Path, name: str, args, extra: list[str]) -> list[dict]:
@@ -48,7 +43,7 @@ def run(out: Path, name: str, args, extra: list[str]) -> list[dict]:
                PYTHONUNBUFFERED="1")
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_port()),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "sapo_vl.train", "configs/demo.yaml", f"train.steps={args.steps}", "train.format_warmup_steps=0",
            f"rollout.max_new_tokens={args.max_new_tokens}", f"rollout.prompts_per_step={args.prompts}",
            f"rollout.group_size={args.group_size}",

@@ -6,8 +6,8 @@ sample (`rollout.rollout_ranks`). Each role gets its own default process group, 
 collective of the training loop see a job of T ranks exactly as a colocated run of T ranks would (a rollout rank is a
 group of one). The roles meet through two groups built on the launch's own store:
 
-- `data`: gloo over all W ranks, for messages (pickled objects): a trainer's hello, the scored batches, the headers
-  of weight buckets. Point to point only.
+- `data`: gloo over all W ranks, for messages (objects written by `torch.save`): a trainer's hello, the scored
+  batches, the headers of weight buckets. Point to point only.
 - `weights`: trainer 0 and the R rollout ranks, for the weight tensors (NCCL on GPUs, gloo on the CPU).
 
 Every wait on the other role is bounded by `rollout.sync_timeout_s`; a peer that dies closes its connections, so

@@ -12,7 +12,7 @@ only train (`sapo_vl/placement.py` gives each role its own process group). Steps
       staleness = s − version of batch s              per trainer r it serves: sample and score r's share of
       (> k: dropped, counted, no update)                batch t (the prompts, seed and stream rank r would use
       π_old recomputed, μ × minibatches updates         colocated) → r, tagged (t, version, stream state)
-      (trainer 0) weights, version s+1 ─────────────→ (sent only if a later batch needs it: s+1+k ≤ N−1)
+      (trainer 0) weights, version s+1 ──────────→  (sent only if a later batch needs it: s+1+k ≤ N−1)
 
 So batch t is sampled with version max(start, t − k): with k = 0 the run is the colocated run of T ranks (same
 prompts, completions and updates); with k = 1 generation of batch s+1 overlaps the update on batch s. A rollout

@@ -2,12 +2,13 @@
 rank's engine takes the trainer's weights over torch.distributed and samples what the colocated vLLM run samples."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from sapo_vl.launch import free_port
 
 pytestmark = pytest.mark.vllm
 pytest.importorskip("vllm.entrypoints.llm")  # the real vLLM, not a namespace package
@@ -15,18 +16,12 @@ pytest.importorskip("vllm.entrypoints.llm")  # the real vLLM, not a namespace pa
 REPO = Path(__file__).parent.parent.parent
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(checkpoint, out: Path, name: str, ranks: int, *extra: str) -> list[dict]:
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", DS_ACCELERATOR="cpu")
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "--master_port",
-                str(_port()), "-m"] if ranks > 1 else [sys.executable, "-m"]
+                str(free_port()), "-m"] if ranks > 1 else [sys.executable, "-m"]
     cmd = [*launcher, "sapo_vl.train", "configs/demo.yaml", f"model.name_or_path={checkpoint}", "train.steps=3",
            "train.format_warmup_steps=4", f"logging.out_dir={out}", f"logging.run_name={name}",
            "logging.progress=false", "logging.plots=false", "logging.tensorboard=false", "logging.sample_every=1",
