@@ -71,9 +71,8 @@ def chunked_logprobs(
     logps, ents = [], []
     for s in range(0, N * T, chunk_size):
         h, t = flat_h[s : s + chunk_size], flat_t[s : s + chunk_size]
-        if torch.is_grad_enabled() and h.requires_grad:
-            lp, _ = checkpoint(_chunk_logprobs, h, t, lm_head, temperature, False, banned, use_reentrant=False)
-            ent = _chunk_entropy(h.detach(), lm_head, temperature, banned) if with_entropy else torch.zeros_like(lp)
+        if torch.is_grad_enabled() and h.requires_grad:  # the entropy from the forward's logits, not the recompute's
+            lp, ent = checkpoint(_OnceEntropy(lm_head, temperature, with_entropy, banned), h, t, use_reentrant=False)
         else:
             lp, ent = _chunk_logprobs(h, t, lm_head, temperature, with_entropy, banned)
         logps.append(lp)
@@ -81,10 +80,17 @@ def chunked_logprobs(
     return torch.cat(logps).view(N, T), torch.cat(ents).view(N, T)
 
 
-@torch.no_grad()
-def _chunk_entropy(h: Tensor, lm_head: nn.Module, temperature: float, banned: Tensor | None = None) -> Tensor:
-    logits = _logits(h, lm_head, temperature, banned)  # (n, V)
-    return _entropy(logits, torch.logsumexp(logits, dim=-1))
+class _OnceEntropy:
+    """`_chunk_logprobs` for `checkpoint`: the entropy on the first call only, so the backward's recompute of the
+    chunk runs the log-probs alone (one vocabulary projection per chunk in the forward, not two)."""
+
+    def __init__(self, lm_head: nn.Module, temperature: float, with_entropy: bool, banned: Tensor | None):
+        self.args, self.with_entropy = (lm_head, temperature), with_entropy
+        self.banned = banned
+
+    def __call__(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        first, self.with_entropy = self.with_entropy, False
+        return _chunk_logprobs(h, t, *self.args, first, self.banned)
 
 
 def naive_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0) -> Tensor:

@@ -320,7 +320,8 @@ def shared_prefix_mask(segment_ids: Tensor) -> Tensor:
 def packed_logprobs(
     module, batch: PackedBatch, *, temperature: float = 1.0, touch_vision: bool = False, with_entropy: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """`PolicyLogprobs`' computation on a packed batch → (logp (n, Lc), entropy (n, Lc)) of `batch.rows`.
+    """`PolicyLogprobs`' computation on a packed batch → (logp (n, Lc), entropy (n, Lc)) of `batch.rows`, 0 past
+    each completion's end (the vocabulary projection runs on the real tokens only).
 
     module: the `PolicyLogprobs` (its `.policy` and `.chunk_size` are used). touch_vision: as in
     `PolicyLogprobs.forward`, run the tower on a dummy image when the batch has none (ZeRO-3 in step).
@@ -346,10 +347,14 @@ def packed_logprobs(
         raise RuntimeError("the packed forward's attention layers did not run the shared-prefix kernel "
                            f"(attn_implementation {model.config.get_text_config()._attn_implementation!r})")
     h = out.last_hidden_state  # (R, L, H)
-    hidden = h.reshape(-1, h.shape[-1])[batch.pred_index]  # (n, Lc, H)
-    logp, entropy = chunked_logprobs(hidden, model.get_output_embeddings(), batch.targets, temperature=temperature,
-                                     chunk_size=module.chunk_size, with_entropy=with_entropy,
-                                     banned=module.banned.to(hidden.device))
+    # the vocabulary projection on the T real completion tokens only (the (n, Lc) grid's padding stays 0)
+    real = layout.comp_valid  # (n, Lc)
+    hidden = h.reshape(-1, h.shape[-1])[batch.pred_index[real]]  # (T, H)
+    lp, ent = chunked_logprobs(hidden[None], model.get_output_embeddings(), batch.targets[real][None],
+                               temperature=temperature, chunk_size=module.chunk_size, with_entropy=with_entropy,
+                               banned=module.banned.to(hidden.device))  # (1, T) each
+    logp = lp.new_zeros(real.shape).masked_scatter(real, lp[0])  # (n, Lc)
+    entropy = ent.new_zeros(real.shape).masked_scatter(real, ent[0])  # (n, Lc)
     if dummy is not None:
         logp = logp + 0.0 * dummy
     return logp, entropy

@@ -7,8 +7,11 @@ standard fused kernels (FlashAttention-style, with their log-sum-exp), none with
 
 - the prompts: causal attention over each row's first P tokens (P²/2 pairs);
 - completions → prompt: all completion tokens of a row, as one long query sequence, over that row's prompt keys and
-  values — shared by every completion, never copied (G·C·P pairs; grouped-query heads fold into the queries);
-- completions → themselves: the completions gathered into a (n, C) batch, causal (G·C²/2 pairs).
+  values, shared by every completion (G·C·P pairs);
+- completions → themselves: one causal call per completion (G·C²/2 pairs).
+
+Every call reads views of q, k, v (no gather of the completions, no index tensors); only key/value heads are
+repeated for grouped-query attention, and the outputs are written (and merged) in place in the (R, L, H, D) result.
 
 The two completion parts are softmax-merged through their log-sum-exps: out = Σ exp(lse_part − lse) · out_part,
 lse = logaddexp(lse_cross, lse_own), which is the attention over [prompt, own completion] exactly. The backward
@@ -42,6 +45,8 @@ class SharedPrefixLayout:
     """(R) prompt tokens at the start of each row."""
     row_end: list[int]
     """(R) end of each row's last completion (positions past it are padding)."""
+    completion_len: list[list[int]]
+    """(R, k_r) the lengths of each row's completions, in order."""
     length: int
     """L, the padded row length."""
     comp_index: Tensor
@@ -65,8 +70,15 @@ class SharedPrefixLayout:
         return self.comp_index[self.comp_valid]
 
     def to(self, device) -> "SharedPrefixLayout":
-        return SharedPrefixLayout(self.prompt_len, self.row_end, self.length, self.comp_index.to(device),
-                                  self.comp_valid.to(device), self.prompt_valid.to(device))
+        return SharedPrefixLayout(self.prompt_len, self.row_end, self.completion_len, self.length,
+                                  self.comp_index.to(device), self.comp_valid.to(device), self.prompt_valid.to(device))
+
+    def spans(self):
+        """(row, start, length) of every completion, row by row."""
+        for r, (p, cs) in enumerate(zip(self.prompt_len, self.completion_len)):
+            for c in cs:
+                yield r, p, c
+                p += c
 
 
 def layout_of(prompt_len: list[int], completion_lens: list[list[int]], length: int) -> SharedPrefixLayout:
@@ -84,7 +96,8 @@ def layout_of(prompt_len: list[int], completion_lens: list[list[int]], length: i
     pmax = max(prompt_len)
     return SharedPrefixLayout(
         prompt_len=list(prompt_len), row_end=[p + sum(cs) for p, cs in zip(prompt_len, completion_lens)],
-        length=length, comp_index=start + torch.minimum(t, clen - 1), comp_valid=t < clen,
+        completion_len=[list(cs) for cs in completion_lens], length=length,
+        comp_index=start + torch.minimum(t, clen - 1), comp_valid=t < clen,
         prompt_valid=torch.arange(pmax)[None] < torch.tensor(prompt_len)[:, None],
     )
 
@@ -154,17 +167,6 @@ def _math_attend_backward(do, q, k, v, out, lse, causal, scale):
 
 
 # ---------------------------------------------------------------------------------------------------- the attention
-def _fold(x: Tensor, groups: int) -> Tensor:
-    """(T, H, D) tokens → (1, groups, (H // groups)·T, D): the query heads that share a key head as one sequence."""
-    T, H, D = x.shape
-    return x.transpose(0, 1).reshape(1, groups, (H // groups) * T, D)
-
-
-def _unfold(x: Tensor, heads: int) -> Tensor:
-    """`_fold`'s inverse: (1, groups, (H // groups)·T, ...) → (T, H, ...)."""
-    return x.reshape(heads, -1, *x.shape[3:]).transpose(0, 1)
-
-
 def _rep(x: Tensor, n_rep: int) -> Tensor:
     """(B, Hkv, L, D) → (B, Hkv·n_rep, L, D), each key head repeated for its query heads (as `repeat_kv`)."""
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
@@ -175,90 +177,84 @@ def _sum_rep(x: Tensor, n_rep: int) -> Tensor:
     return x if n_rep == 1 else x.unflatten(1, (-1, n_rep)).sum(2)
 
 
+def _kv(x: Tensor, r: int, a: int, b: int, n_rep: int) -> Tensor:
+    """Row r's key (or value) heads at positions a..b−1, each repeated for its query heads → (1, H, b − a, D)."""
+    return _rep(x[r : r + 1, :, a:b], n_rep)
+
+
+def _merge(lse_x: Tensor, out_x: Tensor, lse_o: Tensor, out_o: Tensor) -> tuple[Tensor, Tensor]:
+    """Softmax-merge two attentions of the same queries over disjoint keys: (1, H, c) log-sum-exps and (1, H, c, D)
+    outputs → the (1, H, c, D) attention over both key sets and its (1, H, c) log-sum-exp."""
+    lse = torch.logaddexp(lse_x, lse_o)  # (1, H, c)
+    out = torch.exp(lse_x - lse)[..., None] * _wide(out_x) + torch.exp(lse_o - lse)[..., None] * _wide(out_o)
+    return out.to(out_x.dtype), lse
+
+
 class _SharedPrefixAttention(torch.autograd.Function):
+    """Kernel calls on views of q, k, v: no gather of the completions, no index tensors; only the (R, Pmax)
+    prompt block and the completions' key/value heads (repeated for grouped-query heads) are copied."""
+
     @staticmethod
     def forward(ctx, q, k, v, layout: SharedPrefixLayout, scale: float):
         R, H, L, D = q.shape
-        hkv = k.shape[1]
-        n_rep = H // hkv
-        pmax = layout.prompt_valid.shape[1]
-        qt, kt, vt = (x.transpose(1, 2).reshape(R * L, x.shape[1], D) for x in (q, k, v))  # (R·L, h, D)
+        n_rep = H // k.shape[1]
+        pmax = max(layout.prompt_len)
+        out = q.new_zeros(R, L, H, D)
+        lse = q.new_zeros(R, H, L, dtype=torch.promote_types(q.dtype, torch.float32))  # the completions' merged lse
         # the prompts: causal over each row's first Pmax positions (a shorter prompt's extra positions are dropped)
-        qp, kp, vp = q[:, :, :pmax], _rep(k[:, :, :pmax], n_rep), _rep(v[:, :, :pmax], n_rep)
-        out_p, lse_p, ex_p = _attend(qp, kp, vp, True, scale)  # (R, H, Pmax, D), (R, H, Pmax)
+        out_p, lse_p, ex_p = _attend(q[:, :, :pmax], _rep(k[:, :, :pmax], n_rep), _rep(v[:, :, :pmax], n_rep),
+                                     True, scale)  # (R, H, Pmax, D), (R, H, Pmax)
+        for r, p in enumerate(layout.prompt_len):
+            out[r, :p] = out_p[r, :, :p].transpose(0, 1)
         # completions → their row's prompt, all completion tokens of a row as one query sequence
-        tok = layout.token_index  # (T,)
-        outs, lses, ex_x = [], [], []
+        ex_x = []
         for r, (p, e) in enumerate(zip(layout.prompt_len, layout.row_end)):
-            qx = _fold(qt[r * L + p : r * L + e], hkv)  # (1, Hkv, n_rep·T_r, D)
-            o, lse, ex = _attend(qx, k[r : r + 1, :, :p], v[r : r + 1, :, :p], False, scale)
-            outs.append(_unfold(o, H))  # (T_r, H, D)
-            lses.append(_unfold(lse, H))  # (T_r, H)
+            o, lse_r, ex = _attend(q[r : r + 1, :, p:e], _kv(k, r, 0, p, n_rep), _kv(v, r, 0, p, n_rep), False, scale)
+            out[r, p:e] = o[0].transpose(0, 1)  # (T_r, H, D), merged below
+            lse[r, :, p:e] = lse_r[0]
             ex_x.append(ex)
-        out_x, lse_x = torch.cat(outs), torch.cat(lses)  # (T, H, D), (T, H)
-        # completions → themselves: a (n, Cmax) batch, causal
-        ci, cv = layout.comp_index, layout.comp_valid
-        qo = qt[ci].transpose(1, 2)  # (n, H, Cmax, D)
-        ko, vo = _rep(kt[ci].transpose(1, 2), n_rep), _rep(vt[ci].transpose(1, 2), n_rep)
-        out_o, lse_o, ex_o = _attend(qo, ko, vo, True, scale)
-        out_o, lse_o = out_o.transpose(1, 2)[cv], lse_o.transpose(1, 2)[cv]  # (T, H, D), (T, H)
-        # softmax-merge the two completion parts
-        lse = torch.logaddexp(lse_x, lse_o)  # (T, H)
-        out_t = (torch.exp(lse_x - lse)[..., None] * _wide(out_x)
-                 + torch.exp(lse_o - lse)[..., None] * _wide(out_o)).to(q.dtype)  # (T, H, D)
-        out = q.new_zeros(R * L, H, D)
-        out[layout.prompt_index] = out_p.transpose(1, 2)[layout.prompt_valid]
-        out[tok] = out_t
-        ctx.save_for_backward(q, k, v, out_p, lse_p, out_t, lse)
+        # completions → themselves, causal, one call per completion; softmax-merged with the part above
+        ex_o = []
+        for r, s, c in layout.spans():
+            o, lse_o, ex = _attend(q[r : r + 1, :, s : s + c], _kv(k, r, s, s + c, n_rep), _kv(v, r, s, s + c, n_rep),
+                                   True, scale)  # (1, H, c, D), (1, H, c)
+            o, lse_m = _merge(lse[r : r + 1, :, s : s + c], out[r : r + 1, s : s + c].transpose(1, 2), lse_o, o)
+            out[r, s : s + c] = o[0].transpose(0, 1)
+            lse[r, :, s : s + c] = lse_m[0]
+            ex_o.append(ex)
+        ctx.save_for_backward(q, k, v, out_p, lse_p, out, lse)
         ctx.layout, ctx.extra = layout, (ex_p, ex_x, ex_o)
-        return out.view(R, L, H, D)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, out_p, lse_p, out_t, lse_t = ctx.saved_tensors
+        q, k, v, out_p, lse_p, out, lse = ctx.saved_tensors
         lay, (ex_p, ex_x, ex_o) = ctx.layout, ctx.extra
         R, H, L, D = q.shape
-        hkv = k.shape[1]
-        n_rep = H // hkv
-        pmax = lay.prompt_valid.shape[1]
-        g = grad.reshape(R * L, H, D)
-        qt, kt, vt = (x.transpose(1, 2).reshape(R * L, x.shape[1], D) for x in (q, k, v))
-        dq, dk, dv = torch.zeros_like(qt), torch.zeros_like(kt), torch.zeros_like(vt)
-        # the prompts
-        pv, pi = lay.prompt_valid, lay.prompt_index
-        do_p = g.new_zeros(R, pmax, H, D)
-        do_p[pv] = g[pi]
+        n_rep = H // k.shape[1]
+        pmax = max(lay.prompt_len)
+        dq, dk, dv = (x.new_zeros(R, L, x.shape[1], D) for x in (q, k, v))  # (R, L, h, D)
+        # the prompts: a shorter prompt's extra positions get no output gradient, hence exactly zero gradients
+        do_p = grad.new_zeros(R, pmax, H, D)
+        for r, p in enumerate(lay.prompt_len):
+            do_p[r, :p] = grad[r, :p]
         dqp, dkp, dvp = _attend_backward(do_p.transpose(1, 2), q[:, :, :pmax], _rep(k[:, :, :pmax], n_rep),
                                          _rep(v[:, :, :pmax], n_rep), out_p, lse_p, ex_p)
-        dq[pi] = dqp.transpose(1, 2)[pv]
-        dk[pi] = _sum_rep(dkp, n_rep).transpose(1, 2)[pv]
-        dv[pi] = _sum_rep(dvp, n_rep).transpose(1, 2)[pv]
-        # completions → prompt
-        tok = lay.token_index
-        g_t = g[tok]  # (T, H, D)
-        t0 = 0
-        for r, (p, e) in enumerate(zip(lay.prompt_len, lay.row_end)):
-            t1 = t0 + e - p
-            fold = lambda x: _fold(x[t0:t1], hkv)  # noqa: E731
-            lse_r = _fold(lse_t[t0:t1, :, None], hkv)[..., 0]  # (1, Hkv, n_rep·T_r)
-            dqx, dkx, dvx = _attend_backward(fold(g_t), _fold(qt[r * L + p : r * L + e], hkv), k[r : r + 1, :, :p],
-                                             v[r : r + 1, :, :p], fold(out_t), lse_r, ex_x[r])
-            dq[r * L + p : r * L + e] += _unfold(dqx, H)
-            dk[r * L : r * L + p] += dkx[0].transpose(0, 1)
-            dv[r * L : r * L + p] += dvx[0].transpose(0, 1)
-            t0 = t1
-        # completions → themselves
-        ci, cv = lay.comp_index, lay.comp_valid
-        pad = lambda x: x.new_zeros(*cv.shape, *x.shape[1:]).index_put_((cv,), x)  # (T, ...) → (n, Cmax, ...)  # noqa: E731
-        dqo, dko, dvo = _attend_backward(
-            pad(g_t).transpose(1, 2), qt[ci].transpose(1, 2), _rep(kt[ci].transpose(1, 2), n_rep),
-            _rep(vt[ci].transpose(1, 2), n_rep), pad(out_t).transpose(1, 2), pad(lse_t).transpose(1, 2).contiguous(),
-            ex_o)
-        dq.index_add_(0, tok, dqo.transpose(1, 2)[cv])
-        dk.index_add_(0, tok, _sum_rep(dko, n_rep).transpose(1, 2)[cv])
-        dv.index_add_(0, tok, _sum_rep(dvo, n_rep).transpose(1, 2)[cv])
-        back = lambda x: x.view(R, L, x.shape[1], D).transpose(1, 2)  # noqa: E731
-        return back(dq), back(dk), back(dv), None, None
+        dq[:, :pmax] += dqp.transpose(1, 2)
+        dk[:, :pmax] += _sum_rep(dkp, n_rep).transpose(1, 2)
+        dv[:, :pmax] += _sum_rep(dvp, n_rep).transpose(1, 2)
+        # each completion part's own backward, given the merged output and log-sum-exp
+        parts = [(r, 0, p, p, e - p, ex) for r, (p, e, ex) in enumerate(zip(lay.prompt_len, lay.row_end, ex_x))]
+        parts += [(r, s, c, s, c, ex) for (r, s, c), ex in zip(lay.spans(), ex_o)]
+        for r, k0, nk, s, c, ex in parts:  # queries s..s+c−1 over keys k0..k0+nk−1
+            rows = lambda x: x[r : r + 1, s : s + c].transpose(1, 2)  # noqa: E731  (1, H, c, D)
+            dqx, dkx, dvx = _attend_backward(rows(grad), q[r : r + 1, :, s : s + c], _kv(k, r, k0, k0 + nk, n_rep),
+                                             _kv(v, r, k0, k0 + nk, n_rep), rows(out),
+                                             lse[r : r + 1, :, s : s + c].contiguous(), ex)
+            dq[r, s : s + c] += dqx[0].transpose(0, 1)
+            dk[r, k0 : k0 + nk] += _sum_rep(dkx, n_rep)[0].transpose(0, 1)
+            dv[r, k0 : k0 + nk] += _sum_rep(dvx, n_rep)[0].transpose(0, 1)
+        return dq.transpose(1, 2), dk.transpose(1, 2), dv.transpose(1, 2), None, None
 
 
 def shared_prefix_attention(q: Tensor, k: Tensor, v: Tensor, layout: SharedPrefixLayout, scale: float) -> Tensor:
@@ -342,8 +338,8 @@ def path_costs(batch: list[tuple[int, tuple[int, ...]]], prompt_len: list[int], 
     """(packed, row) forward FLOPs of one micro-batch of packed rows `batch` [(prompt g, completion rows)].
 
     image_patches[g]: patches of each of prompt g's images. Packed (`shared_prefix_attention`): R rows padded to
-    the longest, L tokens; attention R·Pmax²/2 (prompts, causal) + Σ c·P (completions → prompt) + n·Cmax²/2
-    (completions, causal, padded to the longest); each distinct prompt's images once. Row (`Rollout.micro_batch`):
+    the longest, L tokens; attention R·Pmax²/2 (prompts, causal) + Σ c·P (completions → prompt) + Σ c²/2
+    (each completion, causal); each distinct prompt's images once. Row (`Rollout.micro_batch`):
     n rows of Pmax + Cmax tokens; attention n·(Pmax + Cmax)² under a padding mask (the kernels skip no block), half
     that when no row is padded; each row encodes its prompt's images.
     """
@@ -354,7 +350,7 @@ def path_costs(batch: list[tuple[int, tuple[int, ...]]], prompt_len: list[int], 
     vision = lambda g: sum(unit.patch * p + unit.patch_pair * p * p for p in image_patches[g])  # noqa: E731
     packed = (unit.token * len(batch) * max(rows_len)
               + unit.pair * (len(batch) * pmax**2 / 2 + sum(prompt_len[g] * completion_len[r] for g, rs in batch
-                                                            for r in rs) + n * cmax**2 / 2)
+                                                            for r in rs) + sum(c * c for c in clen) / 2)
               + sum(vision(g) for g in {g for g, _ in batch}))
     length = pmax + cmax
     padded = len(set(plen)) > 1 or len(set(clen)) > 1

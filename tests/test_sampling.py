@@ -130,6 +130,22 @@ def test_chunked_logprobs_gradient_matches_naive():
     torch.testing.assert_close(g1, g2)
 
 
+def test_chunked_entropy_under_grad_is_exact_and_costs_one_projection_per_chunk():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(8, 50, bias=False).double()
+    calls = []
+    head.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    h = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 50, (3, 5))
+    lp, ent = chunked_logprobs(h, head, t, temperature=0.7, chunk_size=4)  # 15 tokens: chunks of 4, 4, 4, 3
+    assert calls == [4, 4, 4, 3]  # the entropy came from the forward's own logits, no second projection
+    logp_all = torch.log_softmax(head(h.detach()) / 0.7, -1)  # (3, 5, 50), the reference: H = −Σ p log p
+    torch.testing.assert_close(ent, -(logp_all.exp() * logp_all).sum(-1).float())  # (_logits is float32)
+    calls.clear()
+    lp.sum().backward()
+    assert calls == [3, 4, 4, 4]  # the backward recomputes each chunk once (log-probs only), last chunk first
+
+
 # ---------------------------------------------------------------------------------------------------- positions and decode
 def _text(words: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "text", "text": words}]}]

@@ -35,6 +35,7 @@ def test_layout_by_hand():
     assert lay.comp_valid.tolist() == [[True] * 3, [True, False, False], [True, True, False]]
     assert lay.prompt_index.tolist() == [0, 1, 8, 9, 10, 11]
     assert lay.token_index.tolist() == [2, 3, 4, 5, 12, 13]
+    assert list(lay.spans()) == [(0, 2, 3), (0, 5, 1), (1, 4, 2)]  # (row, start, length) per completion
 
 
 LAYOUTS = {  # (prompt lengths, completion lengths per row, heads, kv heads)
@@ -45,12 +46,21 @@ LAYOUTS = {  # (prompt lengths, completion lengths per row, heads, kv heads)
 }
 
 
+def _heads(gen, rows, heads, length, strided):
+    """(R, h, L, 8) float64 leaf; strided: laid out (R, L, h, 8) in memory, as the model's attention passes it."""
+    if not strided:
+        return torch.randn(rows, heads, length, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(rows, length, heads, 8, generator=gen, dtype=torch.float64)
+    return x.transpose(1, 2).detach().requires_grad_(True)
+
+
+@pytest.mark.parametrize("strided", [False, True])
 @pytest.mark.parametrize("name", list(LAYOUTS))
-def test_kernel_equals_the_dense_mask_in_float64(name):
+def test_kernel_equals_the_dense_mask_in_float64(name, strided):
     plen, clens, heads, kv_heads = LAYOUTS[name]
     length = max(p + sum(c) for p, c in zip(plen, clens)) + 2  # and some padding
     gen = torch.Generator().manual_seed(0)
-    x = lambda h: torch.randn(len(plen), h, length, 8, generator=gen, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    x = lambda h: _heads(gen, len(plen), h, length, strided)  # noqa: E731
     q, k, v = x(heads), x(kv_heads), x(kv_heads)
     seg = segments(plen, clens, length)
     real = seg >= 0  # (R, L)
@@ -134,8 +144,9 @@ def test_path_costs_by_hand():
     unit = sp.UnitCosts(token=10, pair=1, patch=100, patch_pair=0.5)
     # one prompt of 4 tokens and one 4-patch image; its completions of 2 and 3 tokens packed in one row
     packed, row = sp.path_costs([(0, (0, 1))], [4], [2, 3], [[4]], unit)
-    # packed: 1 row × 9 tokens = 90; pairs 4²/2 + (2·4 + 3·4) + 2·3²/2 = 8 + 20 + 9 = 37; image once 4·100 + 16·0.5
-    assert packed == 90 + 37 + 408
+    # packed: 1 row × 9 tokens = 90; pairs 4²/2 + (2·4 + 3·4) + (2² + 3²)/2 = 8 + 20 + 6.5 = 34.5; image once
+    # 4·100 + 16·0.5
+    assert packed == 90 + 34.5 + 408
     # row: 2 rows × (4 + 3) = 14 tokens = 140; padded (2 ≠ 3), so 2 · 7² = 98 pairs; the image twice
     assert row == 140 + 98 + 2 * 408
     assert sp.prefer_packed([(0, (0, 1))], [4], [2, 3], [[4]], unit)
