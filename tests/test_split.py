@@ -238,3 +238,12 @@ def test_moe_experts_reach_the_rollout_rank_in_the_models_layout(tmp_path, tiny_
     assert len(a) == len(b) == 2
     for x, y in zip(a, b):
         assert _same(x, y) == [] and abs(x["mismatch_kl"]) < 1e-6
+
+
+@pytest.mark.slow
+def test_bench_async_runs_both_placements_and_prints_the_speedup():
+    res = subprocess.run([sys.executable, "bench/bench_async.py", "--steps", "4", "--skip", "1", "--repeats", "1",
+                          "--max-new-tokens", "4"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "staleness 1.00" in res.stdout
+    assert re.search(r"async speedup: \d+\.\d\d×", res.stdout), res.stdout
