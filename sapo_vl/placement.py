@@ -107,16 +107,15 @@ def join(p: Placement, *, backend: str, timeout_s: float) -> "Channel":
             weights = tdist.ProcessGroupNCCL(wstore, members.index(p.rank), len(members), opts)
         else:
             weights = tdist.ProcessGroupGloo(wstore, members.index(p.rank), len(members), timeout)
-    return Channel(p, data, weights, timeout_s=timeout_s, store=store)
+    return Channel(p, data, weights, timeout_s=timeout_s)
 
 
 # ---------------------------------------------------------------------------------------------------- channel
 class Channel:
     """Messages and weights between the roles (see the module docstring)."""
 
-    def __init__(self, p: Placement, data, weights, *, timeout_s: float, store=None):
+    def __init__(self, p: Placement, data, weights, *, timeout_s: float):
         self.p, self.data, self.weights, self.timeout_s = p, data, weights, timeout_s
-        self.store = store  # the launch's store; kept alive with the groups built on it
         self.pending: list[tuple[Any, Tensor, int]] = []
         """Sends not yet received: (work, the buffer it reads, kept alive until it completes, destination)."""
 

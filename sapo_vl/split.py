@@ -31,7 +31,6 @@ them (`load_weights`, which drops its caches) and its version moves only once th
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ import torch
 from . import ds, routing
 from .config import Config
 from .data.stream import PromptStream
-from .dist import Dist, all_reduce, local_device, world_size
+from .dist import all_reduce, local_device, world_size
 from .engines import engine_class
 from .models.loading import load_policy, load_processor
 from .placement import Channel, Placement, SplitError, join, launch_ranks, placement_of
@@ -67,7 +66,6 @@ def join_split(cfg: Config) -> Split | None:
         raise SplitError(str(err)) from err
     if p is None:
         return None
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(ds.extensions_dir()))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     return Split(p, join(p, backend=backend, timeout_s=cfg.rollout.sync_timeout_s))
 
@@ -144,13 +142,12 @@ def serve_rollouts(cfg: Config, split: Split) -> None:
     """A rollout rank's whole run: sample and score its trainers' shares of every batch (see the module docstring)."""
     p, channel = split.placement, split.channel
     device = local_device()
-    dist = Dist(rank=0, world_size=1, local_rank=int(os.environ.get("LOCAL_RANK", "0")), device=device)
     processor = load_processor(cfg.model.name_or_path, min_pixels=cfg.model.min_pixels,
                                max_pixels=cfg.model.max_pixels, trust_remote_code=cfg.model.trust_remote_code)
     # vLLM holds its own copy of the weights on the device: its `transformers` twin (names, config, the start-up
     # checkpoint) stays in host memory
-    policy = rollout_policy(cfg, torch.device("cpu") if cfg.rollout.engine == "vllm" else dist.device)
-    engine = engine_class(cfg.rollout.engine)(None, policy, processor, cfg, device=dist.device)
+    policy = rollout_policy(cfg, torch.device("cpu") if cfg.rollout.engine == "vllm" else device)
+    engine = engine_class(cfg.rollout.engine)(None, policy, processor, cfg, device=device)
     clients = p.clients_of(p.rank)
     streams: dict[int, PromptStream] = {}
     start = 0

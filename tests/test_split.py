@@ -8,12 +8,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from sapo_vl.config import load_config
+from sapo_vl.config import ConfigError, load_config
 from sapo_vl.placement import Placement, SplitError, join, placement_of
 from sapo_vl.rollout import Scored
 from sapo_vl.split import RolloutFeed, Split
@@ -48,9 +47,9 @@ def test_placement_counts_ranks_and_serves_trainers_round_robin():
 
 
 def test_staleness_needs_split_placement_and_rollout_ranks_must_be_whole_or_a_fraction():
-    with pytest.raises(Exception, match="rollout.max_staleness: needs rollout.placement=split"):
+    with pytest.raises(ConfigError, match="rollout.max_staleness: needs rollout.placement=split"):
         load_config("configs/demo.yaml", ["rollout.max_staleness=1"])
-    with pytest.raises(Exception, match="rollout.rollout_ranks: must be a whole number"):
+    with pytest.raises(ConfigError, match="rollout.rollout_ranks: must be a whole number"):
         load_config("configs/demo.yaml", ["rollout.placement=split", "rollout.rollout_ranks=1.5"])
 
 
