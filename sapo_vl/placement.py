@@ -121,7 +121,7 @@ class Channel:
 
     def _fail(self, err: Exception, peer: str, what: str) -> SplitError:
         detail = f"{type(err).__name__}: {str(err).strip()[:300]}"
-        if "closed" in str(err).lower():
+        if "timeout" not in str(err).lower() and "timed out" not in str(err).lower():  # closed / reset by peer
             return SplitError(f"split placement: {peer} closed its connection while this rank waited for {what} "
                               f"(it died: its own log says why): {detail}")
         return SplitError(f"split placement: {peer} did not deliver {what} within rollout.sync_timeout_s="
